@@ -1,0 +1,197 @@
+"""Input checks. Every message a user sees about bad input is built in this module.
+
+Messages follow one template: which function, which argument, what was expected, what was
+received, and what to do next.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pidkd._optional import loaded_module
+
+__all__ = ["PMF_SUM_TOL", "as_joint_pmf", "as_pmf", "check_base", "check_choice", "check_positive"]
+
+#: A pmf passed with ``counts=False`` must sum to 1 within this absolute tolerance. Within it, the
+#: array is divided by its sum (a round-off correction, never a silent renormalisation).
+PMF_SUM_TOL = 1e-9
+
+
+def _param_error(caller: str, name: str, expected: str, value: Any) -> ValueError:
+    return ValueError(f"The {name!r} parameter of {caller} must be {expected}. Got {value!r} instead.")
+
+
+def check_choice(value: Any, options: Sequence[str], *, name: str, caller: str) -> str:
+    """Return ``value`` lower-cased if it is one of ``options``, else raise ``ValueError``."""
+    if not isinstance(value, str) or value.lower() not in options:
+        raise _param_error(caller, name, f"one of {sorted(options)}", value)
+    return value.lower()
+
+
+def check_positive(value: Any, *, name: str, caller: str) -> float:
+    """Return ``value`` as a float if it is finite and > 0, else raise ``ValueError``."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise _param_error(caller, name, "a positive finite number", value) from None
+    if not (math.isfinite(out) and out > 0):
+        raise _param_error(caller, name, "a positive finite number", value)
+    return out
+
+
+def check_base(base: Any, *, caller: str) -> float:
+    """Return the logarithm base as a float: a finite number > 0 other than 1 (e.g. 2 or ``np.e``)."""
+    out = check_positive(base, name="base", caller=caller)
+    if out == 1.0:
+        raise _param_error(caller, "base", "a logarithm base > 0 and != 1, e.g. 2 (bits) or np.e (nats)", base)
+    return out
+
+
+def _dit_to_array(d: Any, variables: Sequence[int] | None, arg: str, caller: str) -> NDArray[np.float64]:
+    """Dense array of a ``dit.Distribution`` with axes ordered (Y, T, S)."""
+    n_vars = d.outcome_length()
+    if variables is None:
+        if n_vars != 3:
+            raise ValueError(
+                f"{caller} got a dit.Distribution `{arg}` with {n_vars} variables; without `variables` "
+                "it expects exactly 3 (dit's PID order: source T, source S, target Y). Pass "
+                "variables=(y, t, s) with the indices of the target and the two sources."
+            )
+        variables = (2, 0, 1)
+    variables = tuple(int(v) for v in variables)
+    if len(variables) != 3 or len(set(variables)) != 3 or not all(0 <= v < n_vars for v in variables):
+        raise ValueError(
+            f"The 'variables' parameter of {caller} must be three distinct variable indices "
+            f"(y, t, s) in [0, {n_vars}). Got {variables!r} instead."
+        )
+    d = d.copy(base="linear")
+    alphabets = [sorted({o[v] for o in d.outcomes}, key=repr) for v in variables]
+    index = [{sym: i for i, sym in enumerate(alpha)} for alpha in alphabets]
+    out = np.zeros([len(a) for a in alphabets])
+    for outcome, prob in zip(d.outcomes, d.pmf):
+        cell = tuple(index[k][outcome[v]] for k, v in enumerate(variables))
+        out[cell] += prob
+    return out
+
+
+def _to_numpy(p: Any, arg: str, caller: str, variables: Sequence[int] | None) -> NDArray[Any]:
+    """Turn the supported containers into a numpy array without importing optional packages."""
+    dit = loaded_module("dit")
+    if dit is not None and isinstance(p, dit.Distribution):
+        return _dit_to_array(p, variables, arg, caller)
+    torch = loaded_module("torch")
+    if torch is not None and isinstance(p, torch.Tensor):
+        return p.detach().to("cpu", dtype=torch.float64).numpy()
+    if isinstance(p, (str, bytes, dict)) or p is None:
+        raise TypeError(
+            f"{caller} expects `{arg}` to be an array-like joint pmf or count array p[y, t, s], a "
+            f"dit.Distribution or a torch tensor; got {type(p).__name__}. Build an array with "
+            "numpy, or count samples with np.histogramdd."
+        )
+    try:
+        return np.asarray(p, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{caller} expects `{arg}` to be a numeric array p[y, t, s]; could not convert a "
+            f"{type(p).__name__} to float64 ({exc})."
+        ) from None
+
+
+def as_joint_pmf(
+    p: Any,
+    *,
+    counts: bool = False,
+    variables: Sequence[int] | None = None,
+    arg: str = "p",
+    caller: str = "pid()",
+) -> NDArray[np.float64]:
+    """Validate a joint distribution over (Y, T, S) and return it as a float64 pmf array.
+
+    Parameters
+    ----------
+    p : array_like, dit.Distribution or torch.Tensor
+        Joint pmf ``p[y, t, s]`` summing to 1, or counts (with ``counts=True``).
+    counts : bool, default False
+        Treat ``p`` as non-negative counts (or weights) and divide by their total.
+    variables : sequence of int, optional
+        For a ``dit.Distribution``: indices of (Y, T, S). Default: (2, 0, 1), dit's PID order
+        (sources first, target last).
+    arg, caller : str
+        Argument and function names used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n_y, n_t, n_s)
+        A validated pmf: finite, non-negative, summing to 1.
+
+    Examples
+    --------
+    >>> as_joint_pmf([[[2, 0], [0, 2]]], counts=True).tolist()
+    [[[0.5, 0.0], [0.0, 0.5]]]
+    """
+    arr = _to_numpy(p, arg, caller, variables)
+    if arr.ndim != 3:
+        raise ValueError(
+            f"{caller} expects `{arg}` to be a 3-d array p[y, t, s] (axis 0 the label Y, axis 1 "
+            f"the teacher T, axis 2 the student S); got ndim={arr.ndim} with shape {arr.shape}. "
+            "Reshape it, e.g. flatten multi-dimensional representations into one code per sample."
+        )
+    return _check_mass(arr, counts=counts, arg=arg, caller=caller)
+
+
+def as_pmf(p: Any, *, arg: str = "p", caller: str) -> NDArray[np.float64]:
+    """Validate a pmf array of any number of axes (finite, non-negative, sums to 1).
+
+    Examples
+    --------
+    >>> as_pmf([0.25, 0.75], caller="entropy()").tolist()
+    [0.25, 0.75]
+    """
+    arr = _to_numpy(p, arg, caller, None)
+    if arr.ndim == 0:
+        raise ValueError(
+            f"{caller} expects `{arg}` to be an array of probabilities; got a scalar. Pass an array."
+        )
+    return _check_mass(arr, counts=False, arg=arg, caller=caller)
+
+
+def _check_mass(arr: NDArray[np.float64], *, counts: bool, arg: str, caller: str) -> NDArray[np.float64]:
+    if 0 in arr.shape:
+        raise ValueError(
+            f"{caller} expects every axis of `{arg}` to have at least one symbol; got shape "
+            f"{arr.shape}. Check that the label, teacher and student codes are not empty."
+        )
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise ValueError(
+            f"{caller} expects `{arg}` to hold finite numbers; got {bad} NaN or infinite "
+            f"entr{'y' if bad == 1 else 'ies'} (first at index {tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])}). "
+            "Remove or impute them before computing the PID."
+        )
+    if np.any(arr < 0):
+        idx = tuple(int(i) for i in np.argwhere(arr < 0)[0])
+        raise ValueError(
+            f"{caller} expects `{arg}` to be non-negative; got {int(np.count_nonzero(arr < 0))} "
+            f"negative entries (e.g. {arr[idx]:.3g} at index {idx}). Probabilities and counts "
+            "cannot be negative."
+        )
+    total = float(arr.sum())
+    if total <= 0:
+        raise ValueError(
+            f"{caller} expects `{arg}` to have positive total mass; got an all-zero array of shape "
+            f"{arr.shape}. There is nothing to decompose: check how the array was built."
+        )
+    if counts:
+        return arr / total
+    if abs(total - 1.0) > PMF_SUM_TOL:
+        raise ValueError(
+            f"{caller} expects `{arg}` to be a joint pmf over (y, t, s) that sums to 1; got "
+            f"sum={total:.10g} (tolerance {PMF_SUM_TOL:g}). If `{arg}` holds counts, pass "
+            "counts=True (or divide by the total yourself)."
+        )
+    return arr / total

@@ -1,0 +1,25 @@
+"""PID estimators: information measures, reference distributions and the BROJA decomposition.
+
+This subpackage never imports torch.
+"""
+
+from pidkd.estimators import distributions
+from pidkd.estimators._result import PIDResult, SolverDiagnostics
+from pidkd.estimators.api import pid
+from pidkd.estimators.information import (
+    conditional_entropy,
+    conditional_mutual_information,
+    entropy,
+    mutual_information,
+)
+
+__all__ = [
+    "PIDResult",
+    "SolverDiagnostics",
+    "conditional_entropy",
+    "conditional_mutual_information",
+    "distributions",
+    "entropy",
+    "mutual_information",
+    "pid",
+]
