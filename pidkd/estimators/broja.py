@@ -218,7 +218,9 @@ def _solve_cvxpy(sup: Support, solver: str, tol_nats: float, max_iter: int | Non
     prob = cp.Problem(cp.Maximize(cp.sum(-cp.rel_entr(q, q_ts))), cons)
     start = time.perf_counter()
     try:
-        prob.solve(solver=solver, **_solver_options(solver, tol_nats, max_iter))
+        with warnings.catch_warnings():  # pidkd reports accuracy itself, from its own certificate
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            prob.solve(solver=solver, **_solver_options(solver, tol_nats, max_iter))
         status = _CVXPY_STATUS.get(prob.status, "error")
     except cp.error.SolverError:
         status = "error"

@@ -1,0 +1,177 @@
+"""Independent checks of optimality: perturbations, the dual bound, dit, and honest failures."""
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+import pidkd
+from pidkd.estimators import conditional_mutual_information, distributions
+from pidkd.estimators.broja import Support
+from pidkd.exceptions import ConvergenceWarning, SolverError
+
+
+def random_pmf(shape, seed, zero_frac=0.0):
+    rng = np.random.default_rng(seed)
+    p = rng.random(shape) * (rng.random(shape) >= zero_frac)
+    return p / p.sum()
+
+
+def cmi_bits(q):
+    return conditional_mutual_information(q / q.sum())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_no_feasible_perturbation_lowers_the_objective(seed):
+    """First-order optimality: moving q along any direction of Delta_P cannot lower I_Q(Y;T|S)."""
+    p = random_pmf((3, 3, 3), seed)
+    r = pidkd.pid(p)
+    q = r.diagnostics.q
+    sup = Support.of(p)
+    n = sup.n_cells
+    a = np.zeros((sup.p_yt.size + sup.p_ys.size, n))
+    a[sup.yt, np.arange(n)] = 1
+    a[sup.p_yt.size + sup.ys, np.arange(n)] = 1
+    null = scipy.linalg.null_space(a)  # directions that keep both marginals
+    assert null.shape[1] == 27 - (9 + 9 - 3)
+    qc = q[sup.y, sup.t, sup.s]
+    base = cmi_bits(q)
+    for d in np.concatenate([null.T, -null.T, np.random.default_rng(seed).normal(size=(20, null.shape[1])) @ null.T]):
+        h = 1e-3 * qc.min() / np.abs(d).max()
+        moved = sup.dense(qc + h * d)
+        assert moved.min() >= 0
+        assert cmi_bits(moved) >= base - 1e-9
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_gap_bounds_the_true_error_on_closed_form_answers(seed):
+    """Garbled students have Uni_S = 0 exactly, i.e. Uni_T = I(Y;T) - I(Y;S); the gap must cover the error."""
+    rng = np.random.default_rng(seed)
+    pyt = rng.random((3, 4))
+    pyt /= pyt.sum()
+    k = rng.random((4, 3))
+    k /= k.sum(axis=1, keepdims=True)
+    p = pyt[:, :, None] * k[None]
+    r = pidkd.pid(p)
+    exact_uni_t = r.mi_t - r.mi_s
+    assert r.diagnostics.gap >= 0
+    assert r.uni_t - exact_uni_t <= r.diagnostics.gap + 1e-12
+    assert exact_uni_t >= r.uni_t - r.diagnostics.gap - 1e-12
+
+
+def test_dual_bound_is_valid_for_arbitrary_multipliers():
+    """Weak duality: any (a, b), once repaired, bounds max H(Y|T,S) from above."""
+    p = random_pmf((3, 4, 4), 7, zero_frac=0.3)
+    sup = Support.of(p)
+    h_star = sup.cond_entropy(pidkd.pid(p).diagnostics.q[sup.y, sup.t, sup.s])
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a, b = rng.normal(size=sup.p_yt.size) * 3, rng.normal(size=sup.p_ys.size) * 3
+        assert sup.dual_bound(a, b) >= h_star - 1e-12
+
+
+def test_sparse_support_matches_across_solvers():
+    p = random_pmf((4, 5, 5), 3, zero_frac=0.6)
+    res = [pidkd.pid(p, solver=s) for s in ("CLARABEL", "ECOS", "SCS")]
+    for r in res[1:]:
+        np.testing.assert_allclose(
+            [r.red, r.uni_t, r.uni_s, r.syn], [res[0].red, res[0].uni_t, res[0].uni_s, res[0].syn], atol=1e-6
+        )
+
+
+def test_unconverged_solve_raises_with_next_step():
+    p = random_pmf((4, 4, 4), 0)
+    with pytest.raises(SolverError, match=r"\(4, 4, 4\) distribution .* status 'max_iter' .*strict=False"):
+        pidkd.pid(p, max_iter=2)
+
+
+def test_unconverged_solve_warns_when_not_strict():
+    p = random_pmf((4, 4, 4), 0)
+    with pytest.warns(ConvergenceWarning, match="status 'max_iter'"):
+        r = pidkd.pid(p, max_iter=2, strict=False)
+    assert r.diagnostics.converged is False and r.diagnostics.status == "max_iter"
+
+
+def _to_dit(p):
+    dit = pytest.importorskip("dit")
+    outcomes, probs = [], []
+    for y, t, s in itertools.product(*map(range, p.shape)):
+        if p[y, t, s] > 0:
+            outcomes.append((t, s, y))
+            probs.append(p[y, t, s])
+    return dit.Distribution(outcomes, probs)
+
+
+def _direct_min_2x2x2(p):
+    """Minimise I_Q(Y;T|S) over Delta_P of a 2x2x2 pmf without pidkd's solver.
+
+    Delta_P is {p + sum_y x_y d_y}, with d_y = +1 at (y,0,0), (y,1,1) and -1 at (y,0,1), (y,1,0),
+    intersected with q >= 0: a rectangle in (x_0, x_1). A fine grid and a polish by Nelder-Mead.
+    """
+    import scipy.optimize
+
+    bounds = [(-min(p[y, 0, 0], p[y, 1, 1]), min(p[y, 0, 1], p[y, 1, 0])) for y in (0, 1)]
+
+    def q_of(x):
+        q = p.copy()
+        for y in (0, 1):
+            q[y, 0, 0] += x[y]
+            q[y, 1, 1] += x[y]
+            q[y, 0, 1] -= x[y]
+            q[y, 1, 0] -= x[y]
+        return np.clip(q, 0, None)
+
+    grid = [np.linspace(lo, hi, 201) for lo, hi in bounds]
+    vals = [(cmi_bits(q_of((x0, x1))), (x0, x1)) for x0 in grid[0] for x1 in grid[1]]
+    start = min(vals)[1]
+    res = scipy.optimize.minimize(
+        lambda x: cmi_bits(q_of(x)), start, method="Nelder-Mead", bounds=bounds,
+        options={"xatol": 1e-13, "fatol": 1e-15, "maxiter": 20000},
+    )
+    return min(res.fun, min(vals)[0])
+
+
+@pytest.mark.parametrize(
+    "shape, seed", [((2, 2, 2), 0), ((2, 2, 2), 1), ((2, 2, 2), 5), ((2, 3, 2), 2), ((3, 2, 3), 3), ((4, 4, 4), 1)]
+)
+def test_against_dit(shape, seed):
+    """Compare with dit's PID_BROJA; where they differ, show which one is right.
+
+    - dit above pidkd: pidkd's q is feasible and attains a lower I_Q(Y;T|S), so dit's value is
+      not the minimum.
+    - dit below pidkd: pidkd's dual point proves that no feasible Q goes below uni_t - gap (its
+      validity for arbitrary multipliers is tested above); on 2x2x2, where Delta_P is a
+      rectangle, a direct minimisation that does not use pidkd's solver confirms it.
+    """
+    from dit.pid import PID_BROJA
+
+    p = random_pmf(shape, seed)
+    dit_uni_t = float(PID_BROJA(_to_dit(p))[((0,),)])
+    r = pidkd.pid(p)
+    q = r.diagnostics.q
+    np.testing.assert_allclose(q.sum(axis=2), p.sum(axis=2), atol=1e-9)
+    np.testing.assert_allclose(q.sum(axis=1), p.sum(axis=1), atol=1e-9)
+    assert cmi_bits(q) == pytest.approx(r.uni_t, abs=1e-8)
+    if dit_uni_t > r.uni_t + 1e-6:
+        assert cmi_bits(q) < dit_uni_t - 1e-6
+    elif dit_uni_t < r.uni_t - 1e-6:
+        assert r.uni_t - r.diagnostics.gap > dit_uni_t
+    if shape == (2, 2, 2):
+        assert _direct_min_2x2x2(p) == pytest.approx(r.uni_t, abs=1e-8)
+
+
+def test_dit_is_not_at_the_minimum_on_a_random_4x4x4():
+    """The documented disagreement: dit returns a Uni above the minimum that pidkd certifies."""
+    from dit.pid import PID_BROJA
+
+    p = random_pmf((4, 4, 4), 1)
+    dit_uni_t = float(PID_BROJA(_to_dit(p))[((0,),)])
+    r = pidkd.pid(p)
+    assert cmi_bits(r.diagnostics.q) < dit_uni_t - 1e-3  # a feasible Q with a lower value
+    assert r.diagnostics.gap < 1e-7
+
+
+def test_and_gate_q_is_exact_optimum():
+    r = pidkd.pid(distributions.and_())
+    assert r.diagnostics.gap < 1e-7 and r.diagnostics.residual < 1e-8

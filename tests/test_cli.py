@@ -1,0 +1,50 @@
+import json
+
+import numpy as np
+import pytest
+
+from pidkd.cli import main
+
+
+def test_pid_xor_prints_one_bit_of_synergy(capsys):
+    assert main(["pid", "xor"]) == 0
+    out = capsys.readouterr().out
+    assert "BROJA PID" in out and "bits" in out
+    row = out.strip().splitlines()[-1].split()
+    assert row[0] == "xor" and float(row[4]) == pytest.approx(1.0)
+
+
+def test_default_reports_every_reference_distribution(capsys):
+    assert main(["pid"]) == 0
+    out = capsys.readouterr().out
+    for name in ("rdn", "unq", "and", "rdn_unq_xor", "diff"):
+        assert f" {name} " in f" {out} " or name in out
+    errs = [float(line.split()[5]) for line in out.splitlines()[3:]]
+    assert len(errs) == 12 and max(errs) < 1e-6
+
+
+def test_counts_file_and_json(tmp_path, capsys):
+    counts = np.zeros((2, 2, 2), dtype=np.int64)
+    for t in (0, 1):
+        for s in (0, 1):
+            counts[t & s, t, s] = 5
+    path = tmp_path / "counts.npy"
+    np.save(path, counts)
+    assert main(["pid", str(path), "--counts", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["red"] == pytest.approx(0.311278, abs=1e-6) and data["status"] == "optimal"
+    assert main(["pid", str(path), "--counts", "--json", "--nats"]) == 0
+    assert json.loads(capsys.readouterr().out)["syn"] == pytest.approx(0.5 * np.log(2), abs=1e-6)
+
+
+def test_counts_file_without_flag_is_a_clear_error(tmp_path):
+    path = tmp_path / "c.npy"
+    np.save(path, np.ones((2, 2, 2)))
+    with pytest.raises(SystemExit, match="pass counts=True"):
+        main(["pid", str(path)])
+
+
+@pytest.mark.parametrize("target, match", [("nope", "Unknown reference distribution 'nope'"), ("missing.npy", "does not exist")])
+def test_bad_targets(target, match):
+    with pytest.raises(SystemExit, match=match):
+        main(["pid", target])
