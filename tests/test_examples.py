@@ -1,0 +1,20 @@
+import runpy
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_logic_gates_example_runs(capsys):
+    runpy.run_path(str(EXAMPLES / "pid_of_logic_gates.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "rdn_unq_xor" in out
+    # a noiseless copy leaves nothing to distil; a fully noisy one leaves everything (1 bit)
+    assert "flip probability 0.00: Red = 1.0000 bits, Uni(Y:T\\S) = 0.0000" in out
+    assert "flip probability 0.50: Red = 0.0000 bits, Uni(Y:T\\S) = 1.0000" in out
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
+def test_every_example_is_covered(path):
+    assert path.name in {"pid_of_logic_gates.py"}, f"add a test that runs {path.name}"
