@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from pidkd._optional import import_optional
 from pidkd._validation import check_choice, check_positive
 from pidkd.estimators._result import PIDResult, SolverDiagnostics
 from pidkd.estimators.information import _h, _mi
@@ -199,6 +200,8 @@ def _solve_cvxpy(sup: Support, solver: str, tol_nats: float, max_iter: int | Non
     import cvxpy as cp
     import scipy.sparse as sp
 
+    if solver not in cp.installed_solvers():
+        import_optional(solver.lower(), purpose=f"pid(..., solver={solver!r})")
     n = sup.n_cells
     cols = np.arange(n)
     a_yt = sp.csr_matrix((np.ones(n), (sup.yt, cols)), shape=(sup.p_yt.size, n))

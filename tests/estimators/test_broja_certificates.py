@@ -175,3 +175,12 @@ def test_dit_is_not_at_the_minimum_on_a_random_4x4x4():
 def test_and_gate_q_is_exact_optimum():
     r = pidkd.pid(distributions.and_())
     assert r.diagnostics.gap < 1e-7 and r.diagnostics.residual < 1e-8
+
+
+def test_missing_solver_package_gives_install_hint(monkeypatch):
+    import cvxpy
+
+    monkeypatch.setattr(cvxpy, "installed_solvers", lambda: ["CLARABEL", "SCS"])
+    monkeypatch.setitem(__import__("sys").modules, "ecos", None)
+    with pytest.raises(ImportError, match=r"solver='ECOS'\) needs the optional package 'ecos'.*pip install 'pidkd\[ecos\]'"):
+        pidkd.pid(random_pmf((2, 2, 2), 0), solver="ECOS")

@@ -12,7 +12,6 @@ REFS = sorted(distributions.REFERENCE)
 @pytest.mark.parametrize("solver", CVXPY_SOLVERS)
 @pytest.mark.parametrize("name", REFS)
 def test_reference_atoms(name, solver):
-    pytest.importorskip(solver.lower()) if solver == "ECOS" else None
     ref = distributions.REFERENCE[name]
     r = pidkd.pid(ref.make(), solver=solver)
     got = [r.red, r.uni_t, r.uni_s, r.syn]
