@@ -3,7 +3,7 @@
 ``import pidkd`` loads the estimators only; it never imports torch or :mod:`pidkd.distill`.
 """
 
-from pidkd.estimators import PIDResult, SolverDiagnostics, distributions, pid
+from pidkd.estimators import PIDResult, SolverDiagnostics, distributions, pid, pid_batch
 from pidkd.exceptions import ConvergenceWarning, SolverError
 
 __version__ = "0.1.0"
@@ -16,4 +16,5 @@ __all__ = [
     "__version__",
     "distributions",
     "pid",
+    "pid_batch",
 ]

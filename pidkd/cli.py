@@ -19,7 +19,7 @@ import numpy as np
 from pidkd.estimators import distributions
 from pidkd.estimators._result import PIDResult
 from pidkd.estimators.api import pid
-from pidkd.estimators.broja import CVXPY_SOLVERS, DEFAULT_TOL
+from pidkd.estimators.broja import SOLVERS
 from pidkd.exceptions import SolverError
 
 __all__ = ["main"]
@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--base", type=float, default=2.0, help="logarithm base (default 2: bits)")
     p.add_argument("--nats", action="store_true", help="report in nats (base e), as the RID paper")
-    p.add_argument("--solver", choices=CVXPY_SOLVERS, default=None, help="optimiser (default CLARABEL)")
-    p.add_argument("--tol", type=float, default=DEFAULT_TOL, help="largest accepted duality gap in bits")
+    p.add_argument("--solver", choices=SOLVERS, default=None, help="optimiser (default NEWTON, pidkd's own)")
+    p.add_argument("--tol", type=float, default=None, help="largest accepted duality gap in bits (default 1e-9 for NEWTON, 1e-7 otherwise)")
     p.add_argument("--no-strict", action="store_true", help="warn instead of failing on an uncertified solve")
     p.set_defaults(func=_cmd_pid)
     return parser

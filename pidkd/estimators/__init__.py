@@ -5,7 +5,7 @@ This subpackage never imports torch.
 
 from pidkd.estimators import distributions
 from pidkd.estimators._result import PIDResult, SolverDiagnostics
-from pidkd.estimators.api import pid
+from pidkd.estimators.api import pid, pid_batch
 from pidkd.estimators.information import (
     conditional_entropy,
     conditional_mutual_information,
@@ -22,4 +22,5 @@ __all__ = [
     "entropy",
     "mutual_information",
     "pid",
+    "pid_batch",
 ]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+import numpy as np
 
 from pidkd._validation import as_joint_pmf, check_base, check_choice
 from pidkd.estimators._result import PIDResult
-from pidkd.estimators.broja import DEFAULT_TOL, broja_decomposition
+from pidkd.estimators.broja import broja_decomposition, broja_decompositions
 
-__all__ = ["METHODS", "pid"]
+__all__ = ["METHODS", "pid", "pid_batch"]
 
 #: PID methods by name. A plain dict: nothing registers itself on import.
 METHODS: dict[str, Callable[..., PIDResult]] = {"broja": broja_decomposition}
@@ -21,7 +23,7 @@ def pid(
     method: str = "broja",
     base: float = 2.0,
     solver: str | None = None,
-    tol: float = DEFAULT_TOL,
+    tol: float | None = None,
     strict: bool = True,
     counts: bool = False,
     variables: Sequence[int] | None = None,
@@ -46,11 +48,14 @@ def pid(
         The PID definition.
     base : float, default 2
         Logarithm base of the returned numbers: 2 for bits, ``np.e`` for nats (the RID paper).
-    solver : {"CLARABEL", "SCS", "ECOS"} or None
-        Optimiser of the BROJA programme (``None``: Clarabel).
-    tol : float, default 1e-7
-        Largest accepted duality gap of the optimisation, in bits. Negative atoms from
-        round-off are clipped to 0 only within this tolerance.
+    solver : {"NEWTON", "CLARABEL", "SCS", "ECOS"} or None
+        Optimiser of the BROJA programme. ``None`` (or ``"NEWTON"``): pidkd's own solver,
+        Newton's method on a smooth dual, fast at large alphabets. The others solve the
+        exponential-cone programme through cvxpy.
+    tol : float, optional
+        Largest accepted duality gap of the optimisation, in bits: 1e-9 for ``"NEWTON"``, 1e-7
+        for the cvxpy solvers by default. Negative atoms from round-off are clipped to 0 only
+        within this tolerance.
     strict : bool, default True
         Raise :class:`~pidkd.exceptions.SolverError` when the result cannot be certified; with
         ``False`` warn (:class:`~pidkd.exceptions.ConvergenceWarning`) and return it with
@@ -88,3 +93,57 @@ def pid(
     base = check_base(base, caller=caller)
     arr = as_joint_pmf(p, counts=counts, variables=variables, caller=caller)
     return METHODS[method](arr, base=base, solver=solver, tol=tol, strict=strict, max_iter=max_iter)
+
+
+def pid_batch(
+    ps: Iterable[Any],
+    *,
+    method: str = "broja",
+    base: float = 2.0,
+    solver: str | None = None,
+    tol: float | None = None,
+    strict: bool = True,
+    counts: bool = False,
+    max_iter: int | None = None,
+) -> list[PIDResult]:
+    """PIDs of many joint distributions at once, e.g. for bootstrap intervals or probes.
+
+    With the default solver the whole batch is solved together (vectorised Newton iterations),
+    much faster than calling :func:`pid` in a loop for small alphabets. Every result carries its
+    own certificate.
+
+    Parameters
+    ----------
+    ps : array_like of shape (B, n_y, n_t, n_s), or an iterable of arrays p[y, t, s]
+        The distributions (pmfs, or counts with ``counts=True``). Shapes may differ.
+    method, base, solver, tol, strict, counts, max_iter
+        As in :func:`pid`.
+
+    Returns
+    -------
+    list of PIDResult
+        One result per input, in order.
+
+    Examples
+    --------
+    >>> from pidkd.estimators import distributions
+    >>> rs = pid_batch([distributions.xor(), distributions.and_(), distributions.rdn()])
+    >>> [round(r.syn, 6) for r in rs]
+    [1.0, 0.5, 0.0]
+    """
+    caller = "pid_batch()"
+    check_choice(method, list(METHODS), name="method", caller=caller)
+    base = check_base(base, caller=caller)
+    if isinstance(ps, np.ndarray) and ps.ndim == 4:
+        items = list(ps)
+    elif isinstance(ps, (str, bytes)) or not isinstance(ps, Iterable):
+        raise TypeError(
+            f"{caller} expects `ps` to be a 4-d array (batch, y, t, s) or an iterable of 3-d "
+            f"arrays p[y, t, s]; got {type(ps).__name__}. For one distribution use pid()."
+        )
+    else:
+        items = list(ps)
+    if not items:
+        return []
+    arrs = [as_joint_pmf(p, counts=counts, arg=f"ps[{i}]", caller=caller) for i, p in enumerate(items)]
+    return broja_decompositions(arrs, base=base, solver=solver, tol=tol, strict=strict, max_iter=max_iter)

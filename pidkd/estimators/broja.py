@@ -1,4 +1,4 @@
-"""BROJA partial information decomposition, solved as an exponential-cone programme.
+"""BROJA partial information decomposition: pidkd's Newton solver and the cvxpy path, certified.
 
 Bertschinger, Rauh, Olbrich, Jost and Ay (2014) define, for a joint distribution P of (Y, T, S),
 
@@ -9,9 +9,18 @@ Bertschinger, Rauh, Olbrich, Jost and Ay (2014) define, for a joint distribution
 
 Because H_Q(Y|S) is constant on Delta_P, this is the concave maximisation
 max_{Q in Delta_P} H_Q(Y|T,S). Only the *support cells* (y, t, s) with P(y,t) > 0 and
-P(y,s) > 0 can carry mass, so the programme has one variable per support cell.
+P(y,s) > 0 can carry mass.
 
-Certificate. The Lagrange dual of the programme is
+Solvers
+-------
+``"NEWTON"`` (default): pidkd's own solver (:mod:`pidkd.estimators._dual_newton`), Newton's
+method on a smooth dual with |Y|(|T|+|S|) variables; batched; stops on a certified gap.
+``"CLARABEL"``, ``"SCS"``, ``"ECOS"``: the same programme as an exponential-cone programme in
+cvxpy, one variable per support cell, sparse constraint matrices.
+
+Certificate
+-----------
+The Lagrange dual of the programme is
 
 .. math::
 
@@ -22,15 +31,16 @@ Certificate. The Lagrange dual of the programme is
 the sum running over the y of the support cells of (t, s). Any (a, b) can be made feasible by
 adding a constant per t to a; the dual objective then bounds max H_Q(Y|T,S) from above, so
 ``gap = bound - H_q(Y|T,S)`` bounds the error of ``uni_t`` for a feasible ``q``. pidkd computes this
-bound itself from the solver's multipliers; it does not take the solver's word for optimality.
+bound itself (:mod:`pidkd.estimators._certificate`) from the solver's multipliers, whichever
+solver ran; it does not take a solver's word for optimality.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -38,22 +48,35 @@ from numpy.typing import NDArray
 
 from pidkd._optional import import_optional
 from pidkd._validation import check_choice, check_positive
+from pidkd.estimators import _dual_newton
+from pidkd.estimators._certificate import certify
 from pidkd.estimators._result import PIDResult, SolverDiagnostics
 from pidkd.estimators.information import _h, _mi
 from pidkd.exceptions import ConvergenceWarning, SolverError
 
-__all__ = ["CVXPY_SOLVERS", "DEFAULT_TOL", "RESIDUAL_TOL", "broja_decomposition"]
+__all__ = [
+    "CVXPY_SOLVERS",
+    "DEFAULT_TOL",
+    "RESIDUAL_TOL",
+    "SOLVERS",
+    "broja_decomposition",
+    "broja_decompositions",
+]
 
 #: Solvers of the exponential-cone path, by cvxpy name.
 CVXPY_SOLVERS = ("CLARABEL", "SCS", "ECOS")
-#: Default largest accepted duality gap, in bits.
-DEFAULT_TOL = 1e-7
+#: Every solver of ``pid(..., method="broja")``; the first is the default.
+SOLVERS = ("NEWTON", *CVXPY_SOLVERS)
+#: Default largest accepted duality gap in bits, per solver. Interior-point solvers stall at
+#: gaps around 1e-8 on this programme (its optimum sits on a face of the polytope).
+DEFAULT_TOL = {"NEWTON": 1e-9, "CLARABEL": 1e-7, "SCS": 1e-7, "ECOS": 1e-7}
 #: Largest accepted violation of the marginal constraints by the optimal q.
 RESIDUAL_TOL = 1e-8
 #: Mutual informations (nats) at or below this are treated as exactly zero (closed-form PID).
 _ZERO_MI = 1e-14
 #: Atoms (nats) smaller in magnitude than this are floating-point round-off and reported as 0.
 _ROUNDOFF = 1e-14
+_NEWTON_MAX_ITER = 1000
 
 _CVXPY_STATUS = {
     "optimal": "optimal",
@@ -66,6 +89,19 @@ _CVXPY_STATUS = {
     "infeasible_or_unbounded": "infeasible",
     "solver_error": "error",
 }
+
+
+@dataclass
+class _Solve:
+    """A candidate optimum with the multipliers that certify it (dense layouts)."""
+
+    q: NDArray[np.float64]  # [y, t, s]
+    a: NDArray[np.float64] | None  # [y, t]
+    b: NDArray[np.float64] | None  # [y, s]
+    status: str
+    n_iter: int | None
+    solve_time: float
+    solver: str
 
 
 def _solver_options(solver: str, tol_nats: float, max_iter: int | None) -> dict[str, Any]:
@@ -81,144 +117,35 @@ def _solver_options(solver: str, tol_nats: float, max_iter: int | None) -> dict[
     return opts
 
 
-@dataclass(frozen=True)
-class Support:
-    """Support cells of Delta_P and the index maps between cells and marginals.
-
-    Cells are ordered by (t, s, y), so the cells of one (t, s) pair are contiguous.
-    """
-
-    shape: tuple[int, int, int]
-    y: NDArray[np.intp]
-    t: NDArray[np.intp]
-    s: NDArray[np.intp]
-    yt: NDArray[np.intp]  # compact index of (y, t) per cell
-    ys: NDArray[np.intp]  # compact index of (y, s) per cell
-    ts_start: NDArray[np.intp]  # first cell of every (t, s) group
-    ts_of_cell: NDArray[np.intp]
-    ts_t: NDArray[np.intp]  # t of every (t, s) group
-    ts_s: NDArray[np.intp]
-    p_yt: NDArray[np.float64]  # P(y, t) per compact (y, t) index
-    p_ys: NDArray[np.float64]
-
-    @classmethod
-    def of(cls, p: NDArray[np.float64]) -> Support:
-        n_y, n_t, n_s = p.shape
-        pyt, pys = p.sum(axis=2), p.sum(axis=1)
-        mask = (pyt.T[:, None, :] > 0) & (pys.T[None, :, :] > 0)  # [t, s, y]
-        t, s, y = np.nonzero(mask)
-        yt_id = np.full((n_y, n_t), -1, dtype=np.intp)
-        yt_nz = pyt > 0
-        yt_id[yt_nz] = np.arange(np.count_nonzero(yt_nz))
-        ys_id = np.full((n_y, n_s), -1, dtype=np.intp)
-        ys_nz = pys > 0
-        ys_id[ys_nz] = np.arange(np.count_nonzero(ys_nz))
-        ts_flat = t * n_s + s
-        new_group = np.ones(t.size, dtype=bool)
-        new_group[1:] = ts_flat[1:] != ts_flat[:-1]
-        ts_start = np.flatnonzero(new_group)
-        ts_of_cell = np.cumsum(new_group) - 1
-        return cls(
-            shape=(n_y, n_t, n_s),
-            y=y,
-            t=t,
-            s=s,
-            yt=yt_id[y, t],
-            ys=ys_id[y, s],
-            ts_start=ts_start,
-            ts_of_cell=ts_of_cell,
-            ts_t=t[ts_start],
-            ts_s=s[ts_start],
-            p_yt=pyt[yt_nz],
-            p_ys=pys[ys_nz],
-        )
-
-    @property
-    def n_cells(self) -> int:
-        return int(self.y.size)
-
-    @cached_property
-    def yt_t(self) -> NDArray[np.intp]:
-        idx = np.empty(self.p_yt.size, dtype=np.intp)
-        idx[self.yt] = self.t
-        return idx
-
-    @cached_property
-    def ys_s(self) -> NDArray[np.intp]:
-        idx = np.empty(self.p_ys.size, dtype=np.intp)
-        idx[self.ys] = self.s
-        return idx
-
-    def residual(self, q: NDArray[np.float64]) -> float:
-        """Largest violation of the two marginal constraints by cell masses ``q``."""
-        r_t = np.bincount(self.yt, weights=q, minlength=self.p_yt.size) - self.p_yt
-        r_s = np.bincount(self.ys, weights=q, minlength=self.p_ys.size) - self.p_ys
-        return float(max(np.abs(r_t).max(initial=0.0), np.abs(r_s).max(initial=0.0)))
-
-    def cond_entropy(self, q: NDArray[np.float64]) -> float:
-        """H_q(Y | T, S) in nats of cell masses ``q`` (0 log 0 = 0)."""
-        q_ts = np.add.reduceat(q, self.ts_start) if q.size else q
-        return _h(q) - _h(q_ts)
-
-    def dense(self, q: NDArray[np.float64]) -> NDArray[np.float64]:
-        out = np.zeros(self.shape)
-        out[self.y, self.t, self.s] = q
-        return out
-
-    def dual_bound(self, a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
-        """Upper bound (nats) on max H_Q(Y|T,S) from any multipliers ``a`` (per y,t), ``b`` (per y,s).
-
-        The multipliers are first made dual feasible by the cheaper of two repairs: a constant
-        per t added to ``a``, or a constant per s added to ``b``.
-        """
-        c = -(a[self.yt] + b[self.ys])
-        m = np.maximum.reduceat(c, self.ts_start)
-        lse = m + np.log(np.add.reduceat(np.exp(c - m[self.ts_of_cell]), self.ts_start))
-        viol = np.maximum(lse, 0.0)
-        n_t, n_s = self.shape[1], self.shape[2]
-        shift_t = np.zeros(n_t)
-        np.maximum.at(shift_t, self.ts_t, viol)
-        shift_s = np.zeros(n_s)
-        np.maximum.at(shift_s, self.ts_s, viol)
-        p_t = np.bincount(self.yt_t, weights=self.p_yt, minlength=n_t)
-        p_s = np.bincount(self.ys_s, weights=self.p_ys, minlength=n_s)
-        repair = min(float(shift_t @ p_t), float(shift_s @ p_s))
-        return float(a @ self.p_yt + b @ self.p_ys) + repair
-
-
-@dataclass
-class _Solve:
-    q: NDArray[np.float64]  # cell masses
-    bound: float  # dual upper bound on max H(Y|T,S), nats (nan if none)
-    status: str
-    n_iter: int | None
-    solve_time: float
-    solver: str
-
-
-def _solve_cvxpy(sup: Support, solver: str, tol_nats: float, max_iter: int | None) -> _Solve:
+def _solve_cvxpy(p: NDArray[np.float64], solver: str, tol_nats: float, max_iter: int | None) -> _Solve:
+    """The programme over the support cells, as an exponential-cone programme in cvxpy."""
     import cvxpy as cp
     import scipy.sparse as sp
 
     if solver not in cp.installed_solvers():
         import_optional(solver.lower(), purpose=f"pid(..., solver={solver!r})")
-    n = sup.n_cells
+    n_y, n_t, n_s = p.shape
+    pyt, pys = p.sum(axis=2), p.sum(axis=1)
+    y, t, s = np.nonzero((pyt[:, :, None] > 0) & (pys[:, None, :] > 0))
+    n = y.size
     cols = np.arange(n)
-    a_yt = sp.csr_matrix((np.ones(n), (sup.yt, cols)), shape=(sup.p_yt.size, n))
-    a_ys = sp.csr_matrix((np.ones(n), (sup.ys, cols)), shape=(sup.p_ys.size, n))
+    yt_keys, yt = np.unique(y * n_t + t, return_inverse=True)
+    ys_keys, ys = np.unique(y * n_s + s, return_inverse=True)
+    ts_keys, ts = np.unique(t * n_s + s, return_inverse=True)
+    a_yt = sp.csr_matrix((np.ones(n), (yt, cols)), shape=(yt_keys.size, n))
+    a_ys = sp.csr_matrix((np.ones(n), (ys, cols)), shape=(ys_keys.size, n))
     # For each y the (y, t) and (y, s) rows both sum to P(y): drop one (y, s) row per y so the
     # equality constraints are linearly independent (the support of each y is a complete
     # bipartite graph between its t and s symbols, so exactly one row per y is redundant).
-    ys_y = np.empty(sup.p_ys.size, dtype=np.intp)
-    ys_y[sup.ys] = sup.y
-    keep = np.ones(sup.p_ys.size, dtype=bool)
-    _, first = np.unique(ys_y, return_index=True)
-    keep[first] = False
-    group = sp.csr_matrix((np.ones(n), (sup.ts_of_cell, cols)), shape=(sup.ts_start.size, n))
+    keep = np.ones(ys_keys.size, dtype=bool)
+    keep[np.unique(ys_keys // n_s, return_index=True)[1]] = False
+    group = sp.csr_matrix((np.ones(n), (ts, cols)), shape=(ts_keys.size, n))
     q = cp.Variable(n, nonneg=True)
-    q_ts = group.T @ (group @ q)
-    cons = [a_yt @ q == sup.p_yt, a_ys[keep] @ q == sup.p_ys[keep]]
-    prob = cp.Problem(cp.Maximize(cp.sum(-cp.rel_entr(q, q_ts))), cons)
+    cons = [
+        a_yt @ q == pyt.ravel()[yt_keys],
+        a_ys[keep] @ q == pys.ravel()[ys_keys[keep]],
+    ]
+    prob = cp.Problem(cp.Maximize(cp.sum(-cp.rel_entr(q, group.T @ (group @ q)))), cons)
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():  # pidkd reports accuracy itself, from its own certificate
@@ -228,31 +155,167 @@ def _solve_cvxpy(sup: Support, solver: str, tol_nats: float, max_iter: int | Non
     except cp.error.SolverError:
         status = "error"
     elapsed = time.perf_counter() - start
+    q_dense = np.zeros(p.shape)
     if q.value is None:
-        return _Solve(np.zeros(n), float("nan"), "error" if status == "optimal" else status, None, elapsed, solver)
-    q_val = np.clip(np.asarray(q.value, dtype=float), 0.0, None)
-    bound = float("nan")
+        return _Solve(q_dense, None, None, "error" if status == "optimal" else status, None, elapsed, solver)
+    q_dense[y, t, s] = np.clip(np.asarray(q.value, dtype=float), 0.0, None)
+    a = b = None
     if cons[0].dual_value is not None and cons[1].dual_value is not None:
-        a = np.asarray(cons[0].dual_value, dtype=float).reshape(-1)
-        b = np.zeros(sup.p_ys.size)
-        b[keep] = np.asarray(cons[1].dual_value, dtype=float).reshape(-1)
+        a = np.zeros(n_y * n_t)
+        a[yt_keys] = np.asarray(cons[0].dual_value, dtype=float).reshape(-1)
+        b = np.zeros(n_y * n_s)
+        b[ys_keys[keep]] = np.asarray(cons[1].dual_value, dtype=float).reshape(-1)
+        a, b = a.reshape(n_y, n_t), b.reshape(n_y, n_s)
         # Any multipliers give a valid bound once repaired, so the sign convention of the
         # modelling layer does not matter: keep the tighter of the two.
-        bound = min(sup.dual_bound(a, b), sup.dual_bound(-a, -b))
+        pair = np.stack([q_dense, q_dense])
+        c = certify(pair, pair, np.stack([a, -a]), np.stack([b, -b]))
+        if c.bound[1] < c.bound[0]:
+            a, b = -a, -b
     stats = prob.solver_stats
     n_iter = None if stats is None or stats.num_iters is None else int(stats.num_iters)
-    return _Solve(q_val, bound, status, n_iter, elapsed, solver)
+    return _Solve(q_dense, a, b, status, n_iter, elapsed, solver)
 
 
-def _closed_form(p: NDArray[np.float64], sup: Support, *, t_independent: bool) -> _Solve:
+def _closed_form(p: NDArray[np.float64], *, t_independent: bool) -> _Solve:
     """Exact optimum when I(Y;T) = 0 or I(Y;S) = 0: a product distribution that is optimal."""
     pyt, pys = p.sum(axis=2), p.sum(axis=1)
     if t_independent:  # Q = P(y, s) P(t) makes T independent of (Y, S): I_Q(Y;T|S) = 0
-        dense = pys[:, None, :] * pyt.sum(axis=0)[None, :, None]
+        q = pys[:, None, :] * pyt.sum(axis=0)[None, :, None]
     else:  # Q = P(y, t) P(s): I_Q(Y;T|S) = I(Y;T), the largest possible value of Red is 0
-        dense = pyt[:, :, None] * pys.sum(axis=0)[None, None, :]
-    q = dense[sup.y, sup.t, sup.s]
-    return _Solve(q, sup.cond_entropy(q), "optimal", 0, 0.0, "closed_form")
+        q = pyt[:, :, None] * pys.sum(axis=0)[None, None, :]
+    return _Solve(q, None, None, "optimal", 0, 0.0, "closed_form")
+
+
+def _solve_newton(ps: NDArray[np.float64], tol_nats: float, max_iter: int | None) -> list[_Solve]:
+    res = _dual_newton.solve(
+        ps, gap_tol=tol_nats, residual_tol=RESIDUAL_TOL, max_iter=max_iter or _NEWTON_MAX_ITER
+    )
+    share = res.solve_time / len(ps)
+    return [
+        _Solve(res.q[i], res.a[i], res.b[i], "optimal" if res.converged[i] else "max_iter",
+               int(res.n_iter[i]), share, "NEWTON")
+        for i in range(len(ps))
+    ]
+
+
+def _informations(p: NDArray[np.float64]) -> tuple[float, float, float, float]:
+    """I(Y;T), I(Y;S), I(Y;T,S) and H(Y|S) in nats."""
+    pyt, pys = p.sum(axis=2), p.sum(axis=1)
+    return _mi(pyt), _mi(pys), _mi(p.reshape(p.shape[0], -1)), _h(pys) - _h(pys.sum(axis=0))
+
+
+def _is_closed_form(mi_t: float, mi_s: float) -> bool:
+    return mi_t <= _ZERO_MI or mi_s <= _ZERO_MI
+
+
+def _result(p: NDArray[np.float64], sol: _Solve, *, base: float, tol: float, strict: bool) -> PIDResult:
+    """Certify a solve and turn it into the four atoms; raise or warn if it is not certified."""
+    mi_t, mi_s, mi_ts, h_y_given_s = _informations(p)
+    a = None if sol.a is None else sol.a[None]
+    b = None if sol.b is None else sol.b[None]
+    cert = certify(p[None], sol.q[None], a, b)
+    residual, h_opt = float(cert.residual[0]), float(cert.h[0])
+    gap_bits = 0.0 if sol.solver == "closed_form" else float(cert.gap[0]) / np.log(2.0)
+    converged = bool(sol.status == "optimal" and residual <= RESIDUAL_TOL and gap_bits <= tol)
+
+    # One free number decides every atom: uni_t. Its admissible interval keeps all four atoms
+    # non-negative; anything outside by more than the tolerance is a solver failure.
+    lo, hi = max(0.0, mi_t - mi_s), min(mi_t, mi_ts - mi_s)
+    uni_t_raw = h_y_given_s - h_opt
+    excess = max(lo - uni_t_raw, uni_t_raw - hi, 0.0) / np.log(2.0)
+    if excess > tol + 1e-12:
+        converged = False
+    uni_t = float(np.clip(uni_t_raw, lo, max(lo, hi)))
+
+    if not converged:
+        msg = (
+            f"BROJA optimisation of a {p.shape} distribution stopped with status {sol.status!r} "
+            f"(solver={sol.solver!r}, marginal residual {residual:.2g}, duality gap {gap_bits:.2g} "
+            f"bits, atom bound violation {excess:.2g} bits; tolerances {RESIDUAL_TOL:g} and "
+            f"tol={tol:g}). Try another solver (solver='NEWTON', 'CLARABEL' or 'ECOS'), a looser "
+            "tol, fewer quantization bins, or strict=False to get the result with "
+            "result.diagnostics.converged == False."
+        )
+        if strict:
+            raise SolverError(msg)
+        warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+
+    red = mi_t - uni_t
+    uni_s = mi_s - red
+    syn = mi_ts - red - uni_t - uni_s
+    # Floating-point round-off of the differences above (|x| ~ 1e-16) is shown as an exact 0.
+    red, uni_t, uni_s, syn = (0.0 if abs(x) < _ROUNDOFF else x for x in (red, uni_t, uni_s, syn))
+    ln_base = float(np.log(base))
+    diag = SolverDiagnostics(
+        solver=sol.solver,
+        status=sol.status,
+        converged=converged,
+        n_iter=sol.n_iter,
+        solve_time=sol.solve_time,
+        residual=residual,
+        gap=gap_bits,
+        q=sol.q,
+    )
+    return PIDResult(
+        red=red / ln_base,
+        uni_t=uni_t / ln_base,
+        uni_s=uni_s / ln_base,
+        syn=syn / ln_base,
+        mi_t=mi_t / ln_base,
+        mi_s=mi_s / ln_base,
+        mi_ts=mi_ts / ln_base,
+        method="broja",
+        base=float(base),
+        diagnostics=diag,
+    )
+
+
+def _check_solver(solver: str | None, tol: float | None, caller: str) -> tuple[str, float]:
+    name = "NEWTON" if solver is None else check_choice(
+        solver, [s.lower() for s in SOLVERS], name="solver", caller=caller
+    ).upper()
+    tol_ = DEFAULT_TOL[name] if tol is None else check_positive(tol, name="tol", caller=caller)
+    return name, tol_
+
+
+def broja_decompositions(
+    ps: Sequence[NDArray[np.float64]],
+    *,
+    base: float = 2.0,
+    solver: str | None = None,
+    tol: float | None = None,
+    strict: bool = True,
+    max_iter: int | None = None,
+) -> list[PIDResult]:
+    """BROJA PIDs of many validated pmfs at once (the Newton solver runs them as one batch).
+
+    Pmfs of different shapes are padded with zero-probability symbols to a common shape, which
+    changes no PID; closed-form cases (I(Y;T) = 0 or I(Y;S) = 0) skip the solver.
+    """
+    caller = "pid()" if len(ps) == 1 else "pid_batch()"
+    name, tol = _check_solver(solver, tol, caller)
+    infos = [_informations(p) for p in ps]
+    sols: list[_Solve | None] = [
+        _closed_form(p, t_independent=mi_t <= _ZERO_MI) if _is_closed_form(mi_t, mi_s) else None
+        for p, (mi_t, mi_s, _, _) in zip(ps, infos)
+    ]
+    todo = [i for i, s in enumerate(sols) if s is None]
+    if todo and name == "NEWTON":
+        shape = tuple(max(ps[i].shape[k] for i in todo) for k in range(3))
+        stack = np.zeros((len(todo), *shape))
+        for j, i in enumerate(todo):
+            stack[j, : ps[i].shape[0], : ps[i].shape[1], : ps[i].shape[2]] = ps[i]
+        for j, sol in zip(todo, _solve_newton(stack, tol * np.log(2.0), max_iter)):
+            n_y, n_t, n_s = ps[j].shape
+            sol.q = sol.q[:n_y, :n_t, :n_s]
+            sol.a = None if sol.a is None else sol.a[:n_y, :n_t]
+            sol.b = None if sol.b is None else sol.b[:n_y, :n_s]
+            sols[j] = sol
+    else:
+        for i in todo:
+            sols[i] = _solve_cvxpy(ps[i], name, tol * np.log(2.0), max_iter)
+    return [_result(p, s, base=base, tol=tol, strict=strict) for p, s in zip(ps, sols)]  # type: ignore[arg-type]
 
 
 def broja_decomposition(
@@ -260,7 +323,7 @@ def broja_decomposition(
     *,
     base: float = 2.0,
     solver: str | None = None,
-    tol: float = DEFAULT_TOL,
+    tol: float | None = None,
     strict: bool = True,
     max_iter: int | None = None,
 ) -> PIDResult:
@@ -274,11 +337,11 @@ def broja_decomposition(
     p : numpy.ndarray, shape (n_y, n_t, n_s)
     base : float
         Logarithm base of the returned numbers.
-    solver : {"CLARABEL", "SCS", "ECOS"} or None
-        cvxpy solver of the exponential-cone programme. ``None`` picks ``"CLARABEL"``.
-    tol : float
-        Largest accepted duality gap, in bits; also the round-off within which slightly
-        negative atoms are clipped to 0.
+    solver : {"NEWTON", "CLARABEL", "SCS", "ECOS"} or None
+        ``None`` picks ``"NEWTON"``, pidkd's own solver.
+    tol : float, optional
+        Largest accepted duality gap, in bits (default :data:`DEFAULT_TOL` of the solver); also
+        the round-off within which slightly negative atoms are clipped to 0.
     strict : bool
         Raise :class:`~pidkd.exceptions.SolverError` on a result that is not certified (default);
         with ``False``, warn with :class:`~pidkd.exceptions.ConvergenceWarning` instead.
@@ -297,77 +360,4 @@ def broja_decomposition(
     >>> round(r.red, 6), round(r.syn, 6)
     (1.0, 0.0)
     """
-    caller = "pid()"
-    solver_name = "CLARABEL" if solver is None else check_choice(
-        solver, [s.lower() for s in CVXPY_SOLVERS], name="solver", caller=caller
-    ).upper()
-    tol = check_positive(tol, name="tol", caller=caller)
-    ln_base = float(np.log(base))
-    tol_nats = tol * np.log(2.0)
-
-    pyt, pys = p.sum(axis=2), p.sum(axis=1)
-    mi_t, mi_s = _mi(pyt), _mi(pys)
-    mi_ts = _mi(p.reshape(p.shape[0], -1))
-    h_y_given_s = _h(pys) - _h(pys.sum(axis=0))
-    sup = Support.of(p)
-
-    if mi_t <= _ZERO_MI or mi_s <= _ZERO_MI:
-        sol = _closed_form(p, sup, t_independent=mi_t <= _ZERO_MI)
-    else:
-        sol = _solve_cvxpy(sup, solver_name, tol_nats, max_iter)
-
-    h_opt = sup.cond_entropy(sol.q)
-    residual = sup.residual(sol.q)
-    gap_nats = sol.bound - h_opt
-    gap_bits = gap_nats / np.log(2.0)
-    converged = bool(sol.status == "optimal" and residual <= RESIDUAL_TOL and gap_bits <= tol)
-
-    # One free number decides every atom: uni_t. Its admissible interval keeps all four atoms
-    # non-negative; anything outside by more than the tolerance is a solver failure.
-    lo, hi = max(0.0, mi_t - mi_s), min(mi_t, mi_ts - mi_s)
-    uni_t_raw = h_y_given_s - h_opt
-    excess = max(lo - uni_t_raw, uni_t_raw - hi, 0.0) / np.log(2.0)
-    if excess > tol + 1e-12:
-        converged = False
-    uni_t = float(np.clip(uni_t_raw, lo, max(lo, hi)))
-
-    if not converged:
-        msg = (
-            f"BROJA optimisation of a {p.shape} distribution ({sup.n_cells} support cells) stopped "
-            f"with status {sol.status!r} (solver={sol.solver!r}, marginal residual {residual:.2g}, "
-            f"duality gap {gap_bits:.2g} bits, atom bound violation {excess:.2g} bits; "
-            f"tolerances {RESIDUAL_TOL:g} and tol={tol:g}). Try another solver (solver='CLARABEL', "
-            "'SCS' or 'ECOS'), a looser tol, fewer quantization bins, or strict=False to get the "
-            "result with result.diagnostics.converged == False."
-        )
-        if strict:
-            raise SolverError(msg)
-        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
-
-    red = mi_t - uni_t
-    uni_s = mi_s - red
-    syn = mi_ts - red - uni_t - uni_s
-    # Floating-point round-off of the differences above (|x| ~ 1e-16) is shown as an exact 0.
-    red, uni_t, uni_s, syn = (0.0 if abs(x) < _ROUNDOFF else x for x in (red, uni_t, uni_s, syn))
-    diag = SolverDiagnostics(
-        solver=sol.solver,
-        status=sol.status,
-        converged=converged,
-        n_iter=sol.n_iter,
-        solve_time=sol.solve_time,
-        residual=residual,
-        gap=float(gap_bits),
-        q=sup.dense(sol.q),
-    )
-    return PIDResult(
-        red=red / ln_base,
-        uni_t=uni_t / ln_base,
-        uni_s=uni_s / ln_base,
-        syn=syn / ln_base,
-        mi_t=mi_t / ln_base,
-        mi_s=mi_s / ln_base,
-        mi_ts=mi_ts / ln_base,
-        method="broja",
-        base=float(base),
-        diagnostics=diag,
-    )
+    return broja_decompositions([p], base=base, solver=solver, tol=tol, strict=strict, max_iter=max_iter)[0]

@@ -3,13 +3,13 @@ import pytest
 
 import pidkd
 from pidkd.estimators import distributions, mutual_information
-from pidkd.estimators.broja import CVXPY_SOLVERS
+from pidkd.estimators.broja import SOLVERS
 from tests.conftest import ATOL_SOLVER
 
 REFS = sorted(distributions.REFERENCE)
 
 
-@pytest.mark.parametrize("solver", CVXPY_SOLVERS)
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("name", REFS)
 def test_reference_atoms(name, solver):
     ref = distributions.REFERENCE[name]
