@@ -42,7 +42,8 @@ __all__ = ["DualNewtonResult", "solve"]
 _ARMIJO = 1e-4
 _MU_FLOOR = 1e-200  # a block dropped early can still come back
 _MIN_STEP = 2.0**-40
-_MAX_STAGES = 200  # a stage that makes no Newton progress still counts here
+_MAX_STAGES = 200
+_POLISH_BELOW = 1e-4  # a stage that makes no Newton progress still counts here
 
 
 @dataclass
@@ -71,6 +72,14 @@ class _Problems:
         self.dummy_b = (self.pys <= 0).astype(float)
         # Gauge: a(y,.) + c, b(y,.) - c leaves F unchanged; pin one b per y in the Newton system.
         self.pin = np.argmax(self.pys, axis=1)  # [B, y] -> s
+
+    def take(self, idx: NDArray[np.intp]) -> _Problems:
+        """The sub-batch of problems ``idx``."""
+        sub = object.__new__(_Problems)
+        sub.n_b, sub.n_y, sub.n_t, sub.n_s = idx.size, self.n_y, self.n_t, self.n_s
+        for name in ("p", "pyt", "pys", "cell", "nonempty", "dummy_a", "dummy_b", "pin"):
+            setattr(sub, name, getattr(self, name)[idx])
+        return sub
 
     def evaluate(self, a, b, eps, mu):
         """F [B], L [B,t,s], softmax r [B,t,s,y], masses m [B,t,s] (0 on empty blocks)."""
@@ -127,7 +136,7 @@ class _Problems:
         return da, db.reshape(nb, n_s, n_y)
 
 
-def _polish(q: NDArray[np.float64], p: NDArray[np.float64], sweeps: int = 20) -> NDArray[np.float64]:
+def _polish(q: NDArray[np.float64], p: NDArray[np.float64], sweeps: int = 10) -> NDArray[np.float64]:
     """Alternately rescale q[B,y,t,s] to the (y,t) and (y,s) marginals of p (iterative scaling).
 
     Starting from Newton's nearly feasible q, a few sweeps remove the round-off part of the
@@ -139,9 +148,25 @@ def _polish(q: NDArray[np.float64], p: NDArray[np.float64], sweeps: int = 20) ->
         q = q * np.divide(pyt, rt, out=np.ones_like(rt), where=rt > 0)[..., None]
         rs = q.sum(axis=2)
         q = q * np.divide(pys, rs, out=np.ones_like(rs), where=rs > 0)[:, :, None, :]
-        if np.abs(q.sum(axis=3) - pyt).max() <= 1e-16:
+        if np.abs(q.sum(axis=3) - pyt).max() <= 1e-15:
             break
     return q
+
+
+def _certify(p, m, r, a, b, gap_tol) -> Certificate:
+    """Certificate of the current primal point; candidates near the tolerance are polished first.
+
+    A gap measured on a q that misses the marginals by 1e-10 can be off by about as much, so a
+    gap is only accepted after :func:`_polish` has made q feasible to round-off.
+    """
+    q = (m[..., None] * r).transpose(0, 3, 1, 2)
+    cert = certify(p, q, a.transpose(0, 2, 1), b.transpose(0, 2, 1))
+    near = np.flatnonzero(cert.gap <= 10 * gap_tol)
+    if near.size:
+        fine = certify(p[near], _polish(q[near], p[near]), a[near].transpose(0, 2, 1), b[near].transpose(0, 2, 1))
+        for field in ("residual", "h", "bound"):
+            getattr(cert, field)[near] = getattr(fine, field)
+    return cert
 
 
 def _solve_spd(mat: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -164,8 +189,8 @@ def solve(
     gap_tol: float,
     residual_tol: float,
     max_iter: int = 500,
-    shrink: float = 0.1,
-    eps_min: float = 1e-6,
+    shrink: float = 0.2,
+    eps_min: float = 1e-8,
     trace: list | None = None,
 ) -> DualNewtonResult:
     """Solve a batch ``p[B, y, t, s]`` of BROJA programmes to ``gap <= gap_tol`` (nats).
@@ -182,92 +207,63 @@ def solve(
     shrink, eps_min : float
         eps schedule: eps <- max(eps * shrink, eps_min) after every stage.
     """
+    # Trial points of the line search may overflow; they are rejected (non-finite F), and a NaN
+    # reaching the end fails the certificate (gap <= tol is False for NaN), so nothing is hidden.
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        return _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace)
+
+
+def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace) -> DualNewtonResult:
     start = time.perf_counter()
     pr = _Problems(p)
     nb = pr.n_b
-    with np.errstate(divide="ignore"):
-        py = p.sum(axis=(2, 3))
-        a = np.where(pr.dummy_a > 0, 0.0, -np.log(pr.pyt))
-        log_py = np.log(np.where(py > 0, py, 1.0))
-        b = np.where(pr.dummy_b > 0, 0.0, -np.log(pr.pys) + log_py[:, None, :] - 1.0)
+    py = p.sum(axis=(2, 3))
+    a = np.where(pr.dummy_a > 0, 0.0, -np.log(pr.pyt))
+    b = np.where(pr.dummy_b > 0, 0.0, -np.log(pr.pys) + np.log(np.where(py > 0, py, 1.0))[:, None, :] - 1.0)
     # At eps = 1, mu = 1/e this (a, b) is the exact minimiser: Q = P(y,t) P(y,s) / P(y).
     eps = np.ones(nb)
     mu = np.where(pr.nonempty, np.exp(-1.0), 0.0)
     f, ln, r, m = pr.evaluate(a, b, eps, mu)
+    ga, gb, res = pr.gradient(r, m)
     n_iter = np.zeros(nb, dtype=np.int64)
     n_stages = np.zeros(nb, dtype=np.int64)
     running = np.ones(nb, dtype=bool)
     converged = np.zeros(nb, dtype=bool)
     stage_end = np.ones(nb, dtype=bool)  # the starting point ends stage 0
-    ga, gb, res = pr.gradient(r, m)
-    cert = None
     while running.any():
-        if stage_end.any():
-            q = _polish((m[..., None] * r).transpose(0, 3, 1, 2), p)
-            cert = certify(p, q, a.transpose(0, 2, 1), b.transpose(0, 2, 1))
-            if trace is not None:  # (eps, iterations, residual, gap in nats) of problem 0
+        ends = np.flatnonzero(stage_end & running)
+        if ends.size:
+            sub = pr.take(ends)
+            cert = _certify(sub.p, m[ends], r[ends], a[ends], b[ends], gap_tol)
+            if trace is not None and ends[0] == 0:  # (eps, iterations, residual, gap) of problem 0
                 trace.append((float(eps[0]), int(n_iter[0]), float(cert.residual[0]), float(cert.gap[0])))
-            done = stage_end & (cert.gap <= gap_tol) & (cert.residual <= residual_tol)
-            converged |= done
-            running &= ~done & (n_iter < max_iter) & (n_stages < _MAX_STAGES)
-            nxt = stage_end & running
-            if nxt.any():
+            done = (cert.gap <= gap_tol) & (cert.residual <= residual_tol)
+            converged[ends] = done
+            running[ends] = ~done & (n_iter[ends] < max_iter) & (n_stages[ends] < _MAX_STAGES)
+            stage_end[ends] = False
+            nxt = ends[running[ends]]
+            if nxt.size:
                 # Exponential multiplier update, then a predictor: shift a(., t) by the
                 # mass-weighted mean of L_ts so that blocks with mass keep it (L_ts ~ 0).
-                mu = np.where(nxt[:, None, None], np.where(pr.nonempty, np.maximum(m, _MU_FLOOR), 0.0), mu)
-                with np.errstate(invalid="ignore"):
-                    lw = np.where(m > 0, m * ln, 0.0).sum(axis=2)
-                msum = m.sum(axis=2)
-                shift = np.where(msum > 0, lw / np.where(msum > 0, msum, 1.0), 0.0)
-                a = a + np.where(nxt[:, None], shift, 0.0)[..., None]
-                eps = np.where(nxt, np.maximum(eps * shrink, eps_min), eps)
-                n_stages += nxt
-                f, ln, r, m = pr.evaluate(a, b, eps, mu)
-                ga, gb, res = pr.gradient(r, m)
-            stage_end[:] = False
-            if not running.any():
-                break
+                m_n, ln_n = m[nxt], ln[nxt]
+                mu[nxt] = np.where(pr.nonempty[nxt], np.maximum(m_n, _MU_FLOOR), 0.0)
+                lw = np.where(m_n > 0, m_n * ln_n, 0.0).sum(axis=2)
+                msum = m_n.sum(axis=2)
+                a[nxt] += np.where(msum > 0, lw / np.where(msum > 0, msum, 1.0), 0.0)[..., None]
+                eps[nxt] = np.maximum(eps[nxt] * shrink, eps_min)
+                n_stages[nxt] += 1
+                sub = pr.take(nxt)
+                f[nxt], ln[nxt], r[nxt], m[nxt] = sub.evaluate(a[nxt], b[nxt], eps[nxt], mu[nxt])
+                ga[nxt], gb[nxt], res[nxt] = sub.gradient(r[nxt], m[nxt])
         # Inner tolerance: loose while eps is large (path following), tight at the floor.
         inner_tol = np.where(eps > eps_min, np.maximum(1e-15, 1e-3 * eps * residual_tol / eps_min), 1e-15)
-        stage_end |= running & (res <= np.maximum(inner_tol, 1e-15))
-        active = running & ~stage_end
-        if not active.any():
-            continue
-        da, db = pr.newton_step(r, m, ga, gb, eps)
-        da[~active] = 0.0
-        db[~active] = 0.0
-        slope = (ga * da).sum(axis=(1, 2)) + (gb * db).sum(axis=(1, 2))
-        stalled = active & ~(slope < 0)  # round-off level: no descent direction left
-        stage_end |= stalled
-        active &= ~stalled
-        n_iter += active
-        step = np.where(active, 1.0, 0.0)
-        pending = active.copy()
-        # In the quadratic region F changes below its round-off, so Armijo cannot judge the
-        # step: there the full Newton step is taken if it lowers the residual.
-        quad = active & (-slope < 1e-12)
-        new = None
-        while pending.any():
-            new = pr.evaluate(a + step[:, None, None] * da, b + step[:, None, None] * db, eps, mu)
-            f_new = new[0]
-            ok = np.isfinite(f_new) & (f_new <= f + _ARMIJO * step * slope)
-            if quad.any():
-                _, _, res_new = pr.gradient(new[2], new[3])
-                ok = np.where(quad, np.isfinite(f_new) & (res_new < res), ok)
-            fail = pending & ~ok & ((step < _MIN_STEP) | quad)
-            stage_end |= fail
-            step = np.where(fail, 0.0, step)
-            pending &= ~ok & ~fail
-            step = np.where(pending, step * 0.5, step)
-        moved = step > 0
-        if moved.any():
-            a = a + step[:, None, None] * da
-            b = b + step[:, None, None] * db
-            f, ln, r, m = pr.evaluate(a, b, eps, mu)
-            ga, gb, res = pr.gradient(r, m)
-        stage_end |= running & (n_iter >= max_iter)
+        stage_end |= running & ((res <= inner_tol) | (n_iter >= max_iter))
+        idx = np.flatnonzero(running & ~stage_end)
+        if idx.size:
+            _newton_iteration(pr.take(idx), idx, a, b, eps, mu, f, ln, r, m, ga, gb, res, n_iter, stage_end)
     q = _polish((m[..., None] * r).transpose(0, 3, 1, 2), p)
     cert = certify(p, q, a.transpose(0, 2, 1), b.transpose(0, 2, 1))
+    converged &= (cert.gap <= gap_tol) & (cert.residual <= residual_tol)  # the returned q
     return DualNewtonResult(
         q=q,
         a=a.transpose(0, 2, 1),
@@ -278,3 +274,41 @@ def solve(
         n_stages=n_stages,
         solve_time=time.perf_counter() - start,
     )
+
+
+def _newton_iteration(sub, idx, a, b, eps, mu, f, ln, r, m, ga, gb, res, n_iter, stage_end) -> None:
+    """One damped Newton step for the problems ``idx`` (arrays updated in place)."""
+    a_i, b_i, e_i, mu_i, f_i, res_i = a[idx], b[idx], eps[idx], mu[idx], f[idx], res[idx]
+    ga_i, gb_i = ga[idx], gb[idx]
+    da, db = sub.newton_step(r[idx], m[idx], ga_i, gb_i, e_i)
+    slope = (ga_i * da).sum(axis=(1, 2)) + (gb_i * db).sum(axis=(1, 2))
+    ok_dir = slope < 0  # otherwise round-off level: no descent direction left
+    stage_end[idx[~ok_dir]] = True
+    n_iter[idx[ok_dir]] += 1
+    step = np.where(ok_dir, 1.0, 0.0)
+    pending = ok_dir.copy()
+    # In the quadratic region F changes below its round-off, so Armijo cannot judge the step:
+    # there the full Newton step is taken if it lowers the residual.
+    quad = ok_dir & (-slope < 1e-12)
+    f_acc, ln_acc, r_acc, m_acc = f_i.copy(), ln[idx], r[idx], m[idx]
+    while pending.any():
+        f_new, ln_new, r_new, m_new = sub.evaluate(
+            a_i + step[:, None, None] * da, b_i + step[:, None, None] * db, e_i, mu_i
+        )
+        ok = np.isfinite(f_new) & (f_new <= f_i + _ARMIJO * step * slope)
+        if quad.any():
+            ok = np.where(quad, np.isfinite(f_new) & (sub.gradient(r_new, m_new)[2] < res_i), ok)
+        take = pending & ok  # keep the evaluation at the accepted step
+        f_acc[take], ln_acc[take], r_acc[take], m_acc[take] = f_new[take], ln_new[take], r_new[take], m_new[take]
+        fail = pending & ~ok & ((step < _MIN_STEP) | quad)
+        stage_end[idx[fail]] = True
+        step = np.where(fail, 0.0, step)
+        pending &= ~ok & ~fail
+        step = np.where(pending, step * 0.5, step)
+    moved = step > 0
+    if moved.any():
+        j = idx[moved]
+        a[j] = a_i[moved] + step[moved, None, None] * da[moved]
+        b[j] = b_i[moved] + step[moved, None, None] * db[moved]
+        f[j], ln[j], r[j], m[j] = f_acc[moved], ln_acc[moved], r_acc[moved], m_acc[moved]
+        ga[j], gb[j], res[j] = sub.take(np.flatnonzero(moved)).gradient(r[j], m[j])

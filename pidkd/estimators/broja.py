@@ -102,6 +102,7 @@ class _Solve:
     n_iter: int | None
     solve_time: float
     solver: str
+    cert: tuple[float, float, float] | None = None  # (residual, h, gap nats) when already certified
 
 
 def _solver_options(solver: str, tol_nats: float, max_iter: int | None) -> dict[str, Any]:
@@ -192,9 +193,10 @@ def _solve_newton(ps: NDArray[np.float64], tol_nats: float, max_iter: int | None
         ps, gap_tol=tol_nats, residual_tol=RESIDUAL_TOL, max_iter=max_iter or _NEWTON_MAX_ITER
     )
     share = res.solve_time / len(ps)
+    c = res.cert
     return [
         _Solve(res.q[i], res.a[i], res.b[i], "optimal" if res.converged[i] else "max_iter",
-               int(res.n_iter[i]), share, "NEWTON")
+               int(res.n_iter[i]), share, "NEWTON", (float(c.residual[i]), float(c.h[i]), float(c.gap[i])))
         for i in range(len(ps))
     ]
 
@@ -209,14 +211,18 @@ def _is_closed_form(mi_t: float, mi_s: float) -> bool:
     return mi_t <= _ZERO_MI or mi_s <= _ZERO_MI
 
 
-def _result(p: NDArray[np.float64], sol: _Solve, *, base: float, tol: float, strict: bool) -> PIDResult:
+def _result(
+    p: NDArray[np.float64], sol: _Solve, info: tuple[float, float, float, float], *, base: float, tol: float, strict: bool
+) -> PIDResult:
     """Certify a solve and turn it into the four atoms; raise or warn if it is not certified."""
-    mi_t, mi_s, mi_ts, h_y_given_s = _informations(p)
-    a = None if sol.a is None else sol.a[None]
-    b = None if sol.b is None else sol.b[None]
-    cert = certify(p[None], sol.q[None], a, b)
-    residual, h_opt = float(cert.residual[0]), float(cert.h[0])
-    gap_bits = 0.0 if sol.solver == "closed_form" else float(cert.gap[0]) / np.log(2.0)
+    mi_t, mi_s, mi_ts, h_y_given_s = info
+    if sol.cert is None:
+        a = None if sol.a is None else sol.a[None]
+        b = None if sol.b is None else sol.b[None]
+        cert = certify(p[None], sol.q[None], a, b)
+        sol.cert = (float(cert.residual[0]), float(cert.h[0]), float(cert.gap[0]))
+    residual, h_opt, gap_nats = sol.cert
+    gap_bits = 0.0 if sol.solver == "closed_form" else gap_nats / np.log(2.0)
     converged = bool(sol.status == "optimal" and residual <= RESIDUAL_TOL and gap_bits <= tol)
 
     # One free number decides every atom: uni_t. Its admissible interval keeps all four atoms
@@ -315,7 +321,10 @@ def broja_decompositions(
     else:
         for i in todo:
             sols[i] = _solve_cvxpy(ps[i], name, tol * np.log(2.0), max_iter)
-    return [_result(p, s, base=base, tol=tol, strict=strict) for p, s in zip(ps, sols)]  # type: ignore[arg-type]
+    return [
+        _result(p, s, info, base=base, tol=tol, strict=strict)  # type: ignore[arg-type]
+        for p, s, info in zip(ps, sols, infos)
+    ]
 
 
 def broja_decomposition(

@@ -1,0 +1,131 @@
+"""pidkd's own solver against the cvxpy path, in batches, and on adversarial inputs."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import pidkd
+from pidkd.estimators import distributions
+from pidkd.exceptions import ConvergenceWarning
+from tests.strategies import joint_pmfs
+
+
+def atoms(r):
+    return np.array([r.red, r.uni_t, r.uni_s, r.syn])
+
+
+def random_pmf(shape, seed, zero_frac=0.0, power=1.0):
+    rng = np.random.default_rng(seed)
+    p = rng.random(shape) ** power * (rng.random(shape) >= zero_frac)
+    return p / p.sum()
+
+
+@pytest.mark.parametrize(
+    "shape, zero_frac, seed",
+    [((4, 4, 4), 0.0, 0), ((3, 6, 5), 0.5, 1), ((5, 8, 8), 0.8, 2), ((10, 10, 10), 0.0, 3), ((2, 12, 3), 0.3, 4)],
+)
+def test_newton_agrees_with_the_cone_programme(shape, zero_frac, seed):
+    p = random_pmf(shape, seed, zero_frac)
+    newton, ecos = pidkd.pid(p), pidkd.pid(p, solver="ECOS")
+    np.testing.assert_allclose(atoms(newton), atoms(ecos), atol=1e-6)
+    assert newton.diagnostics.solver == "NEWTON" and newton.diagnostics.gap <= 1e-9
+    # both are certified: each value lies within the other's certified interval
+    assert newton.uni_t <= ecos.uni_t + 1e-9
+    assert newton.uni_t >= ecos.uni_t - ecos.diagnostics.gap - 1e-9
+
+
+@given(p=joint_pmfs(max_card=4))
+@settings(max_examples=30)
+def test_newton_matches_clarabel_on_random_sparse_pmfs(p):
+    np.testing.assert_allclose(atoms(pidkd.pid(p)), atoms(pidkd.pid(p, solver="CLARABEL")), atol=1e-6)
+
+
+def test_newton_is_tighter_than_interior_point_where_they_differ():
+    """Clarabel stalls near the optimum of larger problems; the Newton value is certified lower."""
+    p = random_pmf((10, 24, 24), 5)
+    newton = pidkd.pid(p)
+    clarabel = pidkd.pid(p, solver="CLARABEL", strict=False)
+    assert newton.diagnostics.gap <= 1e-9
+    assert newton.uni_t <= clarabel.uni_t + 1e-12
+    assert abs(newton.uni_t - clarabel.uni_t) <= max(clarabel.diagnostics.gap, 1e-9) + 1e-12
+
+
+def test_batch_equals_one_by_one_and_keeps_order():
+    ps = [random_pmf((3, 4, 5), s, zero_frac=0.3) for s in range(6)]
+    ps += [distributions.xor(), distributions.rdn_unq_xor(), random_pmf((2, 2, 7), 9)]
+    batch = pidkd.pid_batch(ps)
+    assert len(batch) == len(ps)
+    for p, r in zip(ps, batch):
+        single = pidkd.pid(p)
+        np.testing.assert_allclose(atoms(r), atoms(single), atol=1e-8)
+        assert r.diagnostics.converged and r.diagnostics.q.shape == p.shape
+
+
+def test_batch_of_a_4d_array_with_counts_and_base():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 5, size=(20, 3, 3, 3))
+    counts[:, 0, 0, 0] += 1
+    rs = pidkd.pid_batch(counts, counts=True, base=np.e)
+    for c, r in zip(counts, rs):
+        assert r.base == pytest.approx(np.e)
+        np.testing.assert_allclose(atoms(r), atoms(pidkd.pid(c, counts=True, base=np.e)), atol=1e-8)
+
+
+def test_batch_with_cvxpy_solver_and_empty_input():
+    ps = [random_pmf((2, 3, 3), s) for s in range(3)]
+    rs = pidkd.pid_batch(ps, solver="CLARABEL")
+    assert [r.diagnostics.solver for r in rs] == ["CLARABEL"] * 3
+    assert pidkd.pid_batch([]) == []
+
+
+@pytest.mark.parametrize(
+    "ps, exc, match",
+    [
+        ("xor", TypeError, r"pid_batch\(\) expects `ps` to be a 4-d array"),
+        (3.0, TypeError, r"got float"),
+        ([np.full((2, 2, 2), 0.2)], ValueError, r"pid_batch\(\) expects `ps\[0\]` to be a joint pmf .*sum=1.6"),
+        ([np.ones((2, 2, 2)) / 8, -np.ones((2, 2, 2))], ValueError, r"`ps\[1\]` to be non-negative"),
+    ],
+)
+def test_batch_bad_input(ps, exc, match):
+    with pytest.raises(exc, match=match):
+        pidkd.pid_batch(ps)
+
+
+@pytest.mark.parametrize("tiny", [1e-12, 1e-100, 1e-300])
+def test_near_deterministic_inputs_converge_or_fail_honestly(tiny):
+    """Entries around 1e-300 or 1e-12 next to O(1) ones: either a certified result, or a warning."""
+    rng = np.random.default_rng(1)
+    p = np.where(rng.random((3, 4, 4)) < 0.5, tiny, rng.random((3, 4, 4)))
+    p = p / p.sum()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        r = pidkd.pid(p, strict=False)
+    if r.diagnostics.converged:
+        assert not caught
+        assert r.diagnostics.gap <= 1e-9 and r.diagnostics.residual <= 1e-8
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ref = pidkd.pid(p, solver="ECOS", strict=False)
+        if ref.diagnostics.converged:
+            np.testing.assert_allclose(atoms(r), atoms(ref), atol=1e-6)
+    else:
+        assert caught and "Try another solver" in str(caught[0].message)
+    assert np.all(np.isfinite(atoms(r))) and atoms(r).min() >= -1e-9
+
+
+def test_deterministic_relations_and_single_symbol_axes():
+    # T determines Y, S is constant: Uni_T = I(Y;T), everything else 0 (closed form path)
+    p = np.zeros((2, 2, 1))
+    p[0, 0, 0] = p[1, 1, 0] = 0.5
+    r = pidkd.pid(p)
+    np.testing.assert_allclose(atoms(r), [0, 1, 0, 0], atol=1e-12)
+    # one symbol of Y: nothing to decompose
+    np.testing.assert_allclose(atoms(pidkd.pid(np.full((1, 3, 2), 1 / 6))), 0.0, atol=1e-12)
+    # isolated support cells: block-diagonal (y, t, s)
+    p = np.zeros((3, 3, 3))
+    for k in range(3):
+        p[k, k, k] = 1 / 3
+    np.testing.assert_allclose(atoms(pidkd.pid(p)), [np.log2(3), 0, 0, 0], atol=1e-9)
