@@ -42,7 +42,9 @@ __all__ = ["DualNewtonResult", "solve"]
 _ARMIJO = 1e-4
 _MU_FLOOR = 1e-200  # a block dropped early can still come back
 _MIN_STEP = 2.0**-40
-_MAX_STAGES = 200
+_MAX_STAGES = 200  # a stage that makes no Newton progress still counts here
+#: Largest |Y|(|T|+|S|) solved by the dense numba kernel (pidkd.estimators._kernels).
+DENSE_MAX_VARS = 320
 _POLISH_BELOW = 1e-4  # a stage that makes no Newton progress still counts here
 
 
@@ -54,7 +56,6 @@ class DualNewtonResult:
     cert: Certificate
     converged: NDArray[np.bool_]  # [B] gap and residual within tolerance
     n_iter: NDArray[np.int64]  # [B] Newton iterations
-    n_stages: NDArray[np.int64]
     solve_time: float
 
 
@@ -192,6 +193,7 @@ def solve(
     shrink: float = 0.2,
     eps_min: float = 1e-8,
     trace: list | None = None,
+    kernel: str = "auto",
 ) -> DualNewtonResult:
     """Solve a batch ``p[B, y, t, s]`` of BROJA programmes to ``gap <= gap_tol`` (nats).
 
@@ -206,7 +208,24 @@ def solve(
         Newton iterations per problem before it is reported as not converged.
     shrink, eps_min : float
         eps schedule: eps <- max(eps * shrink, eps_min) after every stage.
+    trace : list, optional
+        Receives (eps, iterations, residual, gap) of problem 0 at every stage (numpy path).
+    kernel : {"auto", "numba", "numpy"}
+        "auto": the dense numba kernel up to DENSE_MAX_VARS dual variables, numpy beyond.
     """
+    small = p.shape[1] * (p.shape[2] + p.shape[3]) <= DENSE_MAX_VARS
+    if kernel == "numba" or (kernel == "auto" and small and trace is None):
+        from pidkd.estimators._kernels import solve_small_batch
+
+        start = time.perf_counter()
+        q, a, b, converged, n_iter = solve_small_batch(
+            p, gap_tol=gap_tol, residual_tol=residual_tol, max_iter=max_iter, shrink=shrink,
+            eps_min=eps_min, max_stages=_MAX_STAGES,
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cert = certify(p, q, a, b)
+        converged &= (cert.gap <= gap_tol) & (cert.residual <= residual_tol)
+        return DualNewtonResult(q, a, b, cert, converged, n_iter, time.perf_counter() - start)
     # Trial points of the line search may overflow; they are rejected (non-finite F), and a NaN
     # reaching the end fails the certificate (gap <= tol is False for NaN), so nothing is hidden.
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
@@ -271,7 +290,6 @@ def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace) -> DualNe
         cert=cert,
         converged=converged,
         n_iter=n_iter,
-        n_stages=n_stages,
         solve_time=time.perf_counter() - start,
     )
 

@@ -129,3 +129,16 @@ def test_deterministic_relations_and_single_symbol_axes():
     for k in range(3):
         p[k, k, k] = 1 / 3
     np.testing.assert_allclose(atoms(pidkd.pid(p)), [np.log2(3), 0, 0, 0], atol=1e-9)
+
+
+@pytest.mark.parametrize("shape, zero_frac", [((4, 4, 4), 0.0), ((3, 5, 4), 0.4), ((6, 7, 7), 0.0)])
+def test_numba_kernel_and_numpy_implementation_agree(shape, zero_frac):
+    from pidkd.estimators import _dual_newton
+
+    ps = np.stack([random_pmf(shape, s, zero_frac) for s in range(4)])
+    tol = 1e-9 * np.log(2)
+    fast = _dual_newton.solve(ps, gap_tol=tol, residual_tol=1e-8, kernel="numba")
+    slow = _dual_newton.solve(ps, gap_tol=tol, residual_tol=1e-8, kernel="numpy")
+    assert fast.converged.all() and slow.converged.all()
+    np.testing.assert_allclose(fast.cert.h, slow.cert.h, atol=2 * tol)
+    assert np.all(fast.cert.gap <= tol) and np.all(slow.cert.gap <= tol)

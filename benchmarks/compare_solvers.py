@@ -1,0 +1,216 @@
+"""Compare BROJA solvers in one run: pidkd's NEWTON solver, pidkd's cvxpy path, and dit.
+
+Every (solver, size) measurement runs in a fresh subprocess, so each gets a clean peak-memory
+reading (``ru_maxrss``, interpreter included) and a wall-clock limit. Random pmfs have full
+support and fixed seeds. For every size the *reference* is the certified result with the lowest
+Uni(Y:T\\S) (a feasible Q attaining a value is proof that the minimum is at most that value), and
+the table reports each solver's largest atom difference to it.
+
+Usage::
+
+    python benchmarks/compare_solvers.py            # the full grid (about 15 minutes)
+    python benchmarks/compare_solvers.py --quick    # small sizes only (a minute)
+
+Writes ``docs/benchmarks/solvers.json``, ``solvers.md`` and ``solvers.png`` (the docs show them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIZES = [
+    (2, 2, 2), (4, 4, 4), (10, 10, 10), (10, 32, 32), (10, 64, 64), (100, 10, 10),
+    (10, 128, 128), (10, 256, 256), (100, 64, 64),
+]
+QUICK_SIZES = [(2, 2, 2), (4, 4, 4), (10, 10, 10), (10, 32, 32)]
+# Largest problem (cells) each peer is run on; beyond it the run would take far too long.
+LIMITS = {"NEWTON": 10**6, "CLARABEL": 45_000, "SCS": 11_000, "dit": 64}
+SEED = 20241107
+OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+
+_CHILD = r"""
+import json, resource, sys, time, warnings
+import numpy as np
+shape, solver, seed, repeats = json.loads(sys.argv[1])
+p = np.random.default_rng(seed).random(shape); p /= p.sum()
+times = []
+if solver == "dit":
+    import itertools, dit
+    from dit.pid import PID_BROJA
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        outcomes = [(t, s, y) for y, t, s in itertools.product(*map(range, shape))]
+        d = dit.Distribution(outcomes, [p[y, t, s] for t, s, y in outcomes])
+        r = PID_BROJA(d)
+        times.append(time.perf_counter() - t0)
+    atoms = [float(r[((0,), (1,))]), float(r[((0,),)]), float(r[((1,),)]), float(r[((0, 1),)])]
+    out = {"atoms": atoms, "status": "n/a", "gap": None}
+else:
+    import pidkd
+    warnings.simplefilter("ignore")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        r = pidkd.pid(p, solver=solver, strict=False)
+        times.append(time.perf_counter() - t0)
+    d = r.diagnostics
+    out = {"atoms": [r.red, r.uni_t, r.uni_s, r.syn], "status": d.status, "gap": d.gap,
+           "converged": d.converged, "residual": d.residual, "n_iter": d.n_iter}
+out["times"] = times
+out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def run_one(shape, solver, repeats, timeout):
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, json.dumps([list(shape), solver, SEED, repeats])],
+            capture_output=True, text=True, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout > {timeout} s"}
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def batch_benchmark(n: int = 1000) -> dict:
+    """n random 4x4x4 pmfs through pid_batch, and through a loop of pid calls, in this process."""
+    import pidkd
+
+    rng = np.random.default_rng(SEED)
+    ps = rng.random((n, 4, 4, 4))
+    ps /= ps.sum(axis=(1, 2, 3), keepdims=True)
+    pidkd.pid_batch(ps[:4])  # warm-up
+    t0 = time.perf_counter()
+    rs = pidkd.pid_batch(ps)
+    t_batch = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loop = [pidkd.pid(p) for p in ps[:100]]
+    t_loop = (time.perf_counter() - t0) * n / 100
+    diff = max(abs(a.uni_t - b.uni_t) for a, b in zip(rs, loop))
+    return {
+        "n": n, "batch_s": t_batch, "loop_s_extrapolated": t_loop,
+        "all_converged": all(r.diagnostics.converged for r in rs),
+        "max_gap_bits": max(r.diagnostics.gap for r in rs), "max_diff_batch_vs_loop": diff,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats for runs under 2 s")
+    parser.add_argument("--timeout", type=float, default=600, help="wall-clock limit per run (s)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    sizes = QUICK_SIZES if args.quick else SIZES
+    rows = []
+    for shape in sizes:
+        cells = int(np.prod(shape))
+        results = {}
+        for solver in ("NEWTON", "CLARABEL", "SCS", "dit"):
+            if cells > LIMITS[solver]:
+                results[solver] = {"error": f"not run (> {LIMITS[solver]} cells)"}
+                continue
+            first = run_one(shape, solver, 1, args.timeout)
+            if "error" not in first and min(first["times"]) < 2 and args.repeats > 1:
+                first = run_one(shape, solver, args.repeats, args.timeout)
+            results[solver] = first
+            print(shape, solver, {k: v for k, v in first.items() if k != "atoms"}, flush=True)
+        ok = {k: v for k, v in results.items() if "error" not in v and v.get("converged", True)}
+        certified = {k: v for k, v in ok.items() if k != "dit"}
+        ref_name = min(certified, key=lambda k: certified[k]["atoms"][1]) if certified else None
+        for name, res in results.items():
+            if "error" in res:
+                continue
+            res["median_s"] = float(np.median(res["times"]))
+            if ref_name is not None:
+                res["max_atom_diff"] = float(np.max(np.abs(np.subtract(res["atoms"], results[ref_name]["atoms"]))))
+        rows.append({"shape": list(shape), "cells": cells, "reference": ref_name, "results": results})
+    batch = batch_benchmark()
+    meta = {
+        "date": time.strftime("%Y-%m-%d"), "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "seed": SEED,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "solvers.json").write_text(json.dumps({"meta": meta, "rows": rows, "batch": batch}, indent=2))
+    (args.out / "solvers.md").write_text(markdown(rows, batch, meta))
+    plot(rows, args.out / "solvers.png")
+    print((args.out / "solvers.md").read_text())
+
+
+def _fmt_time(res: dict) -> str:
+    if "error" in res:
+        return res["error"].replace("not run ", "—&nbsp;")
+    flag = "" if res.get("converged", True) else " (not certified)"
+    return f"{res['median_s']:.3g} s{flag}"
+
+
+def markdown(rows, batch, meta) -> str:
+    names = ("NEWTON", "CLARABEL", "SCS", "dit")
+    lines = [
+        f"Measured {meta['date']} on {meta['machine']}, Python {meta['python']}; "
+        "median wall time per PID (validation included), max |atom difference| in bits to the "
+        "certified result with the lowest Uni, peak memory of the process (MB).",
+        "",
+        "| size | cells | " + " | ".join(f"{n} time" for n in names) + " | NEWTON speed-up vs CLARABEL | NEWTON speed-up vs dit | "
+        + " | ".join(f"{n} max diff" for n in names) + " | NEWTON gap (bits) | NEWTON / CLARABEL peak MB |",
+        "|" + "---|" * (2 + 2 * len(names) + 4),
+    ]
+    for row in rows:
+        res = row["results"]
+        t = {n: res[n].get("median_s") for n in names}
+
+        def ratio(n):
+            return f"{t[n] / t['NEWTON']:.0f}x" if t.get(n) and t.get("NEWTON") else "—"
+
+        diffs = [f"{res[n]['max_atom_diff']:.1e}" if "max_atom_diff" in res[n] else "—" for n in names]
+        gap = res["NEWTON"].get("gap")
+        gap_txt = "—" if gap is None else f"{gap:.1e}"
+        mem = " / ".join(f"{res[n]['maxrss_mb']:.0f}" if "maxrss_mb" in res[n] else "—" for n in ("NEWTON", "CLARABEL"))
+        lines.append(
+            f"| {'x'.join(map(str, row['shape']))} | {row['cells']} | "
+            + " | ".join(_fmt_time(res[n]) for n in names)
+            + f" | {ratio('CLARABEL')} | {ratio('dit')} | " + " | ".join(diffs)
+            + f" | {gap_txt} | {mem} |"
+        )
+    lines += [
+        "",
+        f"Batched: {batch['n']} random 4x4x4 pmfs through `pid_batch` in {batch['batch_s']:.2f} s "
+        f"(a loop of `pid` calls: {batch['loop_s_extrapolated']:.1f} s, extrapolated from 100); "
+        f"all certified: {batch['all_converged']}, largest gap {batch['max_gap_bits']:.1e} bits.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, marker in (("NEWTON", "o"), ("CLARABEL", "s"), ("SCS", "^"), ("dit", "x")):
+        pts = [(r["cells"], r["results"][name]["median_s"]) for r in rows if "median_s" in r["results"][name]]
+        if pts:
+            ax.loglog(*zip(*pts), marker=marker, label=name if name != "NEWTON" else "pidkd NEWTON")
+    ax.set_xlabel("support cells |Y|·|T|·|S|")
+    ax.set_ylabel("median wall time per PID (s)")
+    ax.set_title("BROJA PID of random pmfs: time to a certified result")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
