@@ -17,4 +17,17 @@ def test_logic_gates_example_runs(capsys):
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
 def test_every_example_is_covered(path):
-    assert path.name in {"pid_of_logic_gates.py"}, f"add a test that runs {path.name}"
+    assert path.name in {"pid_of_logic_gates.py", "theory_checks.py"}, f"add a test that runs {path.name}"
+
+
+def test_theory_checks_example_and_cli(tmp_path, capsys):
+    from pidkd.cli import main
+
+    pytest.importorskip("matplotlib")
+    mod = runpy.run_path(str(EXAMPLES / "theory_checks.py"))
+    png = tmp_path / "t31.png"
+    assert mod["main"](["--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "FAILS" not in out and "checks hold" in out and png.stat().st_size > 10_000
+    assert main(["toys"]) == 0
+    assert "Example 3" in capsys.readouterr().out

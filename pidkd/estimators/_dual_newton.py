@@ -22,8 +22,10 @@ s side. After every stage :func:`pidkd.estimators._certificate.certify` measures
 the duality gap of the current (Q, a, b); the solver stops on ``gap <= tol``, never on an
 iteration count alone (``max_iter`` only ends a solve that is then reported as not converged).
 
-Problems are solved in batches: all arrays carry a leading batch axis and every problem follows
-its own schedule of stages.
+Problems are solved in batches: all arrays carry a leading batch axis, every problem follows its
+own schedule of stages, and only the problems still running are computed on. Problems with at most
+:data:`DENSE_MAX_VARS` dual variables run in the compiled kernel of
+:mod:`pidkd.estimators._kernels` (same algorithm, dense Hessian).
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ _MIN_STEP = 2.0**-40
 _MAX_STAGES = 200  # a stage that makes no Newton progress still counts here
 #: Largest |Y|(|T|+|S|) solved by the dense numba kernel (pidkd.estimators._kernels).
 DENSE_MAX_VARS = 320
-_POLISH_BELOW = 1e-4  # a stage that makes no Newton progress still counts here
 
 
 @dataclass
@@ -137,7 +138,7 @@ class _Problems:
         return da, db.reshape(nb, n_s, n_y)
 
 
-def _polish(q: NDArray[np.float64], p: NDArray[np.float64], sweeps: int = 10) -> NDArray[np.float64]:
+def _polish(q: NDArray[np.float64], p: NDArray[np.float64], sweeps: int = 50) -> NDArray[np.float64]:
     """Alternately rescale q[B,y,t,s] to the (y,t) and (y,s) marginals of p (iterative scaling).
 
     Starting from Newton's nearly feasible q, a few sweeps remove the round-off part of the

@@ -10,11 +10,15 @@ import numpy as np
 from pidkd._validation import as_joint_pmf, check_base, check_choice
 from pidkd.estimators._result import PIDResult
 from pidkd.estimators.broja import broja_decomposition, broja_decompositions
+from pidkd.estimators.intersection import intersection_decomposition
 
 __all__ = ["METHODS", "pid", "pid_batch"]
 
 #: PID methods by name. A plain dict: nothing registers itself on import.
-METHODS: dict[str, Callable[..., PIDResult]] = {"broja": broja_decomposition}
+METHODS: dict[str, Callable[..., PIDResult]] = {
+    "broja": broja_decomposition,
+    "intersection": intersection_decomposition,
+}
 
 
 def pid(
@@ -44,8 +48,10 @@ def pid(
     p : array_like, dit.Distribution or torch.Tensor
         Joint pmf ``p[y, t, s]`` (axis 0 the label Y, axis 1 the teacher T, axis 2 the student
         S) summing to 1, or counts with ``counts=True``.
-    method : {"broja"}
-        The PID definition.
+    method : {"broja", "intersection"}
+        The PID definition: ``"broja"`` (Bertschinger et al.), or ``"intersection"``: Red∩ of
+        the RID paper (exact search over maps, small alphabets) with the other atoms from the
+        same identities; see :func:`pidkd.estimators.intersection.intersection_redundancy`.
     base : float, default 2
         Logarithm base of the returned numbers: 2 for bits, ``np.e`` for nats (the RID paper).
     solver : {"NEWTON", "CLARABEL", "SCS", "ECOS"} or None
@@ -92,7 +98,14 @@ def pid(
     method = check_choice(method, list(METHODS), name="method", caller=caller)
     base = check_base(base, caller=caller)
     arr = as_joint_pmf(p, counts=counts, variables=variables, caller=caller)
-    return METHODS[method](arr, base=base, solver=solver, tol=tol, strict=strict, max_iter=max_iter)
+    if method == "intersection":
+        if solver is not None or tol is not None or max_iter is not None:
+            raise ValueError(
+                "pid(method='intersection') is an exact combinatorial search; `solver`, `tol` and "
+                "`max_iter` apply to method='broja' only. Remove them."
+            )
+        return intersection_decomposition(arr, base=base)
+    return broja_decomposition(arr, base=base, solver=solver, tol=tol, strict=strict, max_iter=max_iter)
 
 
 def pid_batch(
@@ -116,7 +129,8 @@ def pid_batch(
     ----------
     ps : array_like of shape (B, n_y, n_t, n_s), or an iterable of arrays p[y, t, s]
         The distributions (pmfs, or counts with ``counts=True``). Shapes may differ.
-    method, base, solver, tol, strict, counts, max_iter
+    method : {"broja"}
+    base, solver, tol, strict, counts, max_iter
         As in :func:`pid`.
 
     Returns
@@ -132,7 +146,7 @@ def pid_batch(
     [1.0, 0.5, 0.0]
     """
     caller = "pid_batch()"
-    check_choice(method, list(METHODS), name="method", caller=caller)
+    check_choice(method, ["broja"], name="method", caller=caller)
     base = check_base(base, caller=caller)
     if isinstance(ps, np.ndarray) and ps.ndim == 4:
         items = list(ps)
