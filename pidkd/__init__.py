@@ -3,7 +3,18 @@
 ``import pidkd`` loads the estimators only; it never imports torch or :mod:`pidkd.distill`.
 """
 
-from pidkd.estimators import PIDResult, SolverDiagnostics, distributions, pid, pid_batch
+from pidkd.estimators import (
+    PIDResult,
+    Quantizer,
+    SolverDiagnostics,
+    distributions,
+    joint_histogram,
+    pid,
+    pid_batch,
+    pid_from_samples,
+    quantize,
+    sweep,
+)
 from pidkd.exceptions import ConvergenceWarning, SolverError
 
 __version__ = "0.1.0"
@@ -11,10 +22,15 @@ __version__ = "0.1.0"
 __all__ = [
     "ConvergenceWarning",
     "PIDResult",
+    "Quantizer",
     "SolverDiagnostics",
     "SolverError",
     "__version__",
     "distributions",
+    "joint_histogram",
     "pid",
     "pid_batch",
+    "pid_from_samples",
+    "quantize",
+    "sweep",
 ]

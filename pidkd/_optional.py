@@ -10,8 +10,9 @@ from typing import Any
 _EXTRA_FOR = {
     "torch": "torch",
     "dit": "crosscheck",
-    "matplotlib": "bench",
+    "matplotlib": "plot",
     "ecos": "ecos",
+    "safetensors.numpy": "io",
 }
 
 

@@ -48,3 +48,25 @@ def test_counts_file_without_flag_is_a_clear_error(tmp_path):
 def test_bad_targets(target, match):
     with pytest.raises(SystemExit, match=match):
         main(["pid", target])
+
+
+def test_measure_default_example_writes_table_and_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out, png = tmp_path / "r.csv", tmp_path / "r.png"
+    args = ["measure", "--teacher-layer", "hidden2", "--student-layer", "hidden1", "--bootstrap", "10",
+            "--permutations", "2", "--no-progress", "--out", str(out), "--plot", str(png)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "epoch_001" in text and "epoch_040" in text
+    import pandas as pd
+
+    df = pd.read_csv(out)
+    assert len(df) == 4 and png.stat().st_size > 10_000
+    # the student learns: transferred knowledge rises and knowledge left to distil falls
+    assert df["red"].iloc[-1] > df["red"].iloc[0] + 1.0
+    assert df["uni_t"].iloc[-1] < df["uni_t"].iloc[0] - 1.0
+
+
+def test_measure_bad_layer_is_a_clear_error():
+    with pytest.raises(SystemExit, match=r"teacher layer\(s\) \['nope'\] not in checkpoint 'epoch_001'; available: \['hidden1', 'hidden2'\]"):
+        main(["measure", "--teacher-layer", "nope", "--no-progress"])

@@ -17,7 +17,9 @@ def test_logic_gates_example_runs(capsys):
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
 def test_every_example_is_covered(path):
-    assert path.name in {"pid_of_logic_gates.py", "theory_checks.py"}, f"add a test that runs {path.name}"
+    assert path.name in {"pid_of_logic_gates.py", "theory_checks.py", "make_digits_activations.py"}, (
+        f"add a test that runs {path.name}"
+    )
 
 
 def test_theory_checks_example_and_cli(tmp_path, capsys):
@@ -31,3 +33,23 @@ def test_theory_checks_example_and_cli(tmp_path, capsys):
     assert "FAILS" not in out and "checks hold" in out and png.stat().st_size > 10_000
     assert main(["toys"]) == 0
     assert "Example 3" in capsys.readouterr().out
+
+
+def test_shipped_example_activations_are_reproducible(tmp_path):
+    """The script regenerates the activations that ship with pidkd (up to float16 rounding)."""
+    import numpy as np
+
+    from pidkd.estimators.activations import load_activations
+
+    mod = runpy.run_path(str(EXAMPLES / "make_digits_activations.py"))
+    mod["main"](["--out", str(tmp_path)])
+    shipped = sorted((EXAMPLES.parent / "pidkd" / "data" / "digits").glob("*.npz"))
+    assert [p.name for p in shipped] == sorted(p.name for p in tmp_path.glob("*.npz"))
+    for path in shipped:
+        a, b = load_activations(path), load_activations(tmp_path / path.name)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        for k in a.teacher:
+            np.testing.assert_allclose(a.teacher[k], b.teacher[k], atol=1e-2, rtol=1e-2)
+        for k in a.student:
+            np.testing.assert_allclose(a.student[k], b.student[k], atol=1e-2, rtol=1e-2)
+    assert sum(p.stat().st_size for p in shipped) < 2_000_000

@@ -1,11 +1,13 @@
-"""PID estimators: information measures, reference distributions and the BROJA decomposition.
-
-This subpackage never imports torch.
+"""PID estimators: information measures, reference distributions, the BROJA decomposition,
+intersection redundancy, and the path from activations to PIDs (quantize, histogram, samples,
+sweeps). This subpackage never imports torch.
 """
 
 from pidkd.estimators import distributions
 from pidkd.estimators._result import PIDResult, SolverDiagnostics
+from pidkd.estimators.activations import Activations, load_activations, save_activations, sweep
 from pidkd.estimators.api import pid, pid_batch
+from pidkd.estimators.histogram import JointHistogram, joint_histogram
 from pidkd.estimators.intersection import gacs_korner_redundancy, intersection_redundancy
 from pidkd.estimators.information import (
     conditional_entropy,
@@ -13,9 +15,15 @@ from pidkd.estimators.information import (
     entropy,
     mutual_information,
 )
+from pidkd.estimators.quantize import Quantizer, quantize
+from pidkd.estimators.samples import SamplePID, pid_from_samples
 
 __all__ = [
+    "Activations",
+    "JointHistogram",
     "PIDResult",
+    "Quantizer",
+    "SamplePID",
     "SolverDiagnostics",
     "conditional_entropy",
     "conditional_mutual_information",
@@ -23,7 +31,13 @@ __all__ = [
     "entropy",
     "gacs_korner_redundancy",
     "intersection_redundancy",
+    "joint_histogram",
+    "load_activations",
     "mutual_information",
     "pid",
     "pid_batch",
+    "pid_from_samples",
+    "quantize",
+    "save_activations",
+    "sweep",
 ]

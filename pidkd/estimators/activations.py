@@ -1,0 +1,195 @@
+"""Saved activations -> PID per (teacher layer, student layer, checkpoint), as a pandas table.
+
+File format (``.npz``, ``.pt`` or ``.safetensors``), one file per checkpoint:
+
+- ``labels``: (N,) task labels;
+- ``teacher/<layer>``: (N, ...) teacher activations of layer ``<layer>``;
+- ``student/<layer>``: (N, ...) student activations.
+
+A ``.pt`` file may instead hold the nested dict ``{"labels": ..., "teacher": {layer: tensor},
+"student": {layer: tensor}}``. Other key names are accepted through ``labels_key``,
+``teacher_prefix`` and ``student_prefix``. Rows must be the same N samples in every array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pidkd._optional import import_optional
+from pidkd.estimators.quantize import Quantizer
+from pidkd.estimators.samples import pid_from_samples
+
+__all__ = ["Activations", "load_activations", "save_activations", "sweep"]
+
+
+@dataclass(frozen=True)
+class Activations:
+    """Labels and per-layer teacher and student activations of one checkpoint."""
+
+    labels: NDArray[Any]
+    teacher: dict[str, NDArray[np.float32]]
+    student: dict[str, NDArray[np.float32]]
+    name: str = ""
+
+
+def _flat_keys(data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update({f"{k}/{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
+
+
+def _to_numpy(v: Any) -> NDArray[Any]:
+    return v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+
+
+def load_activations(
+    path: str | Path, *, labels_key: str = "labels", teacher_prefix: str = "teacher/",
+    student_prefix: str = "student/",
+) -> Activations:
+    """Read one checkpoint's labels and activations from ``.npz``, ``.pt`` or ``.safetensors``.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the available keys
+    when the labels or every teacher/student array is missing, or row counts disagree.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"load_activations(): no such file {str(path)!r}.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        elif suffix == ".pt":
+            torch = import_optional("torch", purpose="load_activations() of a .pt file")
+            data = _flat_keys(torch.load(path, map_location="cpu", weights_only=True))
+        elif suffix == ".safetensors":
+            st = import_optional("safetensors.numpy", purpose="load_activations() of a .safetensors file")
+            data = st.load_file(str(path))
+        else:
+            raise ValueError(
+                f"load_activations() reads .npz, .pt or .safetensors files; got {path.name!r}."
+            )
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith("load_activations()"):
+            raise
+        raise ValueError(f"load_activations() could not read {str(path)!r} as {suffix}: {exc}") from None
+    available = sorted(data)
+    if labels_key not in data:
+        raise ValueError(
+            f"load_activations(): {path.name} has no labels key {labels_key!r}. Available keys: "
+            f"{available}. Pass labels_key=... to name it."
+        )
+    teacher = {k[len(teacher_prefix):]: _to_numpy(v) for k, v in data.items() if k.startswith(teacher_prefix)}
+    student = {k[len(student_prefix):]: _to_numpy(v) for k, v in data.items() if k.startswith(student_prefix)}
+    if not teacher or not student:
+        missing = "teacher" if not teacher else "student"
+        prefix = teacher_prefix if not teacher else student_prefix
+        raise ValueError(
+            f"load_activations(): {path.name} has no {missing} activations (keys starting with "
+            f"{prefix!r}). Available keys: {available}. Pass {missing}_prefix=... to name them."
+        )
+    labels = _to_numpy(data[labels_key]).reshape(-1)
+    bad = {k: v.shape[0] for k, v in {**teacher, **student}.items() if v.shape[0] != labels.size}
+    if bad:
+        raise ValueError(
+            f"load_activations(): {path.name} has {labels.size} labels but arrays with other row "
+            f"counts: {bad}. Every array must hold the same samples in the same order."
+        )
+    return Activations(labels, teacher, student, name=path.stem)
+
+
+def save_activations(path: str | Path, acts: Activations) -> Path:
+    """Write activations in pidkd's ``.npz`` layout (see the module notes)."""
+    path = Path(path)
+    arrays = {"labels": np.asarray(acts.labels)}
+    arrays.update({f"teacher/{k}": np.asarray(v) for k, v in acts.teacher.items()})
+    arrays.update({f"student/{k}": np.asarray(v) for k, v in acts.student.items()})
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def _check_layers(requested: Sequence[str] | None, available: Iterable[str], side: str, name: str) -> list[str]:
+    avail = list(available)
+    if requested is None:
+        return avail
+    missing = [layer for layer in requested if layer not in avail]
+    if missing:
+        raise ValueError(f"sweep(): {side} layer(s) {missing} not in checkpoint {name!r}; available: {avail}.")
+    return list(requested)
+
+
+def _one(job: tuple[Any, ...]) -> dict[str, Any]:
+    name, t_layer, s_layer, y, t, s, quantizer, kw = job
+    res = pid_from_samples(y, t, s, quantizer=quantizer, **kw)
+    return {"checkpoint": name, "teacher_layer": t_layer, "student_layer": s_layer, **res.as_dict()}
+
+
+def sweep(
+    sources: Sequence[str | Path | Activations] | str | Path | Activations,
+    *,
+    teacher_layers: Sequence[str] | None = None,
+    student_layers: Sequence[str] | None = None,
+    quantizer: Quantizer | None = None,
+    n_bootstrap: int = 100,
+    n_permutations: int = 10,
+    confidence: float = 0.9,
+    base: float = 2.0,
+    n_jobs: int = 1,
+    progress: bool = True,
+    rng: int = 0,
+) -> Any:
+    """PID of every (checkpoint, teacher layer, student layer) as a tidy pandas DataFrame.
+
+    Parameters
+    ----------
+    sources : path, Activations, or a sequence of them
+        One entry per checkpoint, in order.
+    teacher_layers, student_layers : sequence of str, optional
+        Layers to pair (default: all in the file).
+    quantizer : Quantizer, optional
+        Template fitted separately on every array (default: k-means to 10 clusters after L2
+        normalisation and PCA to 10 components, the RID paper's pipeline).
+    n_bootstrap, n_permutations, confidence, base, rng
+        As in :func:`pidkd.estimators.pid_from_samples`.
+    n_jobs : int, default 1
+        Parallel processes (joblib); -1 uses all cores.
+    progress : bool, default True
+        Show a progress bar (tqdm).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair and checkpoint: red, uni_t, uni_s, syn, the mutual informations, their
+        intervals (``*_lo``, ``*_hi``), null levels (``*_null``), n_samples, alphabet sizes,
+        solver status and gap. ``df.to_csv(...)`` / ``df.to_parquet(...)`` save it.
+    """
+    pd = import_optional("pandas", purpose="sweep()")
+    items = [sources] if isinstance(sources, (str, Path, Activations)) else list(sources)
+    if not items:
+        raise ValueError("sweep() needs at least one checkpoint (a path or an Activations).")
+    kw = {"n_bootstrap": n_bootstrap, "n_permutations": n_permutations, "confidence": confidence,
+          "base": base, "rng": rng}
+    jobs = []
+    for item in items:
+        acts = item if isinstance(item, Activations) else load_activations(item)
+        tl = _check_layers(teacher_layers, acts.teacher, "teacher", acts.name)
+        sl = _check_layers(student_layers, acts.student, "student", acts.name)
+        jobs += [(acts.name, a, b, acts.labels, acts.teacher[a], acts.student[b], quantizer, kw) for a in tl for b in sl]
+    if n_jobs == 1:
+        tqdm = import_optional("tqdm", purpose="sweep(progress=True)").tqdm if progress else None
+        it = tqdm(jobs, desc="PID sweep", unit="pair") if tqdm else jobs
+        rows = [_one(j) for j in it]
+    else:
+        joblib = import_optional("joblib", purpose="sweep(n_jobs != 1)")
+        rows = joblib.Parallel(n_jobs=n_jobs, verbose=5 if progress else 0)(joblib.delayed(_one)(j) for j in jobs)
+    return pd.DataFrame(rows)

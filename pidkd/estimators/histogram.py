@@ -1,0 +1,171 @@
+"""Joint histograms of integer codes (y, t, s): one-shot and streaming.
+
+The kernel is compiled with Numba on first use (cached on disk) and counts in parallel over chunks
+of samples. Codes are validated once: equal lengths, 1-d, integers (or integral floats), no
+negatives, and below the alphabet sizes when those are given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from pidkd._optional import loaded_module
+
+__all__ = ["JointHistogram", "joint_histogram"]
+
+
+def _codes(x: Any, name: str, caller: str) -> NDArray[np.int64]:
+    torch = loaded_module("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"{caller} expects `{name}` to be a 1-d array of integer codes, one per sample; got shape "
+            f"{arr.shape}. Quantize multi-dimensional representations first (pidkd.estimators.quantize)."
+        )
+    if arr.dtype.kind in "iu":
+        out = arr.astype(np.int64, copy=False)
+    elif arr.dtype.kind == "f" or arr.dtype.kind == "b":
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{caller} expects `{name}` to hold integer codes; got NaN or infinite values.")
+        out = arr.astype(np.int64)
+        if arr.dtype.kind == "f" and np.any(out != arr):
+            bad = float(arr[out != arr][0])
+            raise ValueError(
+                f"{caller} expects `{name}` to hold integer codes; got non-integer values (e.g. {bad!r}). "
+                "Quantize continuous values first (pidkd.estimators.quantize)."
+            )
+    else:
+        raise TypeError(f"{caller} expects `{name}` to be an integer array; got dtype {arr.dtype}.")
+    if out.size and out.min() < 0:
+        raise ValueError(
+            f"{caller} expects `{name}` to hold non-negative codes; got {int(out.min())} "
+            f"at sample {int(np.argmin(out))}."
+        )
+    return np.ascontiguousarray(out)
+
+
+def _sizes(codes, given, caller) -> tuple[int, int, int]:
+    sizes = []
+    for c, n, name in zip(codes, given, ("n_y", "n_t", "n_s")):
+        top = int(c.max()) + 1 if c.size else 1
+        if n is None:
+            sizes.append(top)
+            continue
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"The {name!r} parameter of {caller} must be a positive int. Got {n!r} instead.")
+        if top > n:
+            raise ValueError(
+                f"{caller} got a code {top - 1} that is out of range for {name}={n} (codes must be "
+                f"< {name}). Raise {name} or check the codes."
+            )
+        sizes.append(int(n))
+    return sizes[0], sizes[1], sizes[2]
+
+
+def _validated(y, t, s, caller):
+    codes = [_codes(v, name, caller) for v, name in ((y, "y"), (t, "t"), (s, "s"))]
+    lengths = [c.size for c in codes]
+    if len(set(lengths)) != 1:
+        raise ValueError(
+            f"{caller} expects y, t and s to have one code per sample each; got lengths {lengths}."
+        )
+    return codes
+
+
+def joint_histogram(
+    y: ArrayLike, t: ArrayLike, s: ArrayLike, *, n_y: int | None = None, n_t: int | None = None,
+    n_s: int | None = None, normalize: bool = False,
+) -> NDArray[Any]:
+    """Counts ``c[y, t, s]`` of the code triples (or their pmf with ``normalize=True``).
+
+    Parameters
+    ----------
+    y, t, s : array_like of int, shape (n_samples,)
+        Label, teacher and student codes.
+    n_y, n_t, n_s : int, optional
+        Alphabet sizes (default: largest code + 1).
+    normalize : bool, default False
+        Return the pmf (counts / n_samples) instead of int64 counts.
+
+    Examples
+    --------
+    >>> joint_histogram([0, 1, 1], [0, 1, 1], [1, 0, 0]).tolist()
+    [[[0, 1], [0, 0]], [[0, 0], [2, 0]]]
+    """
+    caller = "joint_histogram()"
+    cy, ct, cs = _validated(y, t, s, caller)
+    counts = np.zeros(_sizes((cy, ct, cs), (n_y, n_t, n_s), caller), dtype=np.int64)
+    if cy.size:
+        from pidkd.estimators._histogram_kernel import histogram_into
+
+        histogram_into(counts, cy, ct, cs)
+    if normalize:
+        if cy.size == 0:
+            raise ValueError(f"{caller} cannot normalize an empty histogram: no samples were given.")
+        return counts / cy.size
+    return counts
+
+
+class JointHistogram:
+    """Streaming joint histogram: ``update`` batch by batch, ``merge`` partial ones, ``compute``.
+
+    Parameters
+    ----------
+    n_y, n_t, n_s : int
+        Alphabet sizes, fixed up front so batches can be counted independently.
+
+    Examples
+    --------
+    >>> h = JointHistogram(2, 2, 2)
+    >>> h.update([0, 1], [0, 1], [0, 1]).update([1], [1], [0]).n_samples
+    3
+    >>> h.compute().sum()
+    np.int64(3)
+    """
+
+    def __init__(self, n_y: int, n_t: int, n_s: int):
+        self._sizes = _sizes((np.zeros(0, np.int64),) * 3, (n_y, n_t, n_s), "JointHistogram()")
+        self.counts = np.zeros(self._sizes, dtype=np.int64)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.counts.sum())
+
+    def update(self, y: ArrayLike, t: ArrayLike, s: ArrayLike) -> JointHistogram:
+        """Count one batch of codes (returns ``self``)."""
+        caller = "JointHistogram.update()"
+        cy, ct, cs = _validated(y, t, s, caller)
+        _sizes((cy, ct, cs), self._sizes, caller)
+        if cy.size:
+            from pidkd.estimators._histogram_kernel import histogram_into
+
+            histogram_into(self.counts, cy, ct, cs)
+        return self
+
+    def merge(self, other: JointHistogram) -> JointHistogram:
+        """Add the counts of another histogram with the same alphabet sizes (returns ``self``)."""
+        if not isinstance(other, JointHistogram) or other.counts.shape != self.counts.shape:
+            got = other.counts.shape if isinstance(other, JointHistogram) else type(other).__name__
+            raise ValueError(
+                f"JointHistogram.merge() expects a JointHistogram of shape {self.counts.shape}; got {got}."
+            )
+        self.counts += other.counts
+        return self
+
+    def reset(self) -> JointHistogram:
+        self.counts[...] = 0
+        return self
+
+    def compute(self, *, normalize: bool = False) -> NDArray[Any]:
+        """The counts so far (a copy), or their pmf with ``normalize=True``."""
+        if normalize:
+            n = self.n_samples
+            if n == 0:
+                raise ValueError("JointHistogram.compute() cannot normalize: no samples were counted yet.")
+            return self.counts / n
+        return self.counts.copy()

@@ -1,0 +1,149 @@
+"""Turn continuous representations into discrete codes for the PID.
+
+Representations are (N, D) arrays or (N, C, H, W) feature maps (numpy or torch); every sample is
+flattened to one vector. Strategies:
+
+- ``"kmeans"`` (default, the RID paper's pipeline): L2-normalise each sample, PCA to
+  ``n_components``, k-means to ``n_bins`` clusters;
+- ``"uniform"`` / ``"quantile"``: equal-width / equal-mass bins of a 1-d projection (the first
+  principal component of the normalised samples, or the values themselves for 1-d input).
+
+A :class:`Quantizer` is fitted once (e.g. on a reference set or the first checkpoint) and reused
+on new data with :meth:`Quantizer.transform`. PCA and k-means come from scikit-learn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pidkd._optional import import_optional, loaded_module
+from pidkd._validation import check_choice
+
+__all__ = ["STRATEGIES", "Quantizer", "quantize"]
+
+STRATEGIES = ("kmeans", "uniform", "quantile")
+
+
+def as_samples(x: Any, *, name: str = "x", caller: str = "Quantizer") -> NDArray[np.float64]:
+    """(N, ...) numpy or torch input -> (N, D) float64, validated."""
+    torch = loaded_module("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu").float().numpy()
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise ValueError(f"{caller} expects `{name}` to hold at least one sample (axis 0); got shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{caller} expects `{name}` to be finite; got NaN or infinite activations.")
+    return arr.reshape(arr.shape[0], -1)
+
+
+class Quantizer:
+    """A reusable quantizer of representations into ``n_bins`` codes.
+
+    Parameters
+    ----------
+    strategy : {"kmeans", "uniform", "quantile"}, default "kmeans"
+    n_bins : int, default 10
+        Number of codes (clusters or bins).
+    n_components : int, default 10
+        PCA components before k-means (capped at the data's dimension and sample count).
+    normalize : bool, default True
+        L2-normalise each sample first (the RID paper does).
+    random_state : int, default 0
+        Seed of PCA and k-means: the codes are deterministic.
+    n_init : int, default 4
+        k-means restarts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(200, 8))
+    >>> q = Quantizer("kmeans", n_bins=4).fit(x)
+    >>> q.transform(x).max() < 4, q.n_codes_
+    (np.True_, 4)
+    """
+
+    def __init__(
+        self, strategy: str = "kmeans", n_bins: int = 10, *, n_components: int = 10,
+        normalize: bool = True, random_state: int = 0, n_init: int = 4,
+    ):
+        self.strategy = check_choice(strategy, STRATEGIES, name="strategy", caller="Quantizer()")
+        if not isinstance(n_bins, (int, np.integer)) or not 2 <= n_bins <= 65535:
+            raise ValueError(f"The 'n_bins' parameter of Quantizer() must be an int in the range [2, 65535]. Got {n_bins!r} instead.")
+        if not isinstance(n_components, (int, np.integer)) or n_components < 1:
+            raise ValueError(f"The 'n_components' parameter of Quantizer() must be a positive int. Got {n_components!r} instead.")
+        self.n_bins, self.n_components, self.normalize = int(n_bins), int(n_components), bool(normalize)
+        self.random_state, self.n_init = random_state, int(n_init)
+        self.fitted_ = False
+
+    def __repr__(self) -> str:
+        return f"Quantizer({self.strategy!r}, n_bins={self.n_bins}, n_components={self.n_components}, normalize={self.normalize})"
+
+    def clone(self) -> Quantizer:
+        """An unfitted copy with the same parameters."""
+        return Quantizer(self.strategy, self.n_bins, n_components=self.n_components, normalize=self.normalize,
+                         random_state=self.random_state, n_init=self.n_init)
+
+    def _prepare(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        if self.normalize and x.shape[1] > 1:
+            norm = np.linalg.norm(x, axis=1, keepdims=True)
+            x = x / np.where(norm > 0, norm, 1.0)
+        return x
+
+    def fit(self, x: Any) -> Quantizer:
+        """Fit on reference representations (N, ...)."""
+        decomposition = import_optional("sklearn.decomposition", purpose="Quantizer")
+        arr = self._prepare(as_samples(x, caller="Quantizer.fit()"))
+        n, d = arr.shape
+        if n < self.n_bins:
+            raise ValueError(f"Quantizer.fit() needs at least n_bins={self.n_bins} samples; got {n}.")
+        if self.strategy == "kmeans":
+            cluster = import_optional("sklearn.cluster", purpose="Quantizer")
+            k = min(self.n_components, d, n)
+            self.pca_ = decomposition.PCA(n_components=k, random_state=self.random_state).fit(arr) if d > k else None
+            z = self.pca_.transform(arr) if self.pca_ is not None else arr
+            self.kmeans_ = cluster.KMeans(self.n_bins, n_init=self.n_init, random_state=self.random_state).fit(z)
+            self.n_codes_ = self.n_bins
+        else:
+            self.pca_ = decomposition.PCA(n_components=1, random_state=self.random_state).fit(arr) if d > 1 else None
+            z = (self.pca_.transform(arr) if self.pca_ is not None else arr)[:, 0]
+            if self.strategy == "uniform":
+                lo, hi = float(z.min()), float(z.max())
+                self.edges_ = np.linspace(lo, hi, self.n_bins + 1)[1:-1]
+            else:
+                self.edges_ = np.unique(np.quantile(z, np.linspace(0, 1, self.n_bins + 1)[1:-1]))
+            self.n_codes_ = self.edges_.size + 1
+        self.dim_ = d
+        self.fitted_ = True
+        return self
+
+    def transform(self, x: Any) -> NDArray[np.int64]:
+        """Codes in [0, n_codes_) of new representations with the fitted quantizer."""
+        if not self.fitted_:
+            raise RuntimeError("Quantizer.transform() called before fit(); call fit(x) or fit_transform(x) first.")
+        arr = self._prepare(as_samples(x, caller="Quantizer.transform()"))
+        if arr.shape[1] != self.dim_:
+            raise ValueError(f"Quantizer.transform() got samples of dimension {arr.shape[1]}; it was fitted on {self.dim_}.")
+        if self.strategy == "kmeans":
+            z = self.pca_.transform(arr) if self.pca_ is not None else arr
+            return self.kmeans_.predict(z).astype(np.int64)
+        z = (self.pca_.transform(arr) if self.pca_ is not None else arr)[:, 0]
+        return np.searchsorted(self.edges_, z, side="right").astype(np.int64)
+
+    def fit_transform(self, x: Any) -> NDArray[np.int64]:
+        return self.fit(x).transform(x)
+
+
+def quantize(x: Any, *, n_bins: int = 10, strategy: str = "kmeans", **kwargs: Any) -> NDArray[np.int64]:
+    """Quantize representations (N, ...) into ``n_bins`` codes in one call (fit + transform).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> quantize(np.arange(10.0), n_bins=2, strategy="quantile").tolist()
+    [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+    """
+    return Quantizer(strategy, n_bins, **kwargs).fit_transform(x)

@@ -1,0 +1,74 @@
+"""Plots of PID sweeps (matplotlib, optional): atoms per layer pair, and across checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pidkd._optional import import_optional
+
+__all__ = ["plot_atoms", "plot_checkpoints", "plot_sweep"]
+
+_ATOMS = (("red", "Red (transferred)", "C0"), ("uni_t", "Uni(Y:T\\S) (left to distil)", "C3"),
+          ("uni_s", "Uni(Y:S\\T)", "C2"), ("syn", "Syn", "C7"))
+
+
+def _plt():
+    matplotlib = import_optional("matplotlib", purpose="pidkd.plotting")
+    import matplotlib.pyplot as plt
+
+    return matplotlib, plt
+
+
+def plot_atoms(df: Any, *, checkpoint: str | None = None, ax: Any = None) -> Any:
+    """Stacked PID atoms per (teacher layer, student layer) of one checkpoint (default: last)."""
+    _, plt = _plt()
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    ck = checkpoint if checkpoint is not None else df["checkpoint"].iloc[-1]
+    sub = df[df["checkpoint"] == ck]
+    labels = [f"{a}\n{b}" for a, b in zip(sub["teacher_layer"], sub["student_layer"])]
+    bottom = np.zeros(len(sub))
+    for key, name, color in _ATOMS:
+        vals = np.clip(sub[key].to_numpy(dtype=float), 0, None)
+        ax.bar(labels, vals, bottom=bottom, label=name, color=color)
+        bottom += vals
+    if "red_null" in sub:
+        ax.scatter(labels, sub["red_null"] + sub["uni_t_null"] + sub["uni_s_null"] + sub["syn_null"],
+                   marker="_", s=400, color="k", label="all atoms under shuffled Y (bias)")
+    ax.set_ylabel(f"bits (log base {df['base'].iloc[0]:g})" if float(df["base"].iloc[0]) != 2 else "bits")
+    ax.set_title(f"PID of I(Y; T, S) per layer pair, checkpoint {ck}")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_checkpoints(df: Any, *, teacher_layer: str | None = None, student_layer: str | None = None, ax: Any = None) -> Any:
+    """Red and Uni(Y:T\\S) (with bootstrap intervals) across checkpoints for one layer pair."""
+    _, plt = _plt()
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    tl = teacher_layer or df["teacher_layer"].iloc[-1]
+    sl = student_layer or df["student_layer"].iloc[-1]
+    sub = df[(df["teacher_layer"] == tl) & (df["student_layer"] == sl)]
+    x = np.arange(len(sub))
+    for key, name, color in _ATOMS[:2]:
+        ax.plot(x, sub[key], "o-", color=color, label=name)
+        if f"{key}_lo" in sub:
+            ax.fill_between(x, sub[f"{key}_lo"], sub[f"{key}_hi"], color=color, alpha=0.2)
+        if f"{key}_null" in sub:
+            ax.plot(x, sub[f"{key}_null"], ":", color=color, label=f"{key} under shuffled Y")
+    ax.set_xticks(x, sub["checkpoint"], rotation=20)
+    ax.set_ylabel("bits")
+    ax.set_title(f"teacher {tl} / student {sl} across checkpoints")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_sweep(df: Any, path: str) -> None:
+    """Both plots side by side, written to ``path``."""
+    matplotlib, plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.5))
+    plot_atoms(df, ax=a1)
+    plot_checkpoints(df, ax=a2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
