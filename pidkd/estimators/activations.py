@@ -129,9 +129,14 @@ def _check_layers(requested: Sequence[str] | None, available: Iterable[str], sid
 
 
 def _one(job: tuple[Any, ...]) -> dict[str, Any]:
-    name, t_layer, s_layer, y, t, s, quantizer, kw = job
-    res = pid_from_samples(y, t, s, quantizer=quantizer, **kw)
+    name, t_layer, s_layer, y, t_codes, s_codes, kw = job
+    res = pid_from_samples(y, t_codes, s_codes, **kw)
     return {"checkpoint": name, "teacher_layer": t_layer, "student_layer": s_layer, **res.as_dict()}
+
+
+def _codes_of(x: Any, quantizer: Quantizer | None) -> NDArray[np.int64]:
+    q = quantizer.clone() if quantizer is not None else Quantizer("kmeans", 10)
+    return q.fit_transform(x)
 
 
 def sweep(
@@ -184,7 +189,10 @@ def sweep(
         acts = item if isinstance(item, Activations) else load_activations(item)
         tl = _check_layers(teacher_layers, acts.teacher, "teacher", acts.name)
         sl = _check_layers(student_layers, acts.student, "student", acts.name)
-        jobs += [(acts.name, a, b, acts.labels, acts.teacher[a], acts.student[b], quantizer, kw) for a in tl for b in sl]
+        # Each layer is quantized once per checkpoint, then paired with every layer of the other side.
+        t_codes = {a: _codes_of(acts.teacher[a], quantizer) for a in tl}
+        s_codes = {b: _codes_of(acts.student[b], quantizer) for b in sl}
+        jobs += [(acts.name, a, b, acts.labels, t_codes[a], s_codes[b], kw) for a in tl for b in sl]
     if n_jobs == 1:
         tqdm = import_optional("tqdm", purpose="sweep(progress=True)").tqdm if progress else None
         it = tqdm(jobs, desc="PID sweep", unit="pair") if tqdm else jobs

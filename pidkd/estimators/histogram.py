@@ -41,18 +41,30 @@ def _codes(x: Any, name: str, caller: str) -> NDArray[np.int64]:
             )
     else:
         raise TypeError(f"{caller} expects `{name}` to be an integer array; got dtype {arr.dtype}.")
-    if out.size and out.min() < 0:
-        raise ValueError(
-            f"{caller} expects `{name}` to hold non-negative codes; got {int(out.min())} "
-            f"at sample {int(np.argmin(out))}."
-        )
     return np.ascontiguousarray(out)
+
+
+def _code_range(c: NDArray[np.int64], name: str, caller: str) -> tuple[int, int]:
+    """(min, max) of the codes in one pass; rejects negative codes."""
+    if c.size == 0:
+        return 0, 0
+    if c.size < 10_000:
+        lo, hi = int(c.min()), int(c.max())
+    else:
+        from pidkd.estimators._histogram_kernel import code_range
+
+        lo, hi = code_range(c)
+    if lo < 0:
+        raise ValueError(
+            f"{caller} expects `{name}` to hold non-negative codes; got {lo} at sample {int(np.argmin(c))}."
+        )
+    return lo, hi
 
 
 def _sizes(codes, given, caller) -> tuple[int, int, int]:
     sizes = []
     for c, n, name in zip(codes, given, ("n_y", "n_t", "n_s")):
-        top = int(c.max()) + 1 if c.size else 1
+        top = _code_range(c, name[2:], caller)[1] + 1
         if n is None:
             sizes.append(top)
             continue
@@ -77,6 +89,28 @@ def _validated(y, t, s, caller):
     return codes
 
 
+def _count(cy, ct, cs, given, caller, counts=None) -> NDArray[np.int64]:
+    """Count validated codes; the range check runs inside the kernel when sizes are given."""
+    if all(g is not None for g in given) and cy.size >= 10_000:
+        for g, name in zip(given, ("n_y", "n_t", "n_s")):
+            if not isinstance(g, (int, np.integer)) or g < 1:
+                raise ValueError(f"The {name!r} parameter of {caller} must be a positive int. Got {g!r} instead.")
+        shape = tuple(int(g) for g in given)
+        out = np.zeros(shape, dtype=np.int64) if counts is None else counts
+        from pidkd.estimators._histogram_kernel import histogram_into
+
+        if histogram_into(out, cy, ct, cs):
+            return out
+        # a code is out of range: find it, with a clear message
+    shape = _sizes((cy, ct, cs), given, caller)
+    out = np.zeros(shape, dtype=np.int64) if counts is None else counts
+    if cy.size:
+        from pidkd.estimators._histogram_kernel import histogram_into
+
+        histogram_into(out, cy, ct, cs)
+    return out
+
+
 def joint_histogram(
     y: ArrayLike, t: ArrayLike, s: ArrayLike, *, n_y: int | None = None, n_t: int | None = None,
     n_s: int | None = None, normalize: bool = False,
@@ -99,11 +133,7 @@ def joint_histogram(
     """
     caller = "joint_histogram()"
     cy, ct, cs = _validated(y, t, s, caller)
-    counts = np.zeros(_sizes((cy, ct, cs), (n_y, n_t, n_s), caller), dtype=np.int64)
-    if cy.size:
-        from pidkd.estimators._histogram_kernel import histogram_into
-
-        histogram_into(counts, cy, ct, cs)
+    counts = _count(cy, ct, cs, (n_y, n_t, n_s), caller)
     if normalize:
         if cy.size == 0:
             raise ValueError(f"{caller} cannot normalize an empty histogram: no samples were given.")
@@ -140,11 +170,7 @@ class JointHistogram:
         """Count one batch of codes (returns ``self``)."""
         caller = "JointHistogram.update()"
         cy, ct, cs = _validated(y, t, s, caller)
-        _sizes((cy, ct, cs), self._sizes, caller)
-        if cy.size:
-            from pidkd.estimators._histogram_kernel import histogram_into
-
-            histogram_into(self.counts, cy, ct, cs)
+        _count(cy, ct, cs, self._sizes, caller, counts=self.counts)
         return self
 
     def merge(self, other: JointHistogram) -> JointHistogram:
