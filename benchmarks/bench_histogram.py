@@ -66,8 +66,10 @@ def histogram_rows(n: int, repeats: int) -> list[dict]:
         "np.bincount (combined codes)": bincount,
         "one memory pass (np.sum of y, t, s)": lambda: (y.sum(), t.sum(), s.sum()),
     }
-    rows = [{"method": k, "median_s": timed(f, repeats if k != "np.histogramdd" else max(1, repeats // 3))}
-            for k, f in peers.items()]
+    rows = [
+        {"method": k, "median_s": timed(f, repeats if k != "np.histogramdd" else max(1, repeats // 3))}
+        for k, f in peers.items()
+    ]
     base = rows[0]["median_s"]
     for r in rows:
         r["pidkd_speedup"] = r["median_s"] / base
@@ -84,8 +86,12 @@ def sweep_time() -> float:
         return (proto[y] @ rng.normal(size=(32, dim)) + rng.normal(size=(n, dim)) * noise).astype(np.float32)
 
     checkpoints = [
-        Activations(y, {f"t{i}": layer(1.0, 64) for i in range(3)}, {f"s{i}": layer(3.0 / (c + 1), 16) for i in range(3)},
-                    name=f"ck{c}")
+        Activations(
+            y,
+            {f"t{i}": layer(1.0, 64) for i in range(3)},
+            {f"s{i}": layer(3.0 / (c + 1), 16) for i in range(3)},
+            name=f"ck{c}",
+        )
         for c in range(5)
     ]
     t0 = time.perf_counter()
@@ -101,8 +107,13 @@ def main() -> None:
     args = parser.parse_args()
     rows = histogram_rows(args.samples, args.repeats)
     t_sweep = sweep_time()
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "python": platform.python_version(), "samples": args.samples, "shape": SHAPE}
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "samples": args.samples,
+        "shape": SHAPE,
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "histogram.json").write_text(json.dumps({"meta": meta, "rows": rows, "sweep_s": t_sweep}, indent=2))
     lines = [

@@ -27,8 +27,15 @@ from pathlib import Path
 import numpy as np
 
 SIZES = [
-    (2, 2, 2), (4, 4, 4), (10, 10, 10), (10, 32, 32), (10, 64, 64), (100, 10, 10),
-    (10, 128, 128), (10, 256, 256), (100, 64, 64),
+    (2, 2, 2),
+    (4, 4, 4),
+    (10, 10, 10),
+    (10, 32, 32),
+    (10, 64, 64),
+    (100, 10, 10),
+    (10, 128, 128),
+    (10, 256, 256),
+    (100, 64, 64),
 ]
 QUICK_SIZES = [(2, 2, 2), (4, 4, 4), (10, 10, 10), (10, 32, 32)]
 # Largest problem (cells) each peer is run on; beyond it the run would take far too long
@@ -77,7 +84,9 @@ def run_one(shape, solver, repeats, timeout):
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _CHILD, json.dumps([list(shape), solver, SEED, repeats])],
-            capture_output=True, text=True, timeout=timeout,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timeout > {timeout} s"}
@@ -102,9 +111,12 @@ def batch_benchmark(n: int = 1000) -> dict:
     t_loop = (time.perf_counter() - t0) * n / 100
     diff = max(abs(a.uni_t - b.uni_t) for a, b in zip(rs, loop))
     return {
-        "n": n, "batch_s": t_batch, "loop_s_extrapolated": t_loop,
+        "n": n,
+        "batch_s": t_batch,
+        "loop_s_extrapolated": t_loop,
         "all_converged": all(r.diagnostics.converged for r in rs),
-        "max_gap_bits": max(r.diagnostics.gap for r in rs), "max_diff_batch_vs_loop": diff,
+        "max_gap_bits": max(r.diagnostics.gap for r in rs),
+        "max_diff_batch_vs_loop": diff,
     }
 
 
@@ -139,11 +151,12 @@ def main() -> None:
             results[solver] = first
             print(shape, solver, {k: v for k, v in first.items() if k != "atoms"}, flush=True)
         certified = {
-            k: v for k, v in results.items()
+            k: v
+            for k, v in results.items()
             if k != "dit" and "error" not in v and v["converged"] and v["gap"] >= -1e-10
         }
         ref_name = min(certified, key=lambda k: certified[k]["gap"]) if certified else None
-        for name, res in results.items():
+        for res in results.values():
             if "error" in res:
                 continue
             res["median_s"] = float(np.median(res["times"]))
@@ -152,8 +165,10 @@ def main() -> None:
         rows.append({"shape": list(shape), "cells": cells, "reference": ref_name, "results": results})
     batch = batch_benchmark()
     meta = {
-        "date": time.strftime("%Y-%m-%d"), "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "seed": SEED,
+        "date": time.strftime("%Y-%m-%d"),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "seed": SEED,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "solvers.json").write_text(json.dumps({"meta": meta, "rows": rows, "batch": batch}, indent=2))
@@ -186,15 +201,18 @@ def markdown(rows, batch, meta) -> str:
         "certified result with the smallest duality gap, peak memory of the process (MB). "
         "dit reports no certificate; its gap column is empty.",
         "",
-        "| size | cells | " + " | ".join(f"{n} time" for n in names) + " | NEWTON speed-up vs CLARABEL | NEWTON speed-up vs dit | "
-        + " | ".join(f"{n} max diff" for n in names) + " | NEWTON gap (bits) | NEWTON / CLARABEL peak MB |",
+        "| size | cells | "
+        + " | ".join(f"{n} time" for n in names)
+        + " | NEWTON speed-up vs CLARABEL | NEWTON speed-up vs dit | "
+        + " | ".join(f"{n} max diff" for n in names)
+        + " | NEWTON gap (bits) | NEWTON / CLARABEL peak MB |",
         "|" + "---|" * (2 + 2 * len(names) + 4),
     ]
     for row in rows:
         res = row["results"]
         t = {n: res[n].get("median_s") for n in names}
 
-        def ratio(n):
+        def ratio(n, t=t):
             return f"{t[n] / t['NEWTON']:.0f}x" if t.get(n) and t.get("NEWTON") else "—"
 
         diffs = [f"{res[n]['max_atom_diff']:.1e}" if "max_atom_diff" in res[n] else "—" for n in names]
@@ -204,7 +222,8 @@ def markdown(rows, batch, meta) -> str:
         lines.append(
             f"| {'x'.join(map(str, row['shape']))} | {row['cells']} | "
             + " | ".join(_fmt_time(res[n]) for n in names)
-            + f" | {ratio('CLARABEL')} | {ratio('dit')} | " + " | ".join(diffs)
+            + f" | {ratio('CLARABEL')} | {ratio('dit')} | "
+            + " | ".join(diffs)
             + f" | {gap_txt} | {mem} |"
         )
     lines += [

@@ -24,8 +24,7 @@ def import_optional(name: str, *, purpose: str) -> ModuleType:
         extra = _EXTRA_FOR.get(name)
         hint = f"pip install 'pidkd[{extra}]'" if extra else f"pip install {name}"
         raise ImportError(
-            f"{purpose} needs the optional package {name!r}, which is not installed. "
-            f"Install it with: {hint}"
+            f"{purpose} needs the optional package {name!r}, which is not installed. Install it with: {hint}"
         ) from exc
 
 

@@ -154,9 +154,7 @@ def as_pmf(p: Any, *, arg: str = "p", caller: str) -> NDArray[np.float64]:
     """
     arr = _to_numpy(p, arg, caller, None)
     if arr.ndim == 0:
-        raise ValueError(
-            f"{caller} expects `{arg}` to be an array of probabilities; got a scalar. Pass an array."
-        )
+        raise ValueError(f"{caller} expects `{arg}` to be an array of probabilities; got a scalar. Pass an array.")
     return _check_mass(arr, counts=False, arg=arg, caller=caller)
 
 
@@ -168,9 +166,10 @@ def _check_mass(arr: NDArray[np.float64], *, counts: bool, arg: str, caller: str
         )
     if not np.all(np.isfinite(arr)):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise ValueError(
             f"{caller} expects `{arg}` to hold finite numbers; got {bad} NaN or infinite "
-            f"entr{'y' if bad == 1 else 'ies'} (first at index {tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])}). "
+            f"entr{'y' if bad == 1 else 'ies'} (first at index {first}). "
             "Remove or impute them before computing the PID."
         )
     if np.any(arr < 0):

@@ -112,24 +112,49 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
     files = args.files or sorted(str(p) for p in (Path(__file__).parent / "data" / "digits").glob("*.npz"))
     if not args.files:
-        print(f"No ACTIVATIONS given: measuring the example that ships with pidkd ({len(files)} "
-              "checkpoints of a student MLP distilled on scikit-learn's digits).", file=sys.stderr)
+        print(
+            f"No ACTIVATIONS given: measuring the example that ships with pidkd ({len(files)} "
+            "checkpoints of a student MLP distilled on scikit-learn's digits).",
+            file=sys.stderr,
+        )
     try:
         df = sweep(
-            files, teacher_layers=args.teacher_layer, student_layers=args.student_layer,
+            files,
+            teacher_layers=args.teacher_layer,
+            student_layers=args.student_layer,
             quantizer=Quantizer(args.quantizer, args.clusters, n_components=args.components),
-            n_bootstrap=args.bootstrap, n_permutations=args.permutations, base=math.e if args.nats else 2.0,
-            n_jobs=args.n_jobs, progress=not args.no_progress,
+            n_bootstrap=args.bootstrap,
+            n_permutations=args.permutations,
+            base=math.e if args.nats else 2.0,
+            n_jobs=args.n_jobs,
+            progress=not args.no_progress,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"pidkd measure: {exc}") from None
-    cols = ["checkpoint", "teacher_layer", "student_layer", "red", "red_lo", "red_hi", "red_null",
-            "uni_t", "uni_t_lo", "uni_t_hi", "uni_t_null", "uni_s", "syn", "n_samples", "status"]
+    cols = [
+        "checkpoint",
+        "teacher_layer",
+        "student_layer",
+        "red",
+        "red_lo",
+        "red_hi",
+        "red_null",
+        "uni_t",
+        "uni_t_lo",
+        "uni_t_hi",
+        "uni_t_null",
+        "uni_s",
+        "syn",
+        "n_samples",
+        "status",
+    ]
     if args.json:
         print(df.to_json(orient="records", indent=2))
     else:
-        print(f"PID of I(Y; T, S) in {_unit(math.e if args.nats else 2.0)}; *_lo/*_hi: "
-              f"{int(100 * 0.9)}% bootstrap interval, *_null: mean under shuffled labels (bias)")
+        print(
+            f"PID of I(Y; T, S) in {_unit(math.e if args.nats else 2.0)}; *_lo/*_hi: "
+            f"{int(100 * 0.9)}% bootstrap interval, *_null: mean under shuffled labels (bias)"
+        )
         print(_format_table(df[cols].to_dict("records"), cols))
     if args.out:
         out = Path(args.out)
@@ -164,7 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", type=float, default=2.0, help="logarithm base (default 2: bits)")
     p.add_argument("--nats", action="store_true", help="report in nats (base e), as the RID paper")
     p.add_argument("--solver", choices=SOLVERS, default=None, help="optimiser (default NEWTON, pidkd's own)")
-    p.add_argument("--tol", type=float, default=None, help="largest accepted duality gap in bits (default 1e-9 for NEWTON, 1e-7 otherwise)")
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=None,
+        help="largest accepted duality gap in bits (default 1e-9 for NEWTON, 1e-7 otherwise)",
+    )
     p.add_argument("--no-strict", action="store_true", help="warn instead of failing on an uncertified solve")
     p.set_defaults(func=_cmd_pid)
     toys = sub.add_parser(

@@ -10,8 +10,12 @@ from pidkd._optional import import_optional
 
 __all__ = ["plot_atoms", "plot_checkpoints", "plot_sweep"]
 
-_ATOMS = (("red", "Red (transferred)", "C0"), ("uni_t", "Uni(Y:T\\S) (left to distil)", "C3"),
-          ("uni_s", "Uni(Y:S\\T)", "C2"), ("syn", "Syn", "C7"))
+_ATOMS = (
+    ("red", "Red (transferred)", "C0"),
+    ("uni_t", "Uni(Y:T\\S) (left to distil)", "C3"),
+    ("uni_s", "Uni(Y:S\\T)", "C2"),
+    ("syn", "Syn", "C7"),
+)
 
 
 def _plt():
@@ -34,15 +38,23 @@ def plot_atoms(df: Any, *, checkpoint: str | None = None, ax: Any = None) -> Any
         ax.bar(labels, vals, bottom=bottom, label=name, color=color)
         bottom += vals
     if "red_null" in sub:
-        ax.scatter(labels, sub["red_null"] + sub["uni_t_null"] + sub["uni_s_null"] + sub["syn_null"],
-                   marker="_", s=400, color="k", label="all atoms under shuffled Y (bias)")
+        ax.scatter(
+            labels,
+            sub["red_null"] + sub["uni_t_null"] + sub["uni_s_null"] + sub["syn_null"],
+            marker="_",
+            s=400,
+            color="k",
+            label="all atoms under shuffled Y (bias)",
+        )
     ax.set_ylabel(f"bits (log base {df['base'].iloc[0]:g})" if float(df["base"].iloc[0]) != 2 else "bits")
     ax.set_title(f"PID of I(Y; T, S) per layer pair, checkpoint {ck}")
     ax.legend(fontsize=8)
     return ax
 
 
-def plot_checkpoints(df: Any, *, teacher_layer: str | None = None, student_layer: str | None = None, ax: Any = None) -> Any:
+def plot_checkpoints(
+    df: Any, *, teacher_layer: str | None = None, student_layer: str | None = None, ax: Any = None
+) -> Any:
     """Red and Uni(Y:T\\S) (with bootstrap intervals) across checkpoints for one layer pair."""
     _, plt = _plt()
     ax = ax or plt.subplots(figsize=(7, 4))[1]

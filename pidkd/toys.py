@@ -84,8 +84,12 @@ def _bits(n: int) -> list[tuple[int, int]]:
 def example1() -> Toy:
     """Uninformative teacher: U1, U2 fair bits, Y = U1, T = U2. Uni = Red = 0 for every S = f(T)."""
     p_yt = np.full((2, 2), 0.25)
-    return Toy("Example 1 (uninformative teacher)", p_yt, {"U2 (= T)": np.array([0, 1]), "constant": np.array([0, 0])},
-               {"I(Y;T)": 0.0})
+    return Toy(
+        "Example 1 (uninformative teacher)",
+        p_yt,
+        {"U2 (= T)": np.array([0, 1]), "constant": np.array([0, 0])},
+        {"I(Y;T)": 0.0},
+    )
 
 
 def example2() -> Toy:
@@ -234,15 +238,26 @@ def check_all(h_grid: Sequence[float] = (0.3, 0.6, 0.9), n_random: int = 20) -> 
     rows: list[dict[str, object]] = []
 
     def add(item: str, claim: str, expected: float, computed: float, atol: float = 1e-6) -> None:
-        rows.append({"item": item, "claim": claim, "expected": expected, "computed": computed,
-                     "holds": bool(abs(expected - computed) <= atol)})
+        rows.append(
+            {
+                "item": item,
+                "claim": claim,
+                "expected": expected,
+                "computed": computed,
+                "holds": bool(abs(expected - computed) <= atol),
+            }
+        )
 
     t1 = example1()
     s1 = search_students(t1.p_yt)
     add("Example 1", "max over S=f(T) of Red", 0.0, float(s1.red.max()))
     add("Example 1", "max over S=f(T) of Uni(Y:T\\S)", 0.0, float(s1.uni_t.max()))
-    add("Example 1", "I(T;S)-maximiser is S = U2 (1 = yes)", 1.0,
-        float(s1.labels[s1.best_mi].tolist() == t1.students["U2 (= T)"].tolist()))
+    add(
+        "Example 1",
+        "I(T;S)-maximiser is S = U2 (1 = yes)",
+        1.0,
+        float(s1.labels[s1.best_mi].tolist() == t1.students["U2 (= T)"].tolist()),
+    )
 
     t2 = example2()
     s2 = search_students(t2.p_yt, max_symbols=2)
@@ -251,10 +266,18 @@ def check_all(h_grid: Sequence[float] = (0.3, 0.6, 0.9), n_random: int = 20) -> 
     add("Example 2", "Red(Y:T,U1) = h(0.2)", t2.claims["Red(S=U1)"], r_u1.red)
     add("Example 2", "Red(Y:T,U2) = 0", 0.0, r_u2.red)
     add("Example 2", "Uni(Y:T\\U2) = h(0.2)", t2.claims["Uni(S=U2)"], r_u2.uni_t)
-    add("Example 2", "I(T;S)-argmax over one-bit S is U2 (1 = yes)", 1.0,
-        float(s2.labels[s2.best_mi].tolist() == t2.students["U2"].tolist()))
-    add("Example 2", "Red-argmax over one-bit S is U1 (1 = yes)", 1.0,
-        float(s2.labels[s2.best_red].tolist() == t2.students["U1"].tolist()))
+    add(
+        "Example 2",
+        "I(T;S)-argmax over one-bit S is U2 (1 = yes)",
+        1.0,
+        float(s2.labels[s2.best_mi].tolist() == t2.students["U2"].tolist()),
+    )
+    add(
+        "Example 2",
+        "Red-argmax over one-bit S is U1 (1 = yes)",
+        1.0,
+        float(s2.labels[s2.best_red].tolist() == t2.students["U1"].tolist()),
+    )
 
     p3 = example3()
     r3 = pid(p3)
@@ -274,8 +297,12 @@ def check_all(h_grid: Sequence[float] = (0.3, 0.6, 0.9), n_random: int = 20) -> 
             if h_z == h_g:
                 add(item, "(i) Z and G both maximise I(T;S) (1 = yes)", 1.0, float(z in winners and g in winners))
             else:
-                add(item, f"(i) I(T;S) maximised by S = {'Z' if h_z > h_g else 'G'} (1 = yes)", 1.0,
-                    float(expected in winners))
+                add(
+                    item,
+                    f"(i) I(T;S) maximised by S = {'Z' if h_z > h_g else 'G'} (1 = yes)",
+                    1.0,
+                    float(expected in winners),
+                )
             red_winners = [res.labels[i].tolist() for i in res.maximisers(res.red)]
             add(item, "(ii) Red maximised by S = Z (1 = yes)", 1.0, float(z in red_winners))
 
@@ -288,10 +315,24 @@ def check_all(h_grid: Sequence[float] = (0.3, 0.6, 0.9), n_random: int = 20) -> 
         gaps.append((ri - gk, red - ri))
     low, high = np.min(gaps, axis=0)
     item = f"Theorem 4.1, {n_random} random 3x3x3"
-    rows.append({"item": item, "claim": "min(Red∩ - I(Y;T∧S)) >= 0", "expected": 0.0, "computed": float(low),
-                 "holds": bool(low >= -1e-9)})
-    rows.append({"item": item, "claim": "min(Red - Red∩) >= 0", "expected": 0.0, "computed": float(high),
-                 "holds": bool(high >= -1e-9)})
+    rows.append(
+        {
+            "item": item,
+            "claim": "min(Red∩ - I(Y;T∧S)) >= 0",
+            "expected": 0.0,
+            "computed": float(low),
+            "holds": bool(low >= -1e-9),
+        }
+    )
+    rows.append(
+        {
+            "item": item,
+            "claim": "min(Red - Red∩) >= 0",
+            "expected": 0.0,
+            "computed": float(high),
+            "holds": bool(high >= -1e-9),
+        }
+    )
     p = joint_with_student(theorem31_family(0.6, 0.9).p_yt, np.arange(4))  # T = S
     vals = [gacs_korner_redundancy(p).red, intersection_redundancy(p).red, pid(p).red, pid(p).mi_t]
     add("Theorem 4.1, T = S", "I(Y;T∧S) = Red∩ = Red = I(Y;T): spread", 0.0, float(np.ptp(vals)))

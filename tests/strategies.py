@@ -21,7 +21,7 @@ def joint_pmfs(draw, max_card: int = 5, min_card: int = 1):
 def stochastic_matrices(draw, n_rows: int, n_cols: int):
     """Row-stochastic matrix (a channel), rows drawn with zero entries allowed."""
     w = draw(hnp.arrays(np.float64, (n_rows, n_cols), elements=_WEIGHTS))
-    w[:, 0] += (w.sum(axis=1) == 0)  # no empty rows
+    w[:, 0] += w.sum(axis=1) == 0  # no empty rows
     return w / w.sum(axis=1, keepdims=True)
 
 

@@ -44,7 +44,9 @@ def test_counts_file_without_flag_is_a_clear_error(tmp_path):
         main(["pid", str(path)])
 
 
-@pytest.mark.parametrize("target, match", [("nope", "Unknown reference distribution 'nope'"), ("missing.npy", "does not exist")])
+@pytest.mark.parametrize(
+    "target, match", [("nope", "Unknown reference distribution 'nope'"), ("missing.npy", "does not exist")]
+)
 def test_bad_targets(target, match):
     with pytest.raises(SystemExit, match=match):
         main(["pid", target])
@@ -53,8 +55,22 @@ def test_bad_targets(target, match):
 def test_measure_default_example_writes_table_and_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out, png = tmp_path / "r.csv", tmp_path / "r.png"
-    args = ["measure", "--teacher-layer", "hidden2", "--student-layer", "hidden1", "--bootstrap", "10",
-            "--permutations", "2", "--no-progress", "--out", str(out), "--plot", str(png)]
+    args = [
+        "measure",
+        "--teacher-layer",
+        "hidden2",
+        "--student-layer",
+        "hidden1",
+        "--bootstrap",
+        "10",
+        "--permutations",
+        "2",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--plot",
+        str(png),
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "epoch_001" in text and "epoch_040" in text
@@ -68,5 +84,8 @@ def test_measure_default_example_writes_table_and_plot(tmp_path, capsys):
 
 
 def test_measure_bad_layer_is_a_clear_error():
-    with pytest.raises(SystemExit, match=r"teacher layer\(s\) \['nope'\] not in checkpoint 'epoch_001'; available: \['hidden1', 'hidden2'\]"):
+    with pytest.raises(
+        SystemExit,
+        match=r"teacher layer\(s\) \['nope'\] not in checkpoint 'epoch_001'; available: \['hidden1', 'hidden2'\]",
+    ):
         main(["measure", "--teacher-layer", "nope", "--no-progress"])

@@ -95,7 +95,13 @@ def test_lemma_adding_a_source_shrinks_unique_information(p, data):
 
 def test_check_all_reports_every_claim_as_holding():
     rows = toys.check_all(h_grid=(0.4, 0.8), n_random=5)
-    assert {r["item"].split(",")[0] for r in rows} >= {"Example 1", "Example 2", "Example 3", "Theorem 3.1", "Theorem 4.1"}
+    assert {r["item"].split(",")[0] for r in rows} >= {
+        "Example 1",
+        "Example 2",
+        "Example 3",
+        "Theorem 3.1",
+        "Theorem 4.1",
+    }
     failing = [r for r in rows if not r["holds"]]
     assert failing == []
 

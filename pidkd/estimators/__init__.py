@@ -8,13 +8,13 @@ from pidkd.estimators._result import PIDResult, SolverDiagnostics
 from pidkd.estimators.activations import Activations, load_activations, save_activations, sweep
 from pidkd.estimators.api import pid, pid_batch
 from pidkd.estimators.histogram import JointHistogram, joint_histogram
-from pidkd.estimators.intersection import gacs_korner_redundancy, intersection_redundancy
 from pidkd.estimators.information import (
     conditional_entropy,
     conditional_mutual_information,
     entropy,
     mutual_information,
 )
+from pidkd.estimators.intersection import gacs_korner_redundancy, intersection_redundancy
 from pidkd.estimators.quantize import Quantizer, quantize
 from pidkd.estimators.samples import SamplePID, pid_from_samples
 

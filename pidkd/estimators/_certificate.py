@@ -47,9 +47,7 @@ def certify(
     returned bound is valid for any input.
     """
     pyt, pys = p.sum(axis=3), p.sum(axis=2)
-    residual = np.maximum(
-        np.abs(q.sum(axis=3) - pyt).max(axis=(1, 2)), np.abs(q.sum(axis=2) - pys).max(axis=(1, 2))
-    )
+    residual = np.maximum(np.abs(q.sum(axis=3) - pyt).max(axis=(1, 2)), np.abs(q.sum(axis=2) - pys).max(axis=(1, 2)))
     h = _xlogx_sum(q.sum(axis=1), (1, 2)) - _xlogx_sum(q, (1, 2, 3))
     if a is None or b is None:
         return Certificate(residual, h, np.full(p.shape[0], np.nan))

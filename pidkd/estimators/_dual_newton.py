@@ -220,8 +220,13 @@ def solve(
 
         start = time.perf_counter()
         q, a, b, converged, n_iter = solve_small_batch(
-            p, gap_tol=gap_tol, residual_tol=residual_tol, max_iter=max_iter, shrink=shrink,
-            eps_min=eps_min, max_stages=_MAX_STAGES,
+            p,
+            gap_tol=gap_tol,
+            residual_tol=residual_tol,
+            max_iter=max_iter,
+            shrink=shrink,
+            eps_min=eps_min,
+            max_stages=_MAX_STAGES,
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             cert = certify(p, q, a, b)

@@ -3,9 +3,9 @@
 Same algorithm and schedule as the numpy implementation there (exponential multiplier method,
 damped Newton, predictor, polish, stop on a certified gap), written as loops over one problem
 with a dense Hessian, so that a 4x4x4 solve costs microseconds per iteration instead of numpy's
-per-call overhead, and a batch runs in parallel over problems. Used when the dual has at most
-:data:`pidkd.estimators._dual_newton.DENSE_MAX_VARS` variables. The reported certificate is still recomputed from the result
-by :func:`pidkd.estimators._certificate.certify`.
+per-call overhead (a batch runs problem by problem in compiled code). Used when the dual has at
+most :data:`pidkd.estimators._dual_newton.DENSE_MAX_VARS` variables. The reported certificate is
+still recomputed from the result by :func:`pidkd.estimators._certificate.certify`.
 
 Compiled on first use and cached on disk (``cache=True``); imported lazily by the solver.
 """
@@ -17,6 +17,7 @@ import numpy as np
 __all__ = ["solve_small_batch"]
 
 import numba as nb
+
 
 @nb.njit(cache=True, fastmath=False)
 def evaluate(p_yt, p_ys, cell, a, b, eps, mu, ln, r, m):
@@ -59,6 +60,7 @@ def evaluate(p_yt, p_ys, cell, a, b, eps, mu, ln, r, m):
             msum += m[t, s]
     return f + eps * msum
 
+
 @nb.njit(cache=True)
 def gradient(p_yt, p_ys, r, m, ga, gb):
     n_y, n_t = p_yt.shape
@@ -78,6 +80,7 @@ def gradient(p_yt, p_ys, r, m, ga, gb):
     for v in gb.ravel():
         res = max(res, abs(v))
     return res
+
 
 @nb.njit(cache=True)
 def newton_step(p_yt, p_ys, r, m, ga, gb, eps, pin):
@@ -136,6 +139,7 @@ def newton_step(p_yt, p_ys, r, m, ga, gb, eps, pin):
         for s in range(n_s):
             db[y, s] = d[off + s * n_y + y]
     return da, db
+
 
 @nb.njit(cache=True)
 def certify_one(p_yt, p_ys, cell, r, m, a, b, polish):
@@ -229,6 +233,7 @@ def certify_one(p_yt, p_ys, cell, r, m, a, b, polish):
             ps += p_ys[y, s]
         rep_s += shift_s[s] * ps
     return q, res, h, bound + min(rep_t, rep_s)
+
 
 @nb.njit(cache=True)
 def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
@@ -342,6 +347,7 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
                 qo[y, t, s] = q[t, s, y]
     return qo, a, b, converged, n_iter
 
+
 @nb.njit(cache=True)
 def solve_batch(ps, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
     nb_, n_y, n_t, n_s = ps.shape
@@ -355,7 +361,6 @@ def solve_batch(ps, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages
             ps[i], gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages
         )
     return q, a, b, conv, iters
-
 
 
 def solve_small_batch(ps, *, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):

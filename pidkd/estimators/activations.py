@@ -53,7 +53,10 @@ def _to_numpy(v: Any) -> NDArray[Any]:
 
 
 def load_activations(
-    path: str | Path, *, labels_key: str = "labels", teacher_prefix: str = "teacher/",
+    path: str | Path,
+    *,
+    labels_key: str = "labels",
+    teacher_prefix: str = "teacher/",
     student_prefix: str = "student/",
 ) -> Activations:
     """Read one checkpoint's labels and activations from ``.npz``, ``.pt`` or ``.safetensors``.
@@ -76,9 +79,7 @@ def load_activations(
             st = import_optional("safetensors.numpy", purpose="load_activations() of a .safetensors file")
             data = st.load_file(str(path))
         else:
-            raise ValueError(
-                f"load_activations() reads .npz, .pt or .safetensors files; got {path.name!r}."
-            )
+            raise ValueError(f"load_activations() reads .npz, .pt or .safetensors files; got {path.name!r}.")
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         if isinstance(exc, ValueError) and str(exc).startswith("load_activations()"):
             raise
@@ -89,8 +90,8 @@ def load_activations(
             f"load_activations(): {path.name} has no labels key {labels_key!r}. Available keys: "
             f"{available}. Pass labels_key=... to name it."
         )
-    teacher = {k[len(teacher_prefix):]: _to_numpy(v) for k, v in data.items() if k.startswith(teacher_prefix)}
-    student = {k[len(student_prefix):]: _to_numpy(v) for k, v in data.items() if k.startswith(student_prefix)}
+    teacher = {k[len(teacher_prefix) :]: _to_numpy(v) for k, v in data.items() if k.startswith(teacher_prefix)}
+    student = {k[len(student_prefix) :]: _to_numpy(v) for k, v in data.items() if k.startswith(student_prefix)}
     if not teacher or not student:
         missing = "teacher" if not teacher else "student"
         prefix = teacher_prefix if not teacher else student_prefix
@@ -182,8 +183,13 @@ def sweep(
     items = [sources] if isinstance(sources, (str, Path, Activations)) else list(sources)
     if not items:
         raise ValueError("sweep() needs at least one checkpoint (a path or an Activations).")
-    kw = {"n_bootstrap": n_bootstrap, "n_permutations": n_permutations, "confidence": confidence,
-          "base": base, "rng": rng}
+    kw = {
+        "n_bootstrap": n_bootstrap,
+        "n_permutations": n_permutations,
+        "confidence": confidence,
+        "base": base,
+        "rng": rng,
+    }
     jobs = []
     for item in items:
         acts = item if isinstance(item, Activations) else load_activations(item)

@@ -189,14 +189,20 @@ def _closed_form(p: NDArray[np.float64], *, t_independent: bool) -> _Solve:
 
 
 def _solve_newton(ps: NDArray[np.float64], tol_nats: float, max_iter: int | None) -> list[_Solve]:
-    res = _dual_newton.solve(
-        ps, gap_tol=tol_nats, residual_tol=RESIDUAL_TOL, max_iter=max_iter or _NEWTON_MAX_ITER
-    )
+    res = _dual_newton.solve(ps, gap_tol=tol_nats, residual_tol=RESIDUAL_TOL, max_iter=max_iter or _NEWTON_MAX_ITER)
     share = res.solve_time / len(ps)
     c = res.cert
     return [
-        _Solve(res.q[i], res.a[i], res.b[i], "optimal" if res.converged[i] else "max_iter",
-               int(res.n_iter[i]), share, "NEWTON", (float(c.residual[i]), float(c.h[i]), float(c.gap[i])))
+        _Solve(
+            res.q[i],
+            res.a[i],
+            res.b[i],
+            "optimal" if res.converged[i] else "max_iter",
+            int(res.n_iter[i]),
+            share,
+            "NEWTON",
+            (float(c.residual[i]), float(c.h[i]), float(c.gap[i])),
+        )
         for i in range(len(ps))
     ]
 
@@ -221,7 +227,13 @@ def _residual_slack(residual: float) -> float:
 
 
 def _result(
-    p: NDArray[np.float64], sol: _Solve, info: tuple[float, float, float, float], *, base: float, tol: float, strict: bool
+    p: NDArray[np.float64],
+    sol: _Solve,
+    info: tuple[float, float, float, float],
+    *,
+    base: float,
+    tol: float,
+    strict: bool,
 ) -> PIDResult:
     """Certify a solve and turn it into the four atoms; raise or warn if it is not certified."""
     mi_t, mi_s, mi_ts, h_y_given_s = info
@@ -287,9 +299,11 @@ def _result(
 
 
 def _check_solver(solver: str | None, tol: float | None, caller: str) -> tuple[str, float]:
-    name = "NEWTON" if solver is None else check_choice(
-        solver, [s.lower() for s in SOLVERS], name="solver", caller=caller
-    ).upper()
+    name = (
+        "NEWTON"
+        if solver is None
+        else check_choice(solver, [s.lower() for s in SOLVERS], name="solver", caller=caller).upper()
+    )
     tol_ = DEFAULT_TOL[name] if tol is None else check_positive(tol, name="tol", caller=caller)
     return name, tol_
 

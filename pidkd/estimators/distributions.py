@@ -115,8 +115,7 @@ def rdn_unq_xor() -> NDArray[np.float64]:
     Each atom is 1 bit.
     """
     return _from_outcomes(
-        (8 * r + 4 * a + 2 * b + (c ^ d), 4 * r + 2 * a + c, 4 * r + 2 * b + d, 1 / 32)
-        for r, a, b, c, d in _bits(5)
+        (8 * r + 4 * a + 2 * b + (c ^ d), 4 * r + 2 * a + c, 4 * r + 2 * b + d, 1 / 32) for r, a, b, c, d in _bits(5)
     )
 
 
@@ -168,14 +167,35 @@ REFERENCE: dict[str, Reference] = {
         Reference("copy", copy, 0.0, 1.0, 1.0, 0.0, "[BROJA] Example COPY; [dit] 'cat'"),
         Reference("sum", sum_, 0.5, 0.0, 0.0, 1.0, "[dit] 'sum'"),
         Reference("xor_and", xor_and, 0.5, 0.0, 0.0, 1.0, "[GK] XorAnd; relabelled SUM"),
-        Reference("reduced_or", reduced_or, _h2(0.25) - 0.5, 0.0, 0.0, 1.5 - _h2(0.25),
-                  "[dit] 'reduced or' (PID_BROJA equals PID_Proj there)"),
+        Reference(
+            "reduced_or",
+            reduced_or,
+            _h2(0.25) - 0.5,
+            0.0,
+            0.0,
+            1.5 - _h2(0.25),
+            "[dit] 'reduced or' (PID_BROJA equals PID_Proj there)",
+        ),
         Reference("rdn_xor", rdn_xor, 1.0, 0.0, 0.0, 1.0, "[GK] RdnXor; [dit] 'rdn xor'"),
         Reference("rdn_unq_xor", rdn_unq_xor, 1.0, 1.0, 1.0, 1.0, "[GK] RdnUnqXor"),
-        Reference("imperfect_rdn", imperfect_rdn, _I_S_IMPERFECT, 1.0 - _I_S_IMPERFECT, 0.0, 0.0,
-                  "[GK] ImperfectRdn; [closed form] S is a garbling of T = Y"),
-        Reference("diff", diff, _h2(0.25) - 0.75 * _h2(1 / 3), 1.0 - _h2(0.25), 1.0 - _h2(0.25), 0.0,
-                  "[dit] 'diff' (0.122556, 0.188722 to 6 decimals; closed forms here)"),
+        Reference(
+            "imperfect_rdn",
+            imperfect_rdn,
+            _I_S_IMPERFECT,
+            1.0 - _I_S_IMPERFECT,
+            0.0,
+            0.0,
+            "[GK] ImperfectRdn; [closed form] S is a garbling of T = Y",
+        ),
+        Reference(
+            "diff",
+            diff,
+            _h2(0.25) - 0.75 * _h2(1 / 3),
+            1.0 - _h2(0.25),
+            1.0 - _h2(0.25),
+            0.0,
+            "[dit] 'diff' (0.122556, 0.188722 to 6 decimals; closed forms here)",
+        ),
     ]
 }
 
@@ -190,7 +210,5 @@ def get(name: str) -> NDArray[np.float64]:
     """
     key = str(name).lower().replace("-", "_").replace(" ", "_")
     if key not in REFERENCE:
-        raise ValueError(
-            f"Unknown reference distribution {name!r}; expected one of {sorted(REFERENCE)}."
-        )
+        raise ValueError(f"Unknown reference distribution {name!r}; expected one of {sorted(REFERENCE)}.")
     return REFERENCE[key].make()

@@ -83,9 +83,7 @@ def _validated(y, t, s, caller):
     codes = [_codes(v, name, caller) for v, name in ((y, "y"), (t, "t"), (s, "s"))]
     lengths = [c.size for c in codes]
     if len(set(lengths)) != 1:
-        raise ValueError(
-            f"{caller} expects y, t and s to have one code per sample each; got lengths {lengths}."
-        )
+        raise ValueError(f"{caller} expects y, t and s to have one code per sample each; got lengths {lengths}.")
     return codes
 
 
@@ -112,8 +110,14 @@ def _count(cy, ct, cs, given, caller, counts=None) -> NDArray[np.int64]:
 
 
 def joint_histogram(
-    y: ArrayLike, t: ArrayLike, s: ArrayLike, *, n_y: int | None = None, n_t: int | None = None,
-    n_s: int | None = None, normalize: bool = False,
+    y: ArrayLike,
+    t: ArrayLike,
+    s: ArrayLike,
+    *,
+    n_y: int | None = None,
+    n_t: int | None = None,
+    n_s: int | None = None,
+    normalize: bool = False,
 ) -> NDArray[Any]:
     """Counts ``c[y, t, s]`` of the code triples (or their pmf with ``normalize=True``).
 

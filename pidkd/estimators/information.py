@@ -37,8 +37,7 @@ def _axes(axes: int | Iterable[int], ndim: int, name: str, caller: str) -> tuple
     out = (axes,) if isinstance(axes, (int, np.integer)) else tuple(axes)
     if not all(isinstance(a, (int, np.integer)) and -ndim <= a < ndim for a in out):
         raise ValueError(
-            f"The {name!r} parameter of {caller} must be axis indices of a {ndim}-d array. "
-            f"Got {axes!r} instead."
+            f"The {name!r} parameter of {caller} must be axis indices of a {ndim}-d array. Got {axes!r} instead."
         )
     return tuple(int(a) % ndim for a in out)
 
@@ -134,9 +133,7 @@ def conditional_mutual_information(p: ArrayLike, *, base: float = 2.0) -> float:
     b = check_base(base, caller=caller)
     arr = as_pmf(p, caller=caller)
     if arr.ndim != 3:
-        raise ValueError(
-            f"{caller} expects `p` to be a 3-d joint pmf p[x, y, z]; got shape {arr.shape}."
-        )
+        raise ValueError(f"{caller} expects `p` to be a 3-d joint pmf p[x, y, z]; got shape {arr.shape}.")
     return float(max(_cmi(arr), 0.0) / np.log(b))
 
 

@@ -137,8 +137,10 @@ def _mi_rows(pyz: NDArray[np.float64]) -> NDArray[np.float64]:
 def _cmi_rows(q: NDArray[np.float64]) -> NDArray[np.float64]:
     """I(Y;Z|W) in nats for a stack q[k, y, z, w]."""
     return (
-        _xlogx(q, (1, 2, 3)) + _xlogx(q.sum(axis=(1, 2)), 1)
-        - _xlogx(q.sum(axis=2), (1, 2)) - _xlogx(q.sum(axis=1), (1, 2))
+        _xlogx(q, (1, 2, 3))
+        + _xlogx(q.sum(axis=(1, 2)), 1)
+        - _xlogx(q.sum(axis=2), (1, 2))
+        - _xlogx(q.sum(axis=1), (1, 2))
     )
 
 
@@ -323,7 +325,14 @@ def intersection_decomposition(p: NDArray[np.float64], *, base: float = 2.0) -> 
     )
     ln_b = np.log(base)
     return PIDResult(
-        red=red / ln_b, uni_t=uni_t / ln_b, uni_s=uni_s / ln_b, syn=syn / ln_b,
-        mi_t=mi_t / ln_b, mi_s=mi_s / ln_b, mi_ts=mi_ts / ln_b,
-        method="intersection", base=float(base), diagnostics=diag,
+        red=red / ln_b,
+        uni_t=uni_t / ln_b,
+        uni_s=uni_s / ln_b,
+        syn=syn / ln_b,
+        mi_t=mi_t / ln_b,
+        mi_s=mi_s / ln_b,
+        mi_ts=mi_ts / ln_b,
+        method="intersection",
+        base=float(base),
+        diagnostics=diag,
     )

@@ -67,25 +67,44 @@ class Quantizer:
     """
 
     def __init__(
-        self, strategy: str = "kmeans", n_bins: int = 10, *, n_components: int = 10,
-        normalize: bool = True, random_state: int = 0, n_init: int = 4,
+        self,
+        strategy: str = "kmeans",
+        n_bins: int = 10,
+        *,
+        n_components: int = 10,
+        normalize: bool = True,
+        random_state: int = 0,
+        n_init: int = 4,
     ):
         self.strategy = check_choice(strategy, STRATEGIES, name="strategy", caller="Quantizer()")
         if not isinstance(n_bins, (int, np.integer)) or not 2 <= n_bins <= 65535:
-            raise ValueError(f"The 'n_bins' parameter of Quantizer() must be an int in the range [2, 65535]. Got {n_bins!r} instead.")
+            raise ValueError(
+                f"The 'n_bins' parameter of Quantizer() must be an int in the range [2, 65535]. Got {n_bins!r} instead."
+            )
         if not isinstance(n_components, (int, np.integer)) or n_components < 1:
-            raise ValueError(f"The 'n_components' parameter of Quantizer() must be a positive int. Got {n_components!r} instead.")
+            raise ValueError(
+                f"The 'n_components' parameter of Quantizer() must be a positive int. Got {n_components!r} instead."
+            )
         self.n_bins, self.n_components, self.normalize = int(n_bins), int(n_components), bool(normalize)
         self.random_state, self.n_init = random_state, int(n_init)
         self.fitted_ = False
 
     def __repr__(self) -> str:
-        return f"Quantizer({self.strategy!r}, n_bins={self.n_bins}, n_components={self.n_components}, normalize={self.normalize})"
+        return (
+            f"Quantizer({self.strategy!r}, n_bins={self.n_bins}, n_components={self.n_components}, "
+            f"normalize={self.normalize})"
+        )
 
     def clone(self) -> Quantizer:
         """An unfitted copy with the same parameters."""
-        return Quantizer(self.strategy, self.n_bins, n_components=self.n_components, normalize=self.normalize,
-                         random_state=self.random_state, n_init=self.n_init)
+        return Quantizer(
+            self.strategy,
+            self.n_bins,
+            n_components=self.n_components,
+            normalize=self.normalize,
+            random_state=self.random_state,
+            n_init=self.n_init,
+        )
 
     def _prepare(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         if self.normalize and x.shape[1] > 1:
@@ -126,7 +145,9 @@ class Quantizer:
             raise RuntimeError("Quantizer.transform() called before fit(); call fit(x) or fit_transform(x) first.")
         arr = self._prepare(as_samples(x, caller="Quantizer.transform()"))
         if arr.shape[1] != self.dim_:
-            raise ValueError(f"Quantizer.transform() got samples of dimension {arr.shape[1]}; it was fitted on {self.dim_}.")
+            raise ValueError(
+                f"Quantizer.transform() got samples of dimension {arr.shape[1]}; it was fitted on {self.dim_}."
+            )
         if self.strategy == "kmeans":
             z = self.pca_.transform(arr) if self.pca_ is not None else arr
             return self.kmeans_.predict(z).astype(np.int64)

@@ -70,8 +70,14 @@ class SamplePID:
             row[f"{a}_lo"], row[f"{a}_hi"] = self.ci.get(a, (np.nan, np.nan))
             row[f"{a}_null"] = self.null_mean.get(a, np.nan)
             row[f"{a}_null_hi"] = self.null_high.get(a, np.nan)
-        row.update(n_samples=self.n_samples, n_y=self.n_y, n_t=self.n_t, n_s=self.n_s,
-                   occupied_cells=self.occupied_cells, samples_per_cell=self.samples_per_cell)
+        row.update(
+            n_samples=self.n_samples,
+            n_y=self.n_y,
+            n_t=self.n_t,
+            n_s=self.n_s,
+            occupied_cells=self.occupied_cells,
+            samples_per_cell=self.samples_per_cell,
+        )
         return row
 
 
@@ -93,9 +99,18 @@ def _decompose_counts(counts: np.ndarray, **kw: Any) -> np.ndarray:
 
 
 def pid_from_samples(
-    y: ArrayLike, t: Any, s: Any, *, quantizer: Quantizer | None = None, n_bins: int | None = None,
-    n_bootstrap: int = 200, confidence: float = 0.9, n_permutations: int = 20,
-    rng: int | np.random.Generator | None = 0, base: float = 2.0, solver: str | None = None,
+    y: ArrayLike,
+    t: Any,
+    s: Any,
+    *,
+    quantizer: Quantizer | None = None,
+    n_bins: int | None = None,
+    n_bootstrap: int = 200,
+    confidence: float = 0.9,
+    n_permutations: int = 20,
+    rng: int | np.random.Generator | None = 0,
+    base: float = 2.0,
+    solver: str | None = None,
 ) -> SamplePID:
     """BROJA PID of I(Y; T, S) estimated from samples, with bootstrap intervals and a null level.
 
@@ -153,8 +168,9 @@ def pid_from_samples(
     alpha = (1 - confidence) / 2
     ci: dict[str, tuple[float, float]] = {}
     if n_bootstrap:
-        boots = np.stack([np.bincount(flat[gen.integers(0, n, n)], minlength=counts.size).reshape(shape)
-                          for _ in range(n_bootstrap)])
+        boots = np.stack(
+            [np.bincount(flat[gen.integers(0, n, n)], minlength=counts.size).reshape(shape) for _ in range(n_bootstrap)]
+        )
         atoms = _decompose_counts(boots, **kw)
         q_lo, q_hi = np.quantile(atoms, [alpha, 1 - alpha], axis=0)
         est = np.array([getattr(result, a) for a in ATOMS])
@@ -165,14 +181,26 @@ def pid_from_samples(
     null_mean: dict[str, float] = {}
     null_high: dict[str, float] = {}
     if n_permutations:
-        perms = np.stack([joint_histogram(gen.permutation(cy), ct, cs, n_y=shape[0], n_t=shape[1], n_s=shape[2])
-                          for _ in range(n_permutations)])
+        perms = np.stack(
+            [
+                joint_histogram(gen.permutation(cy), ct, cs, n_y=shape[0], n_t=shape[1], n_s=shape[2])
+                for _ in range(n_permutations)
+            ]
+        )
         atoms = _decompose_counts(perms, **kw)
         null_mean = {a: float(atoms[:, i].mean()) for i, a in enumerate(ATOMS)}
         null_high = {a: float(np.quantile(atoms[:, i], confidence)) for i, a in enumerate(ATOMS)}
     occupied = int(np.count_nonzero(counts))
     return SamplePID(
-        pid=result, ci=ci, null_mean=null_mean, null_high=null_high, n_samples=n,
-        n_y=shape[0], n_t=shape[1], n_s=shape[2], occupied_cells=occupied,
-        samples_per_cell=n / occupied, confidence=confidence,
+        pid=result,
+        ci=ci,
+        null_mean=null_mean,
+        null_high=null_high,
+        n_samples=n,
+        n_y=shape[0],
+        n_t=shape[1],
+        n_s=shape[2],
+        occupied_cells=occupied,
+        samples_per_cell=n / occupied,
+        confidence=confidence,
     )

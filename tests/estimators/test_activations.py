@@ -10,8 +10,10 @@ def make_acts(seed=0, n=300):
     y = rng.integers(0, 3, n)
     return Activations(
         labels=y,
-        teacher={"l1": (np.eye(3)[y] * 2 + rng.normal(size=(n, 3)) * 0.1).astype(np.float32),
-                 "l2": rng.normal(size=(n, 2, 2, 2)).astype(np.float32)},
+        teacher={
+            "l1": (np.eye(3)[y] * 2 + rng.normal(size=(n, 3)) * 0.1).astype(np.float32),
+            "l2": rng.normal(size=(n, 2, 2, 2)).astype(np.float32),
+        },
         student={"s1": (np.eye(3)[y] + rng.normal(size=(n, 3)) * 0.5).astype(np.float32)},
         name="ck",
     )
@@ -44,13 +46,18 @@ def test_safetensors_round_trip(tmp_path):
 def test_pt_round_trip_flat_and_nested(tmp_path):
     torch = pytest.importorskip("torch")
     acts = make_acts()
-    nested = {"labels": torch.from_numpy(acts.labels),
-              "teacher": {k: torch.from_numpy(v) for k, v in acts.teacher.items()},
-              "student": {k: torch.from_numpy(v) for k, v in acts.student.items()}}
+    nested = {
+        "labels": torch.from_numpy(acts.labels),
+        "teacher": {k: torch.from_numpy(v) for k, v in acts.teacher.items()},
+        "student": {k: torch.from_numpy(v) for k, v in acts.student.items()},
+    }
     torch.save(nested, tmp_path / "n.pt")
     assert_same(load_activations(tmp_path / "n.pt"), acts)
-    flat = {"y": torch.from_numpy(acts.labels)} | {f"T.{k}": torch.from_numpy(v) for k, v in acts.teacher.items()} \
+    flat = (
+        {"y": torch.from_numpy(acts.labels)}
+        | {f"T.{k}": torch.from_numpy(v) for k, v in acts.teacher.items()}
         | {f"S.{k}": torch.from_numpy(v) for k, v in acts.student.items()}
+    )
     torch.save(flat, tmp_path / "f.pt")
     assert_same(load_activations(tmp_path / "f.pt", labels_key="y", teacher_prefix="T.", student_prefix="S."), acts)
 
@@ -70,7 +77,9 @@ def test_bad_files_and_missing_keys(tmp_path):
     np.savez(tmp_path / "nostudent.npz", labels=np.zeros(2), **{"teacher/a": np.zeros((2, 2))})
     with pytest.raises(ValueError, match=r"no student activations \(keys starting with 'student/'\). Available keys"):
         load_activations(tmp_path / "nostudent.npz")
-    np.savez(tmp_path / "rows.npz", labels=np.zeros(3), **{"teacher/a": np.zeros((2, 2)), "student/b": np.zeros((3, 2))})
+    np.savez(
+        tmp_path / "rows.npz", labels=np.zeros(3), **{"teacher/a": np.zeros((2, 2)), "student/b": np.zeros((3, 2))}
+    )
     with pytest.raises(ValueError, match=r"3 labels but arrays with other row counts: \{'a': 2\}"):
         load_activations(tmp_path / "rows.npz")
 
@@ -83,10 +92,19 @@ def test_sweep_table(tmp_path):
     assert {"red", "uni_t", "red_lo", "red_hi", "red_null", "n_samples", "n_t", "status"} <= set(df.columns)
     row = df[(df["teacher_layer"] == "l1") & (df["checkpoint"] == "ck0")].iloc[0]
     assert row["mi_t"] == pytest.approx(np.log2(3), abs=0.02) and row["status"] == "optimal"
-    df2 = sweep(files, teacher_layers=["l1"], quantizer=Quantizer("kmeans", 3), n_bootstrap=20,
-                n_permutations=3, progress=False, n_jobs=2)
+    df2 = sweep(
+        files,
+        teacher_layers=["l1"],
+        quantizer=Quantizer("kmeans", 3),
+        n_bootstrap=20,
+        n_permutations=3,
+        progress=False,
+        n_jobs=2,
+    )
     np.testing.assert_allclose(df2["red"], df[df["teacher_layer"] == "l1"]["red"])
-    with pytest.raises(ValueError, match=r"teacher layer\(s\) \['zz'\] not in checkpoint 'ck0'; available: \['l1', 'l2'\]"):
+    with pytest.raises(
+        ValueError, match=r"teacher layer\(s\) \['zz'\] not in checkpoint 'ck0'; available: \['l1', 'l2'\]"
+    ):
         sweep(files, teacher_layers=["zz"], progress=False)
     with pytest.raises(ValueError, match="at least one checkpoint"):
         sweep([], progress=False)

@@ -138,7 +138,10 @@ def _direct_min_2x2x2(p):
     vals = [(cmi_bits(q_of((x0, x1))), (x0, x1)) for x0 in grid[0] for x1 in grid[1]]
     start = min(vals)[1]
     res = scipy.optimize.minimize(
-        lambda x: cmi_bits(q_of(x)), start, method="Nelder-Mead", bounds=bounds,
+        lambda x: cmi_bits(q_of(x)),
+        start,
+        method="Nelder-Mead",
+        bounds=bounds,
         options={"xatol": 1e-13, "fatol": 1e-15, "maxiter": 20000},
     )
     return min(res.fun, min(vals)[0])
@@ -194,5 +197,7 @@ def test_missing_solver_package_gives_install_hint(monkeypatch):
 
     monkeypatch.setattr(cvxpy, "installed_solvers", lambda: ["CLARABEL", "SCS"])
     monkeypatch.setitem(__import__("sys").modules, "ecos", None)
-    with pytest.raises(ImportError, match=r"solver='ECOS'\) needs the optional package 'ecos'.*pip install 'pidkd\[ecos\]'"):
+    with pytest.raises(
+        ImportError, match=r"solver='ECOS'\) needs the optional package 'ecos'.*pip install 'pidkd\[ecos\]'"
+    ):
         pidkd.pid(random_pmf((2, 2, 2), 0), solver="ECOS")

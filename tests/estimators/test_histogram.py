@@ -32,7 +32,10 @@ def test_streaming_equals_one_shot_and_merge():
     for lo in range(0, 10_000, 999):
         h.update(y[lo : lo + 999], t[lo : lo + 999], s[lo : lo + 999])
     np.testing.assert_array_equal(h.compute(), joint_histogram(y, t, s, n_y=4, n_t=9, n_s=9))
-    a, b = JointHistogram(4, 9, 9).update(y[:5000], t[:5000], s[:5000]), JointHistogram(4, 9, 9).update(y[5000:], t[5000:], s[5000:])
+    a, b = (
+        JointHistogram(4, 9, 9).update(y[:5000], t[:5000], s[:5000]),
+        JointHistogram(4, 9, 9).update(y[5000:], t[5000:], s[5000:]),
+    )
     np.testing.assert_array_equal(a.merge(b).compute(), h.compute())
     assert h.n_samples == 10_000 and h.compute(normalize=True).sum() == pytest.approx(1.0)
     assert h.reset().n_samples == 0

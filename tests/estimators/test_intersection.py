@@ -86,14 +86,18 @@ def test_pid_method_intersection_uses_the_identities_and_flags_negative_synergy(
 
 def test_bad_input():
     big = np.full((2, 8, 8), 1 / 128)
-    with pytest.raises(ValueError, match=rf"limited to Bell\(\|T\|\)·Bell\(\|S\|\) <= {MAX_PAIRS:,}.*\|T\| = 8, \|S\| = 8"):
+    with pytest.raises(
+        ValueError, match=rf"limited to Bell\(\|T\|\)·Bell\(\|S\|\) <= {MAX_PAIRS:,}.*\|T\| = 8, \|S\| = 8"
+    ):
         intersection_redundancy(big)
     # zero-probability symbols are dropped before the bound is applied
     padded = np.zeros((2, 9, 3))
     padded[:, :2, :2] = distributions.rdn()
     assert intersection_redundancy(padded).red == pytest.approx(1.0)
     assert intersection_redundancy(padded).f_t.tolist()[2:] == [-1] * 7
-    with pytest.raises(ValueError, match=r"'form' parameter of intersection_redundancy\(\) must be one of \['deterministic'\]"):
+    with pytest.raises(
+        ValueError, match=r"'form' parameter of intersection_redundancy\(\) must be one of \['deterministic'\]"
+    ):
         intersection_redundancy(distributions.rdn(), form="channel")
     with pytest.raises(ValueError, match="apply to method='broja' only"):
         pidkd.pid(distributions.rdn(), method="intersection", solver="CLARABEL")

@@ -36,7 +36,9 @@ def test_quantile_bins_have_equal_mass_and_torch_input():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"'n_bins' parameter of Quantizer\(\) must be an int in the range \[2, 65535\]. Got 1"):
+    with pytest.raises(
+        ValueError, match=r"'n_bins' parameter of Quantizer\(\) must be an int in the range \[2, 65535\]. Got 1"
+    ):
         Quantizer("kmeans", 1)
     with pytest.raises(ValueError, match=r"'strategy' parameter of Quantizer\(\) must be one of"):
         Quantizer("dbscan")

@@ -61,8 +61,10 @@ def test_raw_representations_are_quantized_and_seeded():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"confidence": 1.0}, r"'confidence' parameter of pid_from_samples\(\) must be in \(0, 1\)"),
-     ({"n_bootstrap": -1}, r"'n_bootstrap' parameter of pid_from_samples\(\) must be a non-negative int")],
+    [
+        ({"confidence": 1.0}, r"'confidence' parameter of pid_from_samples\(\) must be in \(0, 1\)"),
+        ({"n_bootstrap": -1}, r"'n_bootstrap' parameter of pid_from_samples\(\) must be a non-negative int"),
+    ],
 )
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
