@@ -1,0 +1,32 @@
+"""Knowledge distillation with PID: Redundant Information Distillation (RID) and baselines.
+
+Needs PyTorch (``pip install 'pidkd[torch]'``); :mod:`pidkd` and :mod:`pidkd.estimators` work
+without it. :func:`fit` trains a student with ``method`` "student", "kd", "vid" or "rid"; the
+building blocks are :func:`capture` (activations by module name), the RID and VID filters, and
+the losses as functions of tensors.
+"""
+
+from pidkd._optional import import_optional
+
+import_optional("torch", purpose="pidkd.distill")
+
+from pidkd.distill.filters import Head, StudentFilter, TeacherFilter, VIDRegressor  # noqa: E402
+from pidkd.distill.hooks import capture, module_names  # noqa: E402
+from pidkd.distill.losses import kd_loss, rid_phase1_loss, rid_phase2_loss, vid_loss  # noqa: E402
+from pidkd.distill.trainer import DistillConfig, FitResult, fit  # noqa: E402
+
+__all__ = [
+    "DistillConfig",
+    "FitResult",
+    "Head",
+    "StudentFilter",
+    "TeacherFilter",
+    "VIDRegressor",
+    "capture",
+    "fit",
+    "kd_loss",
+    "module_names",
+    "rid_phase1_loss",
+    "rid_phase2_loss",
+    "vid_loss",
+]

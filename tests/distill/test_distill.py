@@ -1,0 +1,180 @@
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+from pidkd.distill import (  # noqa: E402
+    DistillConfig,
+    StudentFilter,
+    TeacherFilter,
+    capture,
+    fit,
+    kd_loss,
+    rid_phase1_loss,
+    rid_phase2_loss,
+    vid_loss,
+)
+from pidkd.distill.losses import weighted_mismatch  # noqa: E402
+
+
+def mlp(widths, seed):
+    torch.manual_seed(seed)
+    layers = []
+    for i in range(len(widths) - 1):
+        layers += [nn.Linear(widths[i], widths[i + 1])]
+        if i < len(widths) - 2:
+            layers += [nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x / 16.0, dtype=torch.float32)
+    y = torch.tensor(y)
+    return (x[:1200], y[:1200]), (x[1200:], y[1200:])
+
+
+@pytest.fixture(scope="module")
+def teacher(digits):
+    (x, y), _ = digits
+    net = mlp([64, 64, 32, 10], 0)
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    return net
+
+
+def test_capture_records_and_removes_hooks():
+    net = mlp([3, 4, 2], 0)
+    with capture(net, ["0", "2"]) as acts:
+        net(torch.zeros(5, 3))
+    assert tuple(acts["0"].shape) == (5, 4) and tuple(acts["2"].shape) == (5, 2)
+    assert all(not m._forward_hooks for m in net.modules())
+    with pytest.raises(
+        ValueError, match=r"no module named \['nope'\] in Sequential. Available names: \['0', '1', '2'\]"
+    ):
+        with capture(net, ["nope"]):
+            pass
+
+
+def test_losses_reference_values():
+    v = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    sigma = torch.tensor([1.0, 4.0])
+    # sum over channels of v^2 / sigma, batch mean: ((1 + 1) + (9 + 0)) / 2
+    assert weighted_mismatch(v, sigma).item() == pytest.approx(5.5)
+    assert weighted_mismatch(v, sigma, reduction="mean").item() == pytest.approx(11 / 4)
+    ft, fs = torch.tensor([[1.0, 2.0], [3.0, 0.0]]), torch.zeros(2, 2)
+    assert rid_phase2_loss(ft, fs, sigma).item() == pytest.approx(17 + 5.5)
+    assert rid_phase2_loss(ft, fs, sigma, sigma_penalty="meansq").item() == pytest.approx(8.5 + 5.5)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    ce = nn.functional.cross_entropy(logits, torch.tensor([0, 1])).item()
+    assert rid_phase1_loss(logits, torch.tensor([0, 1]), ft, fs, sigma).item() == pytest.approx(ce + 5.5)
+    assert rid_phase1_loss(logits, torch.tensor([0, 1]), ft, fs, sigma, coupling=False).item() == pytest.approx(ce)
+    assert kd_loss(logits, logits).item() == pytest.approx(0.0, abs=1e-5)  # float32 round-off
+    t = torch.tensor([[1.0], [3.0]])
+    assert vid_loss(t, torch.zeros(2, 1), torch.tensor([2.0])).item() == pytest.approx(0.5 * (math.log(2) + 5 / 2))
+    with pytest.raises(ValueError, match="V has 2 channels but sigma has 3"):
+        weighted_mismatch(v, torch.ones(3))
+
+
+def test_filters_shapes_and_errors():
+    assert tuple(TeacherFilter(8, 4)(torch.zeros(2, 8, 3, 3)).shape) == (2, 4, 3, 3)
+    assert tuple(StudentFilter(5, 4, spatial=False)(torch.zeros(2, 5)).shape) == (2, 4)
+    with pytest.raises(ValueError, match=r"built for \(N, C, H, W\) feature maps; got a tensor of shape \(2, 8\)"):
+        TeacherFilter(8, 4)(torch.zeros(2, 8))
+
+
+@pytest.mark.parametrize("method", ["student", "kd", "vid", "rid"])
+def test_fit_every_method_runs_and_learns(method, digits, teacher):
+    train, val = digits
+    # the authors clip gradient norms at 100: the V^2 / sigma term is steep once sigma is small
+    cfg = DistillConfig(
+        epochs=6,
+        batch_size=64,
+        lr=0.05,
+        warmup_epochs=1,
+        cycle_epochs=2,
+        phase1_fraction=0.5,
+        grad_clip=100.0,
+        progress=False,
+    )
+    layers = {"teacher_layers": ["2"], "student_layers": ["0"]} if method in ("vid", "rid") else {}
+    res = fit(teacher, mlp([64, 16, 10], 1), train, method=method, val_data=val, config=cfg, **layers)
+    h = res.history
+    assert list(h["epoch"]) == list(range(1, 7)) and {"train_acc", "val_acc", "lr", "wall_time"} <= set(h.columns)
+    assert np.isfinite(
+        h.filter(like="loss_").to_numpy(dtype=float)[~np.isnan(h.filter(like="loss_").to_numpy(dtype=float))]
+    ).all()
+    if method == "rid":
+        assert list(h["phase"]) == ["warmup", "phase1", "phase2", "phase1", "phase2", "phase1"]
+    assert h["val_acc"].iloc[-1] > 0.5
+
+
+def test_rid_trains_the_right_modules_in_each_phase(digits, teacher):
+    train, _ = digits
+    student = mlp([64, 16, 10], 1)
+    cfg = DistillConfig(epochs=2, warmup_epochs=0, cycle_epochs=2, phase1_fraction=0.5, progress=False)
+    s0 = [p.detach().clone() for p in student.parameters()]
+    res = fit(teacher, student, train, method="rid", teacher_layers=["2"], student_layers=["0"], config=cfg, epochs=1)
+    assert all(torch.equal(a, b) for a, b in zip(s0, res.student.parameters()))  # phase 1: student frozen
+    # phase 1 trains f_t (its BatchNorm statistics moved) and leaves f_s alone (still at init)
+    assert res.modules["ft0"].net[1].running_mean.abs().sum() > 0
+    assert res.modules["fs0"].net[1].running_mean.abs().sum() == 0
+    cfg2 = DistillConfig(epochs=2, warmup_epochs=0, cycle_epochs=2, phase1_fraction=0.5, progress=False)
+    res2 = fit(teacher, student, train, method="rid", teacher_layers=["2"], student_layers=["0"], config=cfg2)
+    assert not all(torch.equal(a, b) for a, b in zip(s0, res2.student.parameters()))  # phase 2 moved it
+    assert res2.modules["fs0"].net[1].running_mean.abs().sum() > 0
+
+
+def test_deterministic_on_cpu(digits, teacher):
+    train, _ = digits
+    cfg = lambda: DistillConfig(epochs=2, warmup_epochs=1, cycle_epochs=2, progress=False, seed=3)  # noqa: E731
+    a = fit(
+        teacher, mlp([64, 16, 10], 1), train, method="rid", teacher_layers=["2"], student_layers=["0"], config=cfg()
+    )
+    b = fit(
+        teacher, mlp([64, 16, 10], 1), train, method="rid", teacher_layers=["2"], student_layers=["0"], config=cfg()
+    )
+    cols = [c for c in a.history.columns if c != "wall_time"]
+    assert a.history[cols].equals(b.history[cols])
+
+
+def test_clear_errors(digits, teacher):
+    train, _ = digits
+    cfg = DistillConfig(epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"no module named \['9'\]"):
+        fit(teacher, mlp([64, 16, 10], 1), train, method="rid", teacher_layers=["9"], student_layers=["0"], config=cfg)
+    with pytest.raises(ValueError, match="needs paired layers"):
+        fit(teacher, mlp([64, 16, 10], 1), train, method="vid", teacher_layers=["2"], config=cfg)
+    with pytest.raises(ValueError, match=r"'method' parameter of fit\(\) must be one of"):
+        fit(teacher, mlp([64, 16, 10], 1), train, method="fitnet", config=cfg)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at epoch 1, step 1 .*non-finite terms: \['task'\]"):
+        fit(teacher, mlp([64, 16, 10], 1), (train[0] * float("nan"), train[1]), method="student", config=cfg)
+    with pytest.raises(TypeError, match="expects data as a"):
+        fit(teacher, mlp([64, 16, 10], 1), 5, method="student", config=cfg)
+
+
+@pytest.mark.gpu
+def test_cuda_path_runs_with_amp(digits, teacher):
+    train, val = digits
+    cfg = DistillConfig(epochs=2, warmup_epochs=1, cycle_epochs=2, progress=False)
+    res = fit(
+        teacher,
+        mlp([64, 16, 10], 1),
+        train,
+        method="rid",
+        teacher_layers=["2"],
+        student_layers=["0"],
+        val_data=val,
+        device="cuda",
+        config=cfg,
+    )
+    assert next(res.student.parameters()).is_cuda
