@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +29,7 @@ from pidkd.distill.losses import kd_loss, rid_phase1_loss, rid_phase2_loss, vid_
 
 __all__ = ["METHODS", "DistillConfig", "FitResult", "fit"]
 
-METHODS = ("student", "kd", "vid", "rid")
+METHODS = ("student", "kd", "vid", "ted", "rid")
 
 
 @dataclass
@@ -54,9 +55,42 @@ class DistillConfig:
     filter_channels: int | None = None  # C_out of the filters (default: the student layer's channels)
     filter_lr: float | None = None  # learning rate of f_t and g_t (default: lr)
     grad_clip: float | None = None
+    reduction: str = "sum"  # RID mismatch: sum over (c, h, w) as the paper; "mean" as the authors' code
+    sigma_penalty: str = "sumsq"  # phase-2 penalty ||sigma||^2 (paper) or "meansq" (authors)
+    coupling_from_cycle: int = 0  # phase-1 coupling term from this cycle on (authors: 1)
+    ted_lambda: float = 1.0  # TED stage-2 MSE weight
+    checkpoint_every: int = 0  # epochs between checkpoints (0: none)
+    checkpoint_dir: str | None = None
     amp: bool = True  # bf16 autocast on CUDA
     seed: int = 0
     progress: bool = True
+
+    @classmethod
+    def preset(cls, variant: str = "paper", **overrides: Any) -> DistillConfig:
+        """``"paper"``: the paper's Algorithm 1. ``"authors"``: what the authors' code runs.
+
+        The authors' code differs from the paper in: no separate warm-up (the first cycle's phase-1
+        epochs are cross-entropy only); per-element means instead of sums over (c, h, w); the
+        phase-2 penalty mean_c sigma_c^2 instead of ||sigma||^2; gradient-norm clipping at 100;
+        lambda = (1, 10); a constant student learning rate of 0.0025 (a scheduler bug in their code)
+        and a teacher-filter learning rate of 0.05.
+        """
+        variant = check_choice(variant, ["paper", "authors"], name="variant", caller="DistillConfig.preset()")
+        base: dict[str, Any] = {}
+        if variant == "authors":
+            base = dict(
+                warmup_epochs=0,
+                coupling_from_cycle=1,
+                reduction="mean",
+                sigma_penalty="meansq",
+                grad_clip=100.0,
+                lambda_task=1.0,
+                lambda_distill=10.0,
+                lr=0.0025,
+                lr_milestones=(),
+                filter_lr=0.05,
+            )
+        return cls(**(base | overrides))
 
 
 @dataclass
@@ -69,9 +103,12 @@ class FitResult:
     config: DistillConfig = field(repr=False)
 
 
-def _loader(data: Any, batch_size: int, shuffle: bool, seed: int) -> Iterable[Any]:
+def _loader(data: Any, batch_size: int, shuffle: bool, gen: torch.Generator | None) -> Iterable[Any]:
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(d, torch.Tensor) for d in data):
-        gen = torch.Generator().manual_seed(seed)
+        if len(data[0]) != len(data[1]) or len(data[0]) == 0:
+            raise ValueError(
+                f"fit() got {len(data[0])} inputs and {len(data[1])} labels; give the same, non-zero number of each."
+            )
         ds = torch.utils.data.TensorDataset(*data)
         return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen)
     if isinstance(data, Iterable):
@@ -83,12 +120,29 @@ def _loader(data: Any, batch_size: int, shuffle: bool, seed: int) -> Iterable[An
 
 
 def _phase(method: str, epoch: int, cfg: DistillConfig) -> str:
-    if method != "rid":
+    """ "train" (one-stage methods), TED's "warmup" / "train", or RID's "warmup" / "phase1" / "phase2".
+
+    RID phase-1 epochs before ``coupling_from_cycle`` are reported as "warmup" (no coupling term).
+    """
+    if method not in ("rid", "ted"):
         return "train"
     if epoch < cfg.warmup_epochs:
         return "warmup"
-    pos = (epoch - cfg.warmup_epochs) % cfg.cycle_epochs
-    return "phase1" if pos < round(cfg.phase1_fraction * cfg.cycle_epochs) else "phase2"
+    if method == "ted":
+        return "train"
+    cycle, pos = divmod(epoch - cfg.warmup_epochs, cfg.cycle_epochs)
+    if pos < round(cfg.phase1_fraction * cfg.cycle_epochs):
+        return "phase1" if cycle >= cfg.coupling_from_cycle else "warmup"
+    return "phase2"
+
+
+# Module-name prefixes trained in each (method, phase), and whether the student is trained.
+def _trained(method: str, phase: str) -> tuple[tuple[str, ...], bool]:
+    if method == "rid":
+        return (("ft", "head"), False) if phase in ("warmup", "phase1") else (("fs", "sigma"), True)
+    if method == "ted":
+        return (("ft", "head", "fs", "shead"), False) if phase == "warmup" else (("fs",), True)
+    return (("vid",), True)
 
 
 def _build_modules(method, t_feats, s_feats, n_classes, cfg) -> nn.ModuleDict:
@@ -103,12 +157,15 @@ def _build_modules(method, t_feats, s_feats, n_classes, cfg) -> nn.ModuleDict:
             )
         if method == "vid":
             mods[f"vid{k}"] = VIDRegressor(s.shape[1], t.shape[1], spatial=spatial)
-        elif method == "rid":
+        elif method in ("rid", "ted"):
             c_out = cfg.filter_channels or s.shape[1]
             mods[f"ft{k}"] = TeacherFilter(t.shape[1], c_out, spatial=spatial)
             mods[f"head{k}"] = Head(n_classes)
             mods[f"fs{k}"] = StudentFilter(s.shape[1], c_out, spatial=spatial)
-            mods[f"sigma{k}"] = _Sigma(c_out)
+            if method == "rid":
+                mods[f"sigma{k}"] = _Sigma(c_out)
+            else:
+                mods[f"shead{k}"] = Head(n_classes)
     return mods
 
 
@@ -123,6 +180,22 @@ class _Sigma(nn.Module):
         return F.softplus(self.a) + 1e-3
 
 
+def _device(teacher: nn.Module, student: nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    found = {p.device for m in (teacher, student) for p in m.parameters()}
+    t_dev = {p.device for p in teacher.parameters()}
+    s_dev = {p.device for p in student.parameters()}
+    if t_dev and s_dev and t_dev != s_dev:
+        raise ValueError(
+            f"fit(): the teacher is on {sorted(map(str, t_dev))} and the student on {sorted(map(str, s_dev))}. "
+            "Move both to one device, or pass device=... and fit() moves them."
+        )
+    if found and next(iter(found)).type != "cpu":
+        return next(iter(found))
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def fit(
     teacher: nn.Module,
     student: nn.Module,
@@ -135,25 +208,33 @@ def fit(
     val_data: Any = None,
     device: str | torch.device | None = None,
     config: DistillConfig | None = None,
+    resume_from: str | None = None,
 ) -> FitResult:
-    """Train ``student`` with ``method`` in {"student", "kd", "vid", "rid"}; the teacher stays frozen.
+    """Train ``student`` with ``method``; the teacher stays frozen (eval mode, no gradients).
 
     Parameters
     ----------
     teacher, student : nn.Module
-        Classifiers returning logits. The teacher is put in eval mode and never updated.
+        Classifiers returning logits.
     train_data, val_data
-        A (inputs, labels) tuple of tensors (batched with ``config.batch_size``) or an iterable of
-        (inputs, labels) batches.
-    method : str
-        ``"student"`` (task loss only), ``"kd"`` (Hinton), ``"vid"``, ``"rid"``.
+        A (inputs, labels) tuple of tensors (batched with ``config.batch_size``, shuffled with a
+        generator seeded by ``config.seed``) or an iterable of (inputs, labels) batches.
+    method : {"student", "kd", "vid", "ted", "rid"}
+        ``"student"``: task loss only (the paper's BAS); ``"kd"``: Hinton soft targets;
+        ``"vid"``: variational information distillation; ``"ted"``: task-aware filters with heads on
+        both sides (stage 1 = ``warmup_epochs``), then plain MSE between the filters; ``"rid"``:
+        redundant information distillation.
     teacher_layers, student_layers : sequence of str
-        Paired layer names (``model.named_modules()``) for VID and RID.
+        Paired layer names (``model.named_modules()``) for VID, TED and RID.
     epochs : int, optional
         Overrides ``config.epochs``.
     device : str or torch.device, optional
-        Default: CUDA when available, else CPU.
+        Default: the models' device if it is an accelerator, else CUDA when available, else CPU.
     config : DistillConfig, optional
+        ``DistillConfig.preset("authors")`` reproduces the RID authors' code.
+    resume_from : str, optional
+        A checkpoint written with ``config.checkpoint_every``; training continues where it stopped
+        with the same history and random streams (exactly, for tensor-tuple data).
 
     Returns
     -------
@@ -164,76 +245,101 @@ def fit(
     if epochs is not None:
         cfg.epochs = int(epochs)
     method = check_choice(method, METHODS, name="method", caller="fit()")
-    if method in ("vid", "rid"):
-        if not teacher_layers or len(teacher_layers) != len(student_layers):
-            raise ValueError(
-                f"fit(method={method!r}) needs paired layers: teacher_layers and student_layers of equal, non-zero "
-                f"length; got {list(teacher_layers)} and {list(student_layers)}."
-            )
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if method in ("vid", "ted", "rid") and (not teacher_layers or len(teacher_layers) != len(student_layers)):
+        raise ValueError(
+            f"fit(method={method!r}) needs paired layers: teacher_layers and student_layers of equal, non-zero "
+            f"length; got {list(teacher_layers)} and {list(student_layers)}."
+        )
+    dev = _device(teacher, student, device)
     torch.manual_seed(cfg.seed)
     teacher = teacher.to(dev).eval()
     for p_ in teacher.parameters():
         p_.requires_grad_(False)
     student = student.to(dev)
-    train = _loader(train_data, cfg.batch_size, True, cfg.seed)
-    val = _loader(val_data, cfg.batch_size, False, cfg.seed) if val_data is not None else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train = _loader(train_data, cfg.batch_size, True, gen)
+    val = _loader(val_data, cfg.batch_size, False, None) if val_data is not None else None
     use_amp = cfg.amp and dev.type == "cuda"
+    t_layers, s_layers = list(teacher_layers), list(student_layers)
 
-    # One batch to size the filters (and to fail early on wrong layer names or shapes).
-    x0, y0 = next(iter(train))
+    # One batch sizes the filters and fails early on wrong layer names, shapes or empty data.
+    try:
+        x0, _ = next(iter(train))
+    except StopIteration:
+        raise ValueError("fit(): train_data is empty; give at least one batch.") from None
     x0 = x0.to(dev)
-    with torch.no_grad(), capture(teacher, list(teacher_layers)) as ta, capture(student, list(student_layers)) as sa:
-        t_logits0 = teacher(x0)
+    with torch.no_grad(), capture(teacher, t_layers) as ta, capture(student, s_layers) as sa:
+        n_classes = teacher(x0).shape[1]
         was = student.training
         student.eval()
         student(x0)
         student.train(was)
-    n_classes = t_logits0.shape[1]
-    mods = _build_modules(method, [ta[n] for n in teacher_layers], [sa[n] for n in student_layers], n_classes, cfg)
-    mods = mods.to(dev)
-    if method == "rid":
-        with torch.no_grad():  # materialise the lazy heads
-            for k, name in enumerate(teacher_layers):
-                mods[f"head{k}"](mods[f"ft{k}"](ta[name]))
+    mods = _build_modules(method, [ta[n] for n in t_layers], [sa[n] for n in s_layers], n_classes, cfg).to(dev)
+    with torch.no_grad():  # materialise the lazy heads
+        for k in range(len(t_layers)):
+            if f"head{k}" in mods:
+                mods[f"head{k}"](mods[f"ft{k}"](ta[t_layers[k]].float()))
+            if f"shead{k}" in mods:
+                mods[f"shead{k}"](mods[f"fs{k}"](sa[s_layers[k]].float()))
 
     def sgd(params, lr):
         return torch.optim.SGD(
             params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
         )
 
-    s_params = list(student.parameters()) + [
-        p_ for name, m in mods.items() if not name.startswith(("ft", "head")) for p_ in m.parameters()
-    ]
-    opt_s = sgd(s_params, cfg.lr)
+    def params_of(prefixes):
+        return [p_ for name, m in mods.items() if name.startswith(prefixes) for p_ in m.parameters()]
+
+    student_side = _trained(method, "phase2" if method == "rid" else "train")[0]
+    opt_s = sgd(list(student.parameters()) + params_of(student_side), cfg.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt_s, list(cfg.lr_milestones), cfg.lr_gamma)
-    t_params = [p_ for name, m in mods.items() if name.startswith(("ft", "head")) for p_ in m.parameters()]
-    opt_t = sgd(t_params, cfg.filter_lr or cfg.lr) if t_params else None
+    filter_side = _trained(method, "warmup")[0] if method in ("rid", "ted") else ()
+    opt_t = sgd(params_of(filter_side), cfg.filter_lr or cfg.lr) if filter_side else None
+
+    rows: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume_from is not None:
+        state = torch.load(resume_from, map_location=dev, weights_only=False)
+        if state["method"] != method:
+            raise ValueError(
+                f"fit(): checkpoint {resume_from!r} was written by method={state['method']!r}, not {method!r}."
+            )
+        student.load_state_dict(state["student"])
+        mods.load_state_dict(state["modules"])
+        opt_s.load_state_dict(state["opt_s"])
+        sched.load_state_dict(state["sched"])
+        if opt_t is not None:
+            opt_t.load_state_dict(state["opt_t"])
+        rows, start_epoch = state["history"], state["epoch"]
+        torch.set_rng_state(state["rng"])
+        gen.set_state(state["data_rng"])
+        if dev.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], dev)
 
     tqdm = import_optional("tqdm", purpose="fit(progress=True)").tqdm if cfg.progress else None
-    rows = []
-    start = time.perf_counter()
-    for epoch in range(cfg.epochs):
+    start = time.perf_counter() - (rows[-1]["wall_time"] if rows else 0.0)
+    for epoch in range(start_epoch, cfg.epochs):
         phase = _phase(method, epoch, cfg)
-        train_student = phase in ("train", "phase2")
+        prefixes, train_student = _trained(method, phase)
         student.train(train_student)
-        for name, m in mods.items():  # only the modules trained in this phase update their BN statistics
-            m.train(name.startswith(("ft", "head")) != train_student or method == "vid")
+        for name, m in mods.items():  # only the modules trained in this phase update BN statistics
+            m.train(name.startswith(prefixes))
+        opt = opt_s if train_student else opt_t
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=dev)
         count = torch.zeros((), device=dev)
         bad_step = torch.full((), -1, device=dev, dtype=torch.long)
+        step = -1
         it = tqdm(train, desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase}]", leave=False) if tqdm else train
         for step, (x, y) in enumerate(it):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                with torch.no_grad(), capture(teacher, list(teacher_layers)) as ta:
+                with torch.no_grad(), capture(teacher, t_layers) as ta:
                     t_logits = teacher(x)
-                with torch.set_grad_enabled(train_student), capture(student, list(student_layers)) as sa:
+                with torch.set_grad_enabled(train_student), capture(student, s_layers) as sa:
                     logits = student(x)
-                terms = _terms(method, phase, cfg, mods, teacher_layers, student_layers, ta, sa, logits, t_logits, y)
+                terms = _terms(method, phase, cfg, mods, t_layers, s_layers, ta, sa, logits, t_logits, y)
             loss = sum(terms.values())
-            opt = opt_t if phase in ("warmup", "phase1") else opt_s
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -241,15 +347,14 @@ def fit(
             opt.step()
             for name, v in terms.items():
                 sums[name] = sums.get(name, torch.zeros((), device=dev)) + v.detach().float()
-            bad_step = torch.where(
-                (bad_step < 0) & ~torch.isfinite(loss.detach()), torch.tensor(step, device=dev), bad_step
-            )
+            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), step, bad_step)
             correct += (logits.detach().argmax(1) == y).sum()
             count += y.numel()
+        if step < 0:
+            raise ValueError(f"fit(): train_data gave no batches in epoch {epoch + 1}.")
         if train_student:
             sched.step()
-        # One synchronisation per epoch.
-        n_steps = step + 1
+        # One host synchronisation per epoch.
         if int(bad_step) >= 0:
             bad_terms = [k for k, v in sums.items() if not math.isfinite(float(v))]
             raise FloatingPointError(
@@ -257,11 +362,11 @@ def fit(
                 f"(phase {phase}; non-finite terms: {bad_terms}). Lower the learning rate, enable grad_clip, or "
                 "check the inputs for NaN."
             )
-        row = {"epoch": epoch + 1, "phase": phase}
-        row.update({f"loss_{k}": float(v) / n_steps for k, v in sums.items()})
+        row: dict[str, Any] = {"epoch": epoch + 1, "phase": phase}
+        row.update({f"loss_{k}": float(v) / (step + 1) for k, v in sums.items()})
         row["train_acc"] = float(correct / count)
         row["val_acc"] = _accuracy(student, val, dev) if val is not None else math.nan
-        row["lr"] = opt_s.param_groups[0]["lr"]
+        row["lr"] = opt.param_groups[0]["lr"]
         row["wall_time"] = time.perf_counter() - start
         rows.append(row)
         if tqdm:
@@ -269,14 +374,41 @@ def fit(
                 f"epoch {epoch + 1} [{phase}] "
                 + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k.startswith(("loss", "train", "val")))
             )
+        if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
+            _save_checkpoint(cfg, method, epoch + 1, student, mods, opt_s, opt_t, sched, rows, gen, dev)
     history = pd.DataFrame(rows)
     history.attrs["config"] = asdict(cfg) | {"method": method}
     return FitResult(student=student, modules=mods, history=history, config=cfg)
 
 
+def _save_checkpoint(cfg, method, epoch, student, mods, opt_s, opt_t, sched, rows, gen, dev) -> Path:
+    if not cfg.checkpoint_dir:
+        raise ValueError("fit(): checkpoint_every is set but checkpoint_dir is not; give a directory.")
+    path = Path(cfg.checkpoint_dir) / f"{method}_epoch{epoch:04d}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "method": method,
+            "epoch": epoch,
+            "student": student.state_dict(),
+            "modules": mods.state_dict(),
+            "opt_s": opt_s.state_dict(),
+            "opt_t": None if opt_t is None else opt_t.state_dict(),
+            "sched": sched.state_dict(),
+            "history": list(rows),
+            "rng": torch.get_rng_state(),
+            "data_rng": gen.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+        },
+        path,
+    )
+    return path
+
+
 def _terms(method, phase, cfg, mods, t_layers, s_layers, ta, sa, logits, t_logits, y) -> dict[str, torch.Tensor]:
     """The loss terms of one step; which ones exist is the whole difference between methods."""
     terms: dict[str, torch.Tensor] = {}
+    pairs = list(enumerate(zip(t_layers, s_layers)))
     if method == "student":
         terms["task"] = F.cross_entropy(logits, y)
     elif method == "kd":
@@ -285,25 +417,46 @@ def _terms(method, phase, cfg, mods, t_layers, s_layers, ta, sa, logits, t_logit
     elif method == "vid":
         terms["task"] = F.cross_entropy(logits, y)
         terms["vid"] = cfg.vid_lambda * sum(
-            vid_loss(ta[a].float(), mods[f"vid{k}"](sa[b]), mods[f"vid{k}"].variance)
-            for k, (a, b) in enumerate(zip(t_layers, s_layers))
+            vid_loss(ta[a].float(), mods[f"vid{k}"](sa[b]), mods[f"vid{k}"].variance) for k, (a, b) in pairs
         )
+    elif method == "ted" and phase == "warmup":
+        terms["filters"] = sum(
+            F.cross_entropy(mods[f"head{k}"](mods[f"ft{k}"](ta[a].float())), y)
+            + F.cross_entropy(mods[f"shead{k}"](mods[f"fs{k}"](sa[b].detach())), y)
+            for k, (a, b) in pairs
+        )
+    elif method == "ted":
+        terms["task"] = F.cross_entropy(logits, y)
+        total = 0.0
+        for k, (a, b) in pairs:
+            with torch.no_grad():
+                ft = mods[f"ft{k}"](ta[a].float())
+            total = total + F.mse_loss(mods[f"fs{k}"](sa[b]), ft)
+        terms["ted"] = cfg.ted_lambda * total
     elif phase in ("warmup", "phase1"):
         total = 0.0
-        for k, (a, b) in enumerate(zip(t_layers, s_layers)):
+        for k, (a, b) in pairs:
             ft = mods[f"ft{k}"](ta[a].float())
             fs = mods[f"fs{k}"](sa[b].detach())
             total = total + rid_phase1_loss(
-                mods[f"head{k}"](ft), y, ft, fs, mods[f"sigma{k}"](), coupling=phase == "phase1"
+                mods[f"head{k}"](ft),
+                y,
+                ft,
+                fs,
+                mods[f"sigma{k}"](),
+                coupling=phase == "phase1",
+                reduction=cfg.reduction,
             )
         terms["filters"] = total
     else:
         terms["task"] = cfg.lambda_task * F.cross_entropy(logits, y)
         total = 0.0
-        for k, (a, b) in enumerate(zip(t_layers, s_layers)):
+        for k, (a, b) in pairs:
             with torch.no_grad():
                 ft = mods[f"ft{k}"](ta[a].float())
-            total = total + rid_phase2_loss(ft, mods[f"fs{k}"](sa[b]), mods[f"sigma{k}"]())
+            total = total + rid_phase2_loss(
+                ft, mods[f"fs{k}"](sa[b]), mods[f"sigma{k}"](), reduction=cfg.reduction, sigma_penalty=cfg.sigma_penalty
+            )
         terms["rid"] = cfg.lambda_distill * total
     return terms
 

@@ -92,7 +92,7 @@ def test_filters_shapes_and_errors():
         TeacherFilter(8, 4)(torch.zeros(2, 8))
 
 
-@pytest.mark.parametrize("method", ["student", "kd", "vid", "rid"])
+@pytest.mark.parametrize("method", ["student", "kd", "vid", "ted", "rid"])
 def test_fit_every_method_runs_and_learns(method, digits, teacher):
     train, val = digits
     # the authors clip gradient norms at 100: the V^2 / sigma term is steep once sigma is small
@@ -106,7 +106,7 @@ def test_fit_every_method_runs_and_learns(method, digits, teacher):
         grad_clip=100.0,
         progress=False,
     )
-    layers = {"teacher_layers": ["2"], "student_layers": ["0"]} if method in ("vid", "rid") else {}
+    layers = {"teacher_layers": ["2"], "student_layers": ["0"]} if method in ("vid", "ted", "rid") else {}
     res = fit(teacher, mlp([64, 16, 10], 1), train, method=method, val_data=val, config=cfg, **layers)
     h = res.history
     assert list(h["epoch"]) == list(range(1, 7)) and {"train_acc", "val_acc", "lr", "wall_time"} <= set(h.columns)
@@ -115,6 +115,8 @@ def test_fit_every_method_runs_and_learns(method, digits, teacher):
     ).all()
     if method == "rid":
         assert list(h["phase"]) == ["warmup", "phase1", "phase2", "phase1", "phase2", "phase1"]
+    if method == "ted":
+        assert list(h["phase"]) == ["warmup"] + ["train"] * 5
     assert h["val_acc"].iloc[-1] > 0.5
 
 
@@ -178,3 +180,98 @@ def test_cuda_path_runs_with_amp(digits, teacher):
         config=cfg,
     )
     assert next(res.student.parameters()).is_cuda
+
+
+def test_teacher_never_changes_and_phase2_leaves_ft_untouched(digits, teacher, tmp_path):
+    train, _ = digits
+    t0 = {k: v.clone() for k, v in teacher.state_dict().items()}
+    cfg = DistillConfig(
+        epochs=2,
+        warmup_epochs=0,
+        cycle_epochs=2,
+        phase1_fraction=0.5,
+        grad_clip=100.0,
+        progress=False,
+        checkpoint_every=1,
+        checkpoint_dir=str(tmp_path),
+    )
+    res = fit(
+        teacher, mlp([64, 16, 10], 1), train, method="rid", teacher_layers=["2"], student_layers=["0"], config=cfg
+    )
+    assert all(torch.equal(t0[k], v) for k, v in teacher.state_dict().items())
+    after_phase1 = torch.load(tmp_path / "rid_epoch0001.pt", weights_only=False)["modules"]
+    ft_keys = [k for k in after_phase1 if k.startswith("ft0.")]
+    final = res.modules.state_dict()
+    assert ft_keys and all(torch.equal(after_phase1[k], final[k]) for k in ft_keys)  # phase 2: ft untouched
+    assert not all(torch.equal(after_phase1[k], final[k]) for k in final if k.startswith("fs0."))
+
+
+@pytest.mark.parametrize("method", ["rid", "vid"])
+def test_resume_equals_an_uninterrupted_run(method, digits, teacher, tmp_path):
+    train, val = digits
+
+    def cfg(**kw):
+        return DistillConfig(
+            epochs=4,
+            warmup_epochs=1,
+            cycle_epochs=2,
+            phase1_fraction=0.5,
+            grad_clip=100.0,
+            progress=False,
+            seed=7,
+            **kw,
+        )
+
+    layers = {"teacher_layers": ["2"], "student_layers": ["0"]}
+    full = fit(teacher, mlp([64, 16, 10], 1), train, method=method, val_data=val, config=cfg(), **layers)
+    fit(
+        teacher,
+        mlp([64, 16, 10], 1),
+        train,
+        method=method,
+        val_data=val,
+        epochs=2,
+        config=cfg(checkpoint_every=2, checkpoint_dir=str(tmp_path)),
+        **layers,
+    )
+    resumed = fit(
+        teacher,
+        mlp([64, 16, 10], 1),
+        train,
+        method=method,
+        val_data=val,
+        config=cfg(),
+        resume_from=str(tmp_path / f"{method}_epoch0002.pt"),
+        **layers,
+    )
+    cols = [c for c in full.history.columns if c != "wall_time"]
+    assert resumed.history[cols].equals(full.history[cols])
+    for a, b in zip(full.student.parameters(), resumed.student.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_authors_preset_schedule_and_terms(digits, teacher):
+    train, _ = digits
+    cfg = DistillConfig.preset("authors", epochs=6, cycle_epochs=3, phase1_fraction=1 / 3, progress=False)
+    assert (cfg.reduction, cfg.sigma_penalty, cfg.grad_clip, cfg.lambda_distill) == ("mean", "meansq", 100.0, 10.0)
+    res = fit(
+        teacher, mlp([64, 16, 10], 1), train, method="rid", teacher_layers=["2"], student_layers=["0"], config=cfg
+    )
+    # first cycle's phase 1 is cross-entropy only (reported as warm-up), the coupling starts in cycle 2
+    assert list(res.history["phase"]) == ["warmup", "phase2", "phase2", "phase1", "phase2", "phase2"]
+    with pytest.raises(ValueError, match=r"'variant' parameter of DistillConfig.preset\(\) must be one of"):
+        DistillConfig.preset("mine")
+
+
+def test_more_bad_inputs(digits, teacher):
+    train, _ = digits
+    cfg = DistillConfig(epochs=1, progress=False)
+    with pytest.raises(ValueError, match="0 inputs and 0 labels"):
+        fit(teacher, mlp([64, 16, 10], 1), (train[0][:0], train[1][:0]), method="student", config=cfg)
+    with pytest.raises(ValueError, match="train_data is empty"):
+        fit(teacher, mlp([64, 16, 10], 1), [], method="student", config=cfg)
+    with pytest.raises(ValueError, match=r"the teacher is on \['meta'\] and the student on \['cpu'\]"):
+        fit(mlp([64, 16, 10], 0).to("meta"), mlp([64, 16, 10], 1), train, method="student", config=cfg)
+    conv_student = nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(144, 10))
+    with pytest.raises(ValueError, match=r"layer pair 0 has teacher output \(32,\) and student output \(4, 6, 6\)"):
+        fit(teacher, conv_student, train, method="rid", teacher_layers=["2"], student_layers=["1"], config=cfg)
