@@ -17,7 +17,7 @@ def test_logic_gates_example_runs(capsys):
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
 def test_every_example_is_covered(path):
-    assert path.name in {"pid_of_logic_gates.py", "theory_checks.py", "make_digits_activations.py"}, (
+    assert path.name in {"pid_of_logic_gates.py", "theory_checks.py", "make_digits_activations.py", "rid_digits.py"}, (
         f"add a test that runs {path.name}"
     )
 
@@ -53,3 +53,13 @@ def test_shipped_example_activations_are_reproducible(tmp_path):
         for k in a.student:
             np.testing.assert_allclose(a.student[k], b.student[k], atol=1e-2, rtol=1e-2)
     assert sum(p.stat().st_size for p in shipped) < 2_000_000
+
+
+def test_rid_digits_example_quick():
+    pytest.importorskip("torch")
+    mod = runpy.run_path(str(EXAMPLES / "rid_digits.py"))
+    rows = mod["main"](["--quick"])
+    assert {(r["teacher"], r["method"]) for r in rows} == {
+        (t, m) for t in ("trained", "untrained") for m in ("student", "kd", "vid", "ted", "rid")
+    }
+    assert all(0.0 <= r["test_acc"] <= 1.0 and r["red_bits"] >= -1e-9 for r in rows)

@@ -13,6 +13,7 @@ import_optional("torch", purpose="pidkd.distill")
 from pidkd.distill.filters import Head, StudentFilter, TeacherFilter, VIDRegressor  # noqa: E402
 from pidkd.distill.hooks import capture, module_names  # noqa: E402
 from pidkd.distill.losses import kd_loss, rid_phase1_loss, rid_phase2_loss, vid_loss  # noqa: E402
+from pidkd.distill.nuisance import noisy_copy, untrained_copy  # noqa: E402
 from pidkd.distill.trainer import DistillConfig, FitResult, fit  # noqa: E402
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "fit",
     "kd_loss",
     "module_names",
+    "noisy_copy",
     "rid_phase1_loss",
     "rid_phase2_loss",
+    "untrained_copy",
     "vid_loss",
 ]

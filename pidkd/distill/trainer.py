@@ -318,6 +318,60 @@ def fit(
 
     tqdm = import_optional("tqdm", purpose="fit(progress=True)").tqdm if cfg.progress else None
     start = time.perf_counter() - (rows[-1]["wall_time"] if rows else 0.0)
+    # Hooks are registered once for the whole run (not per step) and removed at the end.
+    with capture(teacher, t_layers) as ta, capture(student, s_layers) as sa:
+        rows = _epochs(
+            method,
+            cfg,
+            teacher,
+            student,
+            mods,
+            train,
+            val,
+            dev,
+            use_amp,
+            t_layers,
+            s_layers,
+            ta,
+            sa,
+            opt_s,
+            opt_t,
+            sched,
+            gen,
+            rows,
+            start_epoch,
+            start,
+            tqdm,
+        )
+    history = pd.DataFrame(rows)
+    history.attrs["config"] = asdict(cfg) | {"method": method}
+    return FitResult(student=student, modules=mods, history=history, config=cfg)
+
+
+def _epochs(
+    method,
+    cfg,
+    teacher,
+    student,
+    mods,
+    train,
+    val,
+    dev,
+    use_amp,
+    t_layers,
+    s_layers,
+    ta,
+    sa,
+    opt_s,
+    opt_t,
+    sched,
+    gen,
+    rows,
+    start_epoch,
+    start,
+    tqdm,
+) -> list[dict[str, Any]]:
+    """The epoch loop of :func:`fit` (captured activations arrive in ``ta`` and ``sa``)."""
     for epoch in range(start_epoch, cfg.epochs):
         phase = _phase(method, epoch, cfg)
         prefixes, train_student = _trained(method, phase)
@@ -334,9 +388,9 @@ def fit(
         for step, (x, y) in enumerate(it):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                with torch.no_grad(), capture(teacher, t_layers) as ta:
+                with torch.no_grad():
                     t_logits = teacher(x)
-                with torch.set_grad_enabled(train_student), capture(student, s_layers) as sa:
+                with torch.set_grad_enabled(train_student):
                     logits = student(x)
                 terms = _terms(method, phase, cfg, mods, t_layers, s_layers, ta, sa, logits, t_logits, y)
             loss = sum(terms.values())
@@ -376,9 +430,7 @@ def fit(
             )
         if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
             _save_checkpoint(cfg, method, epoch + 1, student, mods, opt_s, opt_t, sched, rows, gen, dev)
-    history = pd.DataFrame(rows)
-    history.attrs["config"] = asdict(cfg) | {"method": method}
-    return FitResult(student=student, modules=mods, history=history, config=cfg)
+    return rows
 
 
 def _save_checkpoint(cfg, method, epoch, student, mods, opt_s, opt_t, sched, rows, gen, dev) -> Path:

@@ -275,3 +275,23 @@ def test_more_bad_inputs(digits, teacher):
     conv_student = nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(144, 10))
     with pytest.raises(ValueError, match=r"layer pair 0 has teacher output \(32,\) and student output \(4, 6, 6\)"):
         fit(teacher, conv_student, train, method="rid", teacher_layers=["2"], student_layers=["1"], config=cfg)
+
+
+def test_nuisance_teachers():
+    from pidkd.distill import noisy_copy, untrained_copy
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+    x = torch.randn(5, 1, 4, 4)
+    fresh = untrained_copy(net, seed=1)
+    assert not torch.equal(fresh[0].weight, net[0].weight) and not fresh.training
+    assert torch.equal(untrained_copy(net, seed=1)[0].weight, fresh[0].weight)  # seeded
+    noisy = noisy_copy(net, ["0"], fraction=0.5, std=1.0)
+    with capture(net, ["0"]) as clean, capture(noisy, ["0"]) as dirty:
+        net(x)
+        noisy(x)
+    assert torch.equal(clean["0"][:, :, :2], dirty["0"][:, :, :2])  # top rows untouched
+    assert not torch.equal(clean["0"][:, :, 2:], dirty["0"][:, :, 2:])  # bottom half replaced
+    with pytest.raises(ValueError, match=r"'fraction' parameter of noisy_copy\(\) must be in \[0, 1\]"):
+        noisy_copy(net, ["0"], fraction=2)
+    with pytest.raises(ValueError, match=r"no module named \['x'\]"):
+        noisy_copy(net, ["x"])

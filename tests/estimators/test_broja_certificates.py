@@ -96,23 +96,36 @@ def test_unconverged_solve_warns_when_not_strict(solver):
     assert r.diagnostics.gap > 1e-9
 
 
-def _to_dit(p):
-    """A dit Distribution of p (outcomes (t, s, y)); seeds the global RNGs dit's optimiser draws from.
+_DIT_CHILD = """
+import itertools, json, random, sys
+import numpy as np, dit
+from dit.pid import PID_BROJA
+p = np.array(json.loads(sys.argv[1]))
+np.random.seed(0); random.seed(0); dit.math.prng.seed(0)
+outcomes = [(t, s, y) for y, t, s in itertools.product(*map(range, p.shape)) if p[y, t, s] > 0]
+d = dit.Distribution(outcomes, [p[y, t, s] for t, s, y in outcomes])
+print(repr(float(PID_BROJA(d)[((0,),)])))
+"""
 
-    dit's PID_BROJA starts its optimiser from random points of numpy's global generator, so its
-    answer depends on what ran before; seeding makes these comparisons deterministic.
+
+def dit_uni_t(p):
+    """dit's PID_BROJA Uni(Y:T\\S) of p, computed reproducibly.
+
+    dit's optimiser starts from random points and its result also depends on Python's hash
+    seed (set iteration order), so it runs in a subprocess with PYTHONHASHSEED=0 and every RNG
+    dit uses seeded.
     """
-    import random
+    import json
+    import os
+    import subprocess
+    import sys
 
-    dit = pytest.importorskip("dit")
-    np.random.seed(0)  # noqa: NPY002 - dit reads the legacy global generator
-    random.seed(0)
-    outcomes, probs = [], []
-    for y, t, s in itertools.product(*map(range, p.shape)):
-        if p[y, t, s] > 0:
-            outcomes.append((t, s, y))
-            probs.append(p[y, t, s])
-    return dit.Distribution(outcomes, probs)
+    pytest.importorskip("dit")
+    env = os.environ | {"PYTHONHASHSEED": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", _DIT_CHILD, json.dumps(p.tolist())], env=env, check=True, capture_output=True, text=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def _direct_min_2x2x2(p):
@@ -159,31 +172,27 @@ def test_against_dit(shape, seed):
       validity for arbitrary multipliers is tested above); on 2x2x2, where Delta_P is a
       rectangle, a direct minimisation that does not use pidkd's solver confirms it.
     """
-    from dit.pid import PID_BROJA
-
     p = random_pmf(shape, seed)
-    dit_uni_t = float(PID_BROJA(_to_dit(p))[((0,),)])
+    dit_value = dit_uni_t(p)
     r = pidkd.pid(p)
     q = r.diagnostics.q
     np.testing.assert_allclose(q.sum(axis=2), p.sum(axis=2), atol=1e-9)
     np.testing.assert_allclose(q.sum(axis=1), p.sum(axis=1), atol=1e-9)
     assert cmi_bits(q) == pytest.approx(r.uni_t, abs=1e-8)
-    if dit_uni_t > r.uni_t + 1e-6:
-        assert cmi_bits(q) < dit_uni_t - 1e-6
-    elif dit_uni_t < r.uni_t - 1e-6:
-        assert r.uni_t - r.diagnostics.gap > dit_uni_t
+    if dit_value > r.uni_t + 1e-6:
+        assert cmi_bits(q) < dit_value - 1e-6
+    elif dit_value < r.uni_t - 1e-6:
+        assert r.uni_t - r.diagnostics.gap > dit_value
     if shape == (2, 2, 2):
         assert _direct_min_2x2x2(p) == pytest.approx(r.uni_t, abs=1e-8)
 
 
 def test_dit_is_not_at_the_minimum_on_a_random_4x4x4():
     """The documented disagreement: dit returns a Uni above the minimum that pidkd certifies."""
-    from dit.pid import PID_BROJA
-
     p = random_pmf((4, 4, 4), 1)
-    dit_uni_t = float(PID_BROJA(_to_dit(p))[((0,),)])
+    dit_value = dit_uni_t(p)
     r = pidkd.pid(p)
-    assert cmi_bits(r.diagnostics.q) < dit_uni_t - 1e-3  # a feasible Q with a lower value
+    assert cmi_bits(r.diagnostics.q) < dit_value - 1e-3  # a feasible Q with a lower value
     assert r.diagnostics.gap < 1e-7
 
 
