@@ -1,4 +1,5 @@
-"""Plots of PID sweeps (matplotlib, optional): atoms per layer pair, and across checkpoints."""
+"""Plots (matplotlib, optional): PID sweeps per layer pair and across checkpoints, and training
+histories of :func:`pidkd.distill.fit` (accuracy and probed PID atoms against epoch)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 
 from pidkd._optional import import_optional
 
-__all__ = ["plot_atoms", "plot_checkpoints", "plot_sweep"]
+__all__ = ["plot_atoms", "plot_checkpoints", "plot_sweep", "plot_training"]
 
 _ATOMS = (
     ("red", "Red (transferred)", "C0"),
@@ -84,3 +85,37 @@ def plot_sweep(df: Any, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_training(histories: dict[str, Any], path: str | None = None, *, title: str = "") -> Any:
+    """Accuracy against epoch (left) and probed Red / Uni(Y:T\\S) against epoch (right), per method.
+
+    ``histories`` maps a label (e.g. the method) to a :func:`pidkd.distill.fit` history, or to a
+    list of histories (seeds) whose mean accuracy is drawn. Probe columns (``probe_red``,
+    ``probe_uni_t``) are drawn from the first history of each label that has them.
+    """
+    _, plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    for label, hs in histories.items():
+        hs = hs if isinstance(hs, list) else [hs]
+        acc = np.mean([h["val_acc"].to_numpy(dtype=float) for h in hs], axis=0)
+        a1.plot(np.arange(1, acc.size + 1), acc, label=label)
+        probed = next((h for h in hs if "probe_red" in h and h["probe_red"].notna().any()), None)
+        if probed is not None:
+            m = probed[probed["probe_red"].notna()]
+            line = a2.plot(m["epoch"], m["probe_red"], "o-", label=f"{label}: Red")[0]
+            a2.plot(m["epoch"], m["probe_uni_t"], "o--", color=line.get_color(), label=f"{label}: Uni(Y:T\\S)")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("validation accuracy")
+    a1.legend(fontsize=8)
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("bits")
+    a2.set_title("PID probe of the distilled layers")
+    a2.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig

@@ -63,3 +63,10 @@ def test_rid_digits_example_quick():
         (t, m) for t in ("trained", "untrained") for m in ("student", "kd", "vid", "ted", "rid")
     }
     assert all(0.0 <= r["test_acc"] <= 1.0 and r["red_bits"] >= -1e-9 for r in rows)
+
+
+def test_resilience_benchmark_quick_grid():
+    pytest.importorskip("torch")
+    mod = runpy.run_path(str(EXAMPLES.parent / "benchmarks" / "resilience" / "run.py"))
+    out = mod["main"](["--quick"])
+    assert len(out["runs"]) == 3 * 6 and set(out["meta"]["teacher_acc"]) == {"trained", "untrained", "noisy"}

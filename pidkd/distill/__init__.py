@@ -14,12 +14,14 @@ from pidkd.distill.filters import Head, StudentFilter, TeacherFilter, VIDRegress
 from pidkd.distill.hooks import capture, module_names  # noqa: E402
 from pidkd.distill.losses import kd_loss, rid_phase1_loss, rid_phase2_loss, vid_loss  # noqa: E402
 from pidkd.distill.nuisance import noisy_copy, untrained_copy  # noqa: E402
+from pidkd.distill.probes import PIDProbe  # noqa: E402
 from pidkd.distill.trainer import DistillConfig, FitResult, fit  # noqa: E402
 
 __all__ = [
     "DistillConfig",
     "FitResult",
     "Head",
+    "PIDProbe",
     "StudentFilter",
     "TeacherFilter",
     "VIDRegressor",

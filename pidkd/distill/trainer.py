@@ -26,6 +26,7 @@ from pidkd._validation import check_choice
 from pidkd.distill.filters import Head, StudentFilter, TeacherFilter, VIDRegressor
 from pidkd.distill.hooks import capture
 from pidkd.distill.losses import kd_loss, rid_phase1_loss, rid_phase2_loss, vid_loss
+from pidkd.distill.probes import probe_row
 
 __all__ = ["METHODS", "DistillConfig", "FitResult", "fit"]
 
@@ -209,6 +210,7 @@ def fit(
     device: str | torch.device | None = None,
     config: DistillConfig | None = None,
     resume_from: str | None = None,
+    probes: Sequence[Any] = (),
 ) -> FitResult:
     """Train ``student`` with ``method``; the teacher stays frozen (eval mode, no gradients).
 
@@ -235,6 +237,8 @@ def fit(
     resume_from : str, optional
         A checkpoint written with ``config.checkpoint_every``; training continues where it stopped
         with the same history and random streams (exactly, for tensor-tuple data).
+    probes : sequence of PIDProbe
+        Live PID measurements added to the history (see :class:`pidkd.distill.PIDProbe`).
 
     Returns
     -------
@@ -320,58 +324,101 @@ def fit(
     start = time.perf_counter() - (rows[-1]["wall_time"] if rows else 0.0)
     # Hooks are registered once for the whole run (not per step) and removed at the end.
     with capture(teacher, t_layers) as ta, capture(student, s_layers) as sa:
-        rows = _epochs(
-            method,
-            cfg,
-            teacher,
-            student,
-            mods,
-            train,
-            val,
-            dev,
-            use_amp,
-            t_layers,
-            s_layers,
-            ta,
-            sa,
-            opt_s,
-            opt_t,
-            sched,
-            gen,
-            rows,
-            start_epoch,
-            start,
-            tqdm,
+        run = _Run(
+            method=method,
+            cfg=cfg,
+            teacher=teacher,
+            student=student,
+            mods=mods,
+            train=train,
+            val=val,
+            dev=dev,
+            use_amp=use_amp,
+            t_layers=t_layers,
+            s_layers=s_layers,
+            ta=ta,
+            sa=sa,
+            opt_s=opt_s,
+            opt_t=opt_t,
+            sched=sched,
+            gen=gen,
+            tqdm=tqdm,
+            probes=list(probes),
         )
+        rows = _epochs(run, rows, start_epoch, start)
     history = pd.DataFrame(rows)
     history.attrs["config"] = asdict(cfg) | {"method": method}
     return FitResult(student=student, modules=mods, history=history, config=cfg)
 
 
-def _epochs(
-    method,
-    cfg,
-    teacher,
-    student,
-    mods,
-    train,
-    val,
-    dev,
-    use_amp,
-    t_layers,
-    s_layers,
-    ta,
-    sa,
-    opt_s,
-    opt_t,
-    sched,
-    gen,
-    rows,
-    start_epoch,
-    start,
-    tqdm,
-) -> list[dict[str, Any]]:
-    """The epoch loop of :func:`fit` (captured activations arrive in ``ta`` and ``sa``)."""
+@dataclass
+class _Run:
+    """Everything the epoch loop needs, built once by :func:`fit`."""
+
+    method: Any
+    cfg: Any
+    teacher: Any
+    student: Any
+    mods: Any
+    train: Any
+    val: Any
+    dev: Any
+    use_amp: Any
+    t_layers: Any
+    s_layers: Any
+    ta: Any
+    sa: Any
+    opt_s: Any
+    opt_t: Any
+    sched: Any
+    gen: Any
+    tqdm: Any
+    probes: Any
+
+
+def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: float) -> list[dict[str, Any]]:
+    """The epoch loop of :func:`fit` (captured activations arrive in ``run.ta`` and ``run.sa``)."""
+    (
+        method,
+        cfg,
+        teacher,
+        student,
+        mods,
+        train,
+        val,
+        dev,
+        use_amp,
+        t_layers,
+        s_layers,
+        ta,
+        sa,
+        opt_s,
+        opt_t,
+        sched,
+        gen,
+        tqdm,
+        probes,
+    ) = (
+        run.method,
+        run.cfg,
+        run.teacher,
+        run.student,
+        run.mods,
+        run.train,
+        run.val,
+        run.dev,
+        run.use_amp,
+        run.t_layers,
+        run.s_layers,
+        run.ta,
+        run.sa,
+        run.opt_s,
+        run.opt_t,
+        run.sched,
+        run.gen,
+        run.tqdm,
+        run.probes,
+    )
     for epoch in range(start_epoch, cfg.epochs):
         phase = _phase(method, epoch, cfg)
         prefixes, train_student = _trained(method, phase)
@@ -422,6 +469,10 @@ def _epochs(
         row["val_acc"] = _accuracy(student, val, dev) if val is not None else math.nan
         row["lr"] = opt.param_groups[0]["lr"]
         row["wall_time"] = time.perf_counter() - start
+        if probes:
+            t_probe = time.perf_counter()
+            row |= probe_row(probes, epoch + 1, teacher, student, mods, t_layers, dev)
+            row["probe_seconds"] = time.perf_counter() - t_probe
         rows.append(row)
         if tqdm:
             tqdm.write(

@@ -295,3 +295,38 @@ def test_nuisance_teachers():
         noisy_copy(net, ["0"], fraction=2)
     with pytest.raises(ValueError, match=r"no module named \['x'\]"):
         noisy_copy(net, ["x"])
+
+
+def test_probes_record_pid_of_layers_and_filters(digits, teacher):
+    from pidkd.distill import PIDProbe
+
+    train, val = digits
+    probe = PIDProbe(val, teacher_layer="2", student_layer="0", every=2, n_bootstrap=10, n_permutations=2)
+    cfg = DistillConfig(
+        epochs=4,
+        warmup_epochs=1,
+        cycle_epochs=2,
+        phase1_fraction=0.5,
+        grad_clip=100.0,
+        lambda_distill=0.01,
+        progress=False,
+    )
+    h = fit(
+        teacher,
+        mlp([64, 16, 10], 1),
+        train,
+        method="rid",
+        teacher_layers=["2"],
+        student_layers=["0"],
+        config=cfg,
+        probes=[probe],
+    ).history
+    measured = h.dropna(subset=["probe_red"])
+    assert list(measured["epoch"]) == [2, 4]
+    for col in ("probe_red", "probe_uni_t", "probe_red_lo", "probe_red_null", "probe_filters_red", "probe_mi_t"):
+        assert col in h.columns
+    # the identities tie the probed atoms to the mutual informations of the codes
+    np.testing.assert_allclose(measured["probe_red"] + measured["probe_uni_t"], measured["probe_mi_t"], atol=1e-9)
+    assert (measured["probe_red"] >= 0).all() and (measured["probe_mi_t"] > 1.0).all()
+    with pytest.raises(ValueError, match="'every' parameter of PIDProbe"):
+        PIDProbe(val, teacher_layer="2", student_layer="0", every=0)
