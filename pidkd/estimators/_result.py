@@ -84,6 +84,36 @@ class PIDResult:
     base: float = 2.0
     diagnostics: SolverDiagnostics | None = None
 
+    @classmethod
+    def from_nats(
+        cls,
+        *,
+        red: float,
+        uni_t: float,
+        uni_s: float,
+        syn: float,
+        mi_t: float,
+        mi_s: float,
+        mi_ts: float,
+        method: str,
+        base: float,
+        diagnostics: SolverDiagnostics | None,
+    ) -> PIDResult:
+        """Build a result from values in nats, converting them to units of ``base``."""
+        ln_b = float(np.log(base))
+        return cls(
+            red=red / ln_b,
+            uni_t=uni_t / ln_b,
+            uni_s=uni_s / ln_b,
+            syn=syn / ln_b,
+            mi_t=mi_t / ln_b,
+            mi_s=mi_s / ln_b,
+            mi_ts=mi_ts / ln_b,
+            method=method,
+            base=float(base),
+            diagnostics=diagnostics,
+        )
+
     def as_dict(self) -> dict[str, float | str | bool | None]:
         """Atoms, informations and the scalar diagnostics as a flat dict (for tables, JSON)."""
         out: dict[str, float | str | bool | None] = {

@@ -273,7 +273,6 @@ def _result(
     syn = mi_ts - red - uni_t - uni_s
     # Floating-point round-off of the differences above (|x| ~ 1e-16) is shown as an exact 0.
     red, uni_t, uni_s, syn = (0.0 if abs(x) < _ROUNDOFF else x for x in (red, uni_t, uni_s, syn))
-    ln_base = float(np.log(base))
     diag = SolverDiagnostics(
         solver=sol.solver,
         status=sol.status,
@@ -284,16 +283,16 @@ def _result(
         gap=gap_bits,
         q=sol.q,
     )
-    return PIDResult(
-        red=red / ln_base,
-        uni_t=uni_t / ln_base,
-        uni_s=uni_s / ln_base,
-        syn=syn / ln_base,
-        mi_t=mi_t / ln_base,
-        mi_s=mi_s / ln_base,
-        mi_ts=mi_ts / ln_base,
+    return PIDResult.from_nats(
+        red=red,
+        uni_t=uni_t,
+        uni_s=uni_s,
+        syn=syn,
+        mi_t=mi_t,
+        mi_s=mi_s,
+        mi_ts=mi_ts,
         method="broja",
-        base=float(base),
+        base=base,
         diagnostics=diag,
     )
 

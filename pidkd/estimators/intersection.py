@@ -323,16 +323,15 @@ def intersection_decomposition(p: NDArray[np.float64], *, base: float = 2.0) -> 
         gap=0.0,
         q=None,
     )
-    ln_b = np.log(base)
-    return PIDResult(
-        red=red / ln_b,
-        uni_t=uni_t / ln_b,
-        uni_s=uni_s / ln_b,
-        syn=syn / ln_b,
-        mi_t=mi_t / ln_b,
-        mi_s=mi_s / ln_b,
-        mi_ts=mi_ts / ln_b,
+    return PIDResult.from_nats(
+        red=red,
+        uni_t=uni_t,
+        uni_s=uni_s,
+        syn=syn,
+        mi_t=mi_t,
+        mi_s=mi_s,
+        mi_ts=mi_ts,
         method="intersection",
-        base=float(base),
+        base=base,
         diagnostics=diag,
     )
