@@ -70,3 +70,13 @@ def test_resilience_benchmark_quick_grid():
     mod = runpy.run_path(str(EXAMPLES.parent / "benchmarks" / "resilience" / "run.py"))
     out = mod["main"](["--quick"])
     assert len(out["runs"]) == 3 * 6 and set(out["meta"]["teacher_acc"]) == {"trained", "untrained", "noisy"}
+
+
+def test_cifar10_recipe_smoke_on_random_tensors():
+    """The WRN-40-2 -> WRN-16-1 recipe runs end to end on CIFAR-shaped random data (no download)."""
+    pytest.importorskip("torch")
+    mod = runpy.run_path(str(EXAMPLES.parent / "benchmarks" / "cifar10" / "run.py"))
+    res = mod["main"](["--smoke", "--methods", "student", "vid", "rid"])
+    assert set(res) == {"student", "vid", "rid"}
+    assert res["rid"]["phases"] == ["warmup", "phase1", "phase2"]
+    assert all(r["images_per_second"] > 0 and 0 <= r["test_acc"] <= 1 for r in res.values())

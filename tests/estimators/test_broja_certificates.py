@@ -1,6 +1,5 @@
 """Independent checks of optimality: perturbations, the dual bound, dit, and honest failures."""
 
-import itertools
 
 import numpy as np
 import pytest
