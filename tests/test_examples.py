@@ -65,11 +65,13 @@ def test_rid_digits_example_quick():
     assert all(0.0 <= r["test_acc"] <= 1.0 and r["red_bits"] >= -1e-9 for r in rows)
 
 
-def test_resilience_benchmark_quick_grid():
+def test_resilience_benchmark_quick_grid_writes_its_table(tmp_path):
     pytest.importorskip("torch")
     mod = runpy.run_path(str(EXAMPLES.parent / "benchmarks" / "resilience" / "run.py"))
-    out = mod["main"](["--quick"])
+    out = mod["main"](["--quick", "--out", str(tmp_path)])
     assert len(out["runs"]) == 3 * 6 and set(out["meta"]["teacher_acc"]) == {"trained", "untrained", "noisy"}
+    text = (tmp_path / "results.md").read_text()
+    assert "| rid (paper) |" in text and "untrained teacher" in text and out["meta"]["seconds"] < 180
 
 
 def test_cifar10_recipe_smoke_on_random_tensors():

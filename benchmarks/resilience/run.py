@@ -57,7 +57,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, no plots: a smoke test")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default: next to this script; with --quick nothing is written unless --out is given)",
+    )
     args = parser.parse_args(argv)
     seeds, epochs = (1, 2) if args.quick else (args.seeds, args.epochs)
     ex = load_example()
@@ -115,16 +120,19 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds": elapsed,
         "teacher_acc": {k: float(ex.accuracy(v, test)) for k, v in teachers.items()},
     }
-    if not args.quick:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
-        plots(runs, args.out)
-        (args.out / "results.md").write_text(markdown(table, teachers, methods, meta, runs))
-        print((args.out / "results.md").read_text())
-    return {"meta": meta, "table": table, "runs": runs}
+    out = args.out if args.out is not None else (None if args.quick else HERE)
+    text = markdown(table, teachers, methods, meta, runs, with_figures=out is not None and not args.quick)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+        if not args.quick:
+            plots(runs, out)
+        (out / "results.md").write_text(text)
+    print(text)
+    return {"meta": meta, "table": table, "runs": runs, "markdown": text}
 
 
-def markdown(table, teachers, methods, meta, runs) -> str:
+def markdown(table, teachers, methods, meta, runs, with_figures: bool = True) -> str:
     lines = [
         "# Resilience to nuisance teachers (digits, CPU)",
         "",
@@ -169,7 +177,8 @@ def markdown(table, teachers, methods, meta, runs) -> str:
                 "PID probe of the distilled layers, RID (paper) with the trained teacher, seed 0 "
                 "(epoch: Red / Uni(Y:T\\S), bits): " + ", ".join(f"{e}: {r:.2f} / {u:.2f}" for e, r, u in pts),
             ]
-    lines += [""] + [f"![{t} teacher](training_{t}.png)\n" for t in teachers]
+    if with_figures:
+        lines += [""] + [f"![{t} teacher](training_{t}.png)\n" for t in teachers]
     return "\n".join(lines)
 
 

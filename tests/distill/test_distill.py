@@ -330,3 +330,31 @@ def test_probes_record_pid_of_layers_and_filters(digits, teacher):
     assert (measured["probe_red"] >= 0).all() and (measured["probe_mi_t"] > 1.0).all()
     with pytest.raises(ValueError, match="'every' parameter of PIDProbe"):
         PIDProbe(val, teacher_layer="2", student_layer="0", every=0)
+
+
+def test_probe_equals_offline_pid_from_samples_and_changes_nothing(digits, teacher):
+    from pidkd.distill import PIDProbe
+    from pidkd.estimators import Quantizer, pid_from_samples
+
+    train, val = digits
+    cfg = DistillConfig(epochs=1, grad_clip=100.0, progress=False, seed=5)
+    probe = PIDProbe(val, teacher_layer="2", student_layer="0", n_bootstrap=20, n_permutations=2)
+    with_probe = fit(teacher, mlp([64, 16, 10], 1), train, method="kd", config=cfg, probes=[probe])
+    without = fit(teacher, mlp([64, 16, 10], 1), train, method="kd", config=cfg)
+    # probes leave modes and random streams alone: identical weights with and without them
+    for a, b in zip(with_probe.student.parameters(), without.student.parameters()):
+        assert torch.equal(a, b)
+    assert with_probe.student.training == without.student.training
+    # the probe's numbers are an offline pid_from_samples of the same activations
+    student = with_probe.student.eval()
+    with torch.no_grad(), capture(teacher, ["2"]) as ta, capture(student, ["0"]) as sa:
+        teacher(val[0])
+        student(val[0])
+    codes_t = Quantizer().fit_transform(ta["2"].numpy())
+    codes_s = Quantizer().fit_transform(sa["0"].numpy())
+    offline = pid_from_samples(val[1].numpy(), codes_t, codes_s, n_bootstrap=20, n_permutations=2, rng=1)
+    row = with_probe.history.iloc[0]
+    for atom in ("red", "uni_t", "uni_s", "syn"):
+        assert row[f"probe_{atom}"] == pytest.approx(getattr(offline.pid, atom), abs=1e-12)
+        assert row[f"probe_{atom}_lo"] == pytest.approx(offline.ci[atom][0], abs=1e-12)
+        assert row[f"probe_{atom}_null"] == pytest.approx(offline.null_mean[atom], abs=1e-12)

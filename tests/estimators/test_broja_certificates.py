@@ -1,6 +1,5 @@
 """Independent checks of optimality: perturbations, the dual bound, dit, and honest failures."""
 
-
 import numpy as np
 import pytest
 import scipy.linalg
