@@ -35,9 +35,9 @@ def main() -> None:
     spec.loader.exec_module(ex)
     train, test = ex.data()
     teacher = ex.train_teacher(train, 5)
-    times: dict[str, list[float]] = {}
-    for method in ("student", "vid", "rid"):
-        cfg = DistillConfig(
+
+    def config() -> DistillConfig:
+        return DistillConfig(
             epochs=args.epochs + 1,
             warmup_epochs=1,
             cycle_epochs=2,
@@ -46,6 +46,10 @@ def main() -> None:
             lambda_distill=0.01,
             progress=False,
         )
+
+    times: dict[str, list[float]] = {}
+    for method in ("student", "vid", "rid"):
+        cfg = config()
         layers = {"teacher_layers": ["3"], "student_layers": ["3"]} if method != "student" else {}
         h = fit(teacher, ex.cnn(4, 8, 1), train, method=method, config=cfg, device="cpu", **layers).history
         dt = np.diff(np.concatenate([[0.0], h["wall_time"].to_numpy()]))[1:]  # drop the first epoch
@@ -56,15 +60,7 @@ def main() -> None:
         else:
             times[method] = dt.tolist()
     # Probe overhead: RID with a PIDProbe every epoch on the 540 held-out digits (default settings).
-    cfg = DistillConfig(
-        epochs=args.epochs + 1,
-        warmup_epochs=1,
-        cycle_epochs=2,
-        phase1_fraction=0.5,
-        grad_clip=100.0,
-        lambda_distill=0.01,
-        progress=False,
-    )
+    cfg = config()
     probe = PIDProbe(test, teacher_layer="3", student_layer="3")
     h = fit(
         teacher,
