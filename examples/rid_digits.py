@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     trained = train_teacher(train, 2 if args.quick else 15)
     teachers = {"trained": trained, "untrained": untrained_copy(trained, seed=1)}
     print(
-        f"teacher test accuracy: trained {accuracy(trained, test):.3f}, untrained {accuracy(teachers['untrained'], test):.3f}"
+        f"teacher test accuracy: trained {accuracy(trained, test):.3f}, "
+        f"untrained {accuracy(teachers['untrained'], test):.3f}"
     )
     rows = []
     for tname, teacher in teachers.items():

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from pidkd.distill.hooks import capture
-from pidkd.estimators.quantize import Quantizer
+from pidkd.estimators.quantize import Quantizer, fresh_quantizer
 from pidkd.estimators.samples import ATOMS, pid_from_samples
 
 __all__ = ["PIDProbe"]
@@ -57,7 +57,7 @@ class PIDProbe:
     def _codes(self, key: str, x: torch.Tensor) -> np.ndarray:
         arr = x.detach().float().cpu().numpy()
         if key not in self._quantizers:
-            q = self.quantizer.clone() if self.quantizer is not None else Quantizer("kmeans", 10)
+            q = fresh_quantizer(self.quantizer)
             self._quantizers[key] = q.fit(arr)
         return self._quantizers[key].transform(arr)
 

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pidkd._optional import import_optional
-from pidkd.estimators.quantize import Quantizer
+from pidkd.estimators.quantize import Quantizer, fresh_quantizer
 from pidkd.estimators.samples import pid_from_samples
 
 __all__ = ["Activations", "load_activations", "save_activations", "sweep"]
@@ -136,7 +136,7 @@ def _one(job: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _codes_of(x: Any, quantizer: Quantizer | None) -> NDArray[np.int64]:
-    q = quantizer.clone() if quantizer is not None else Quantizer("kmeans", 10)
+    q = fresh_quantizer(quantizer)
     return q.fit_transform(x)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,11 +14,9 @@ from pidkd.estimators.intersection import intersection_decomposition
 
 __all__ = ["METHODS", "pid", "pid_batch"]
 
-#: PID methods by name. A plain dict: nothing registers itself on import.
-METHODS: dict[str, Callable[..., PIDResult]] = {
-    "broja": broja_decomposition,
-    "intersection": intersection_decomposition,
-}
+#: The PID definitions ``pid(method=...)`` dispatches to (broja_decomposition,
+#: intersection_decomposition); nothing registers itself on import.
+METHODS = ("broja", "intersection")
 
 
 def pid(
@@ -95,7 +93,7 @@ def pid(
     'optimal'
     """
     caller = "pid()"
-    method = check_choice(method, list(METHODS), name="method", caller=caller)
+    method = check_choice(method, METHODS, name="method", caller=caller)
     base = check_base(base, caller=caller)
     arr = as_joint_pmf(p, counts=counts, variables=variables, caller=caller)
     if method == "intersection":

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from pidkd._optional import import_optional, loaded_module
 from pidkd._validation import check_choice
 
-__all__ = ["STRATEGIES", "Quantizer", "quantize"]
+__all__ = ["STRATEGIES", "Quantizer", "fresh_quantizer", "quantize"]
 
 STRATEGIES = ("kmeans", "uniform", "quantile")
 
@@ -156,6 +156,11 @@ class Quantizer:
 
     def fit_transform(self, x: Any) -> NDArray[np.int64]:
         return self.fit(x).transform(x)
+
+
+def fresh_quantizer(template: Quantizer | None, n_bins: int = 10) -> Quantizer:
+    """An unfitted copy of ``template``, or the RID paper's default (k-means to ``n_bins`` codes)."""
+    return template.clone() if template is not None else Quantizer("kmeans", n_bins)
 
 
 def quantize(x: Any, *, n_bins: int = 10, strategy: str = "kmeans", **kwargs: Any) -> NDArray[np.int64]:

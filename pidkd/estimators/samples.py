@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike
 from pidkd.estimators._result import PIDResult
 from pidkd.estimators.api import pid, pid_batch
 from pidkd.estimators.histogram import _codes, joint_histogram
-from pidkd.estimators.quantize import Quantizer
+from pidkd.estimators.quantize import Quantizer, fresh_quantizer
 
 __all__ = ["ATOMS", "SamplePID", "pid_from_samples"]
 
@@ -85,7 +85,7 @@ def _as_codes(x: Any, name: str, quantizer: Quantizer | None, n_bins: int | None
     arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
     if arr.ndim == 1 and arr.dtype.kind in "iub":
         return _codes(arr, name, "pid_from_samples()")
-    q = quantizer.clone() if quantizer is not None else Quantizer("kmeans", n_bins or 10)
+    q = fresh_quantizer(quantizer, n_bins or 10)
     return q.fit_transform(arr)
 
 
