@@ -19,7 +19,7 @@ __all__ = ["solve_small_batch"]
 import numba as nb
 
 
-@nb.njit(cache=True, fastmath=False)
+@nb.njit(cache=True, nogil=True)
 def evaluate(p_yt, p_ys, cell, a, b, eps, mu, ln, r, m):
     n_y, n_t = p_yt.shape
     n_s = p_ys.shape[1]
@@ -61,7 +61,7 @@ def evaluate(p_yt, p_ys, cell, a, b, eps, mu, ln, r, m):
     return f + eps * msum
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def gradient(p_yt, p_ys, r, m, ga, gb):
     n_y, n_t = p_yt.shape
     n_s = p_ys.shape[1]
@@ -82,14 +82,41 @@ def gradient(p_yt, p_ys, r, m, ga, gb):
     return res
 
 
-@nb.njit(cache=True)
-def newton_step(p_yt, p_ys, r, m, ga, gb, eps, pin):
+@nb.njit(cache=True, nogil=True)
+def variable_index(p_yt, p_ys, pin):
+    """Position of each dual variable in the Newton system, -1 for those left out of it.
+
+    Left out: a(y,t) with P(y,t) = 0 and b(y,s) with P(y,s) = 0 (they touch no cell, so their
+    gradient and Hessian rows are zero) and the pinned b(y, pin[y]) of the gauge. Their Newton
+    step is exactly 0, so the system keeps only the variables that move; with sampled
+    distributions (many empty (y,t) and (y,s) cells) it shrinks several-fold.
+    """
     n_y, n_t = p_yt.shape
     n_s = p_ys.shape[1]
-    off = n_t * n_y
-    n = off + n_s * n_y
+    ia = np.full((n_y, n_t), -1, dtype=np.int64)
+    ib = np.full((n_y, n_s), -1, dtype=np.int64)
+    k = 0
+    for t in range(n_t):
+        for y in range(n_y):
+            if p_yt[y, t] > 0.0:
+                ia[y, t] = k
+                k += 1
+    for s in range(n_s):
+        for y in range(n_y):
+            if p_ys[y, s] > 0.0 and pin[y] != s:
+                ib[y, s] = k
+                k += 1
+    return ia, ib, k
+
+
+@nb.njit(cache=True, nogil=True)
+def newton_step(r, m, ga, gb, eps, ia, ib, n):
+    """Newton direction (da, db) of the smoothed dual over the ``n`` variables indexed by ia, ib."""
+    n_y, n_t = ga.shape
+    n_s = gb.shape[1]
     h = np.zeros((n, n))
     kmax = 0.0
+    idx = np.empty(2 * n_y, dtype=np.int64)
     for t in range(n_t):
         for s in range(n_s):
             mm = m[t, s]
@@ -97,51 +124,50 @@ def newton_step(p_yt, p_ys, r, m, ga, gb, eps, pin):
                 continue
             kap = mm * (1.0 / eps - 1.0)
             for y in range(n_y):
+                idx[y] = ia[y, t]
+                idx[n_y + y] = ib[y, s]
+            for y in range(n_y):
                 ry = r[t, s, y]
                 if ry == 0.0:
                     continue
-                iy_a, iy_b = t * n_y + y, off + s * n_y + y
                 for z in range(n_y):
                     v = kap * ry * r[t, s, z]
                     if y == z:
                         v += mm * ry
                     if v == 0.0:
                         continue
-                    iz_a, iz_b = t * n_y + z, off + s * n_y + z
-                    h[iy_a, iz_a] += v
-                    h[iy_a, iz_b] += v
-                    h[iy_b, iz_a] += v
-                    h[iy_b, iz_b] += v
                     kmax = max(kmax, abs(v))
+                    for i in (idx[y], idx[n_y + y]):
+                        if i < 0:
+                            continue
+                        for j in (idx[z], idx[n_y + z]):
+                            if j >= 0:
+                                h[i, j] += v
     ridge = 1e-13 * kmax + 1e-300
-    rhs = np.empty(n)
+    rhs = np.zeros(n)
     for y in range(n_y):
         for t in range(n_t):
-            i = t * n_y + y
-            h[i, i] += ridge + (1.0 if p_yt[y, t] <= 0.0 else 0.0)
-            rhs[i] = -ga[y, t]
+            if ia[y, t] >= 0:
+                rhs[ia[y, t]] = -ga[y, t]
         for s in range(n_s):
-            i = off + s * n_y + y
-            h[i, i] += ridge + (1.0 if p_ys[y, s] <= 0.0 else 0.0)
-            rhs[i] = -gb[y, s]
-    for y in range(n_y):  # gauge: pin one b per y
-        i = off + pin[y] * n_y + y
-        h[i, :] = 0.0
-        h[:, i] = 0.0
-        h[i, i] = 1.0
-        rhs[i] = 0.0
+            if ib[y, s] >= 0:
+                rhs[ib[y, s]] = -gb[y, s]
+    for i in range(n):
+        h[i, i] += ridge
     d = np.linalg.solve(h, rhs)
-    da = np.empty((n_y, n_t))
-    db = np.empty((n_y, n_s))
+    da = np.zeros((n_y, n_t))
+    db = np.zeros((n_y, n_s))
     for y in range(n_y):
         for t in range(n_t):
-            da[y, t] = d[t * n_y + y]
+            if ia[y, t] >= 0:
+                da[y, t] = d[ia[y, t]]
         for s in range(n_s):
-            db[y, s] = d[off + s * n_y + y]
+            if ib[y, s] >= 0:
+                db[y, s] = d[ib[y, s]]
     return da, db
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def certify_one(p_yt, p_ys, cell, r, m, a, b, polish):
     """Polished q (as (t,s,y) masses), residual, H(Y|T,S) and dual bound, in nats."""
     n_y, n_t = p_yt.shape
@@ -235,7 +261,7 @@ def certify_one(p_yt, p_ys, cell, r, m, a, b, polish):
     return q, res, h, bound + min(rep_t, rep_s)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
     n_y, n_t, n_s = p.shape
     p_yt = np.zeros((n_y, n_t))
@@ -266,6 +292,7 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
         for s in range(n_s):
             if p_ys[y, s] > 0.0:
                 b[y, s] = -np.log(p_ys[y, s]) + np.log(p_y[y]) - 1.0
+    ia, ib, n_act = variable_index(p_yt, p_ys, pin)
     eps = 1.0  # at eps = 1, mu = 1/e this (a, b) is exact: Q = P(y,t) P(y,s) / P(y)
     ln = np.empty((n_t, n_s))
     r = np.empty((n_t, n_s, n_y))
@@ -311,7 +338,7 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
         # ---- Newton iterations of this stage
         inner_tol = max(1e-15, 1e-3 * eps * residual_tol / eps_min) if eps > eps_min else 1e-15
         while res > inner_tol and n_iter < max_iter:
-            da, db = newton_step(p_yt, p_ys, r, m, ga, gb, eps, pin)
+            da, db = newton_step(r, m, ga, gb, eps, ia, ib, n_act)
             slope = (ga * da).sum() + (gb * db).sum()
             if not slope < 0.0:
                 break
@@ -348,7 +375,7 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
     return qo, a, b, converged, n_iter
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def solve_batch(ps, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
     nb_, n_y, n_t, n_s = ps.shape
     q = np.empty(ps.shape)
