@@ -7,10 +7,19 @@ epochs; the paper-compatible default: flatten, L2-normalise, PCA, k-means, T and
 and records the PID atoms with bootstrap intervals and the shuffled-label null level into the
 training history. With RID it also probes the filter outputs f_t(T) and f_s(S), which are what
 RID optimises.
+
+Only the forward passes on the probe set run on the training thread. Quantizing and the PID solves
+(the plug-in estimate, the bootstrap resamples and the label permutations, decomposed as one
+batch) run in a worker thread while training goes on (``background=True``, the default); their
+columns are filled into the epoch's history row when they finish, and at the latest before a
+checkpoint is written and when :func:`fit` returns. The numbers do not depend on the timing: the
+analysis of an epoch sees only that epoch's captured activations and a seed derived from the epoch.
 """
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,11 +46,30 @@ class PIDProbe:
         Module names.
     every : int, default 1
     quantizer : Quantizer, optional
-        Template (default: k-means to 10 clusters after L2 normalisation and PCA to 10).
+        Template (default: k-means to 10 clusters after L2 normalisation and PCA to 10). Each side
+        gets its own copy, fitted on the probe's first capture and reused afterwards (a resumed run
+        fits them again on its first capture).
     n_bootstrap, n_permutations : int
-        For the intervals and the null level (defaults 20 and 2: cheap enough to run every epoch).
+        For the intervals and the null level (defaults 20 and 2).
+    background : bool, default True
+        Quantize and decompose in a worker thread, off the training loop (the training thread only
+        runs the probe set through the two networks). ``False``: everything inline.
     name : str, optional
         Column prefix (default ``"probe"``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> x = torch.randn(300, 8); y = (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()
+    >>> teacher = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    >>> student = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 4))
+    >>> probe = PIDProbe((x, y), teacher_layer="1", student_layer="1", n_bootstrap=5)
+    >>> row = probe.measure(teacher, student, nn.ModuleDict(), None, torch.device("cpu"), epoch=1)
+    >>> abs(row["probe_red"] + row["probe_uni_t"] - row["probe_mi_t"]) < 1e-9
+    True
     """
 
     data: tuple[torch.Tensor, torch.Tensor]
@@ -51,17 +79,66 @@ class PIDProbe:
     quantizer: Quantizer | None = None
     n_bootstrap: int = 20
     n_permutations: int = 2
+    background: bool = True
     name: str = "probe"
     _quantizers: dict[str, Quantizer] = field(default_factory=dict, repr=False)
 
-    def _codes(self, key: str, x: torch.Tensor) -> np.ndarray:
-        arr = x.detach().float().cpu().numpy()
+    def __post_init__(self) -> None:
+        if not (isinstance(self.data, tuple) and len(self.data) == 2):
+            raise TypeError("PIDProbe(data=...) expects an (inputs, labels) tuple of tensors.")
+        if self.every < 1:
+            raise ValueError(f"The 'every' parameter of PIDProbe() must be a positive int. Got {self.every!r} instead.")
+
+    @torch.no_grad()
+    def capture(
+        self, teacher: nn.Module, student: nn.Module, modules: nn.ModuleDict, pair: int | None, device: torch.device
+    ) -> dict[str, np.ndarray]:
+        """Run the probe set through both networks (and the RID filters of ``pair``): host copies.
+
+        Modes of the student and the filters are restored; no random numbers are drawn.
+        """
+        x, y = self.data
+        was = student.training
+        student.eval()
+        with capture(teacher, [self.teacher_layer]) as ta, capture(student, [self.student_layer]) as sa:
+            teacher(x.to(device))
+            student(x.to(device))
+        student.train(was)
+        t, s = ta[self.teacher_layer], sa[self.student_layer]
+        out = {"y": y.cpu().numpy().copy(), "t": _host(t), "s": _host(s)}
+        if pair is not None and f"ft{pair}" in modules and f"fs{pair}" in modules:
+            states = {k: m.training for k, m in modules.items()}
+            modules.eval()
+            out["ft"], out["fs"] = _host(modules[f"ft{pair}"](t.float())), _host(modules[f"fs{pair}"](s.float()))
+            for k, m in modules.items():
+                m.train(states[k])
+        return out
+
+    def analyse(self, captured: dict[str, np.ndarray], epoch: int) -> dict[str, float]:
+        """History columns of one capture (quantize, decompose); runs on any thread."""
+        row = self._atoms(self.name, captured["y"], captured["t"], captured["s"], epoch)
+        if "ft" in captured:
+            row |= self._atoms(f"{self.name}_filters", captured["y"], captured["ft"], captured["fs"], epoch)
+        return row
+
+    def measure(
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        modules: nn.ModuleDict,
+        pair: int | None,
+        device: torch.device,
+        epoch: int,
+    ) -> dict[str, float]:
+        """Capture and analyse at once: the atoms of the layer pair (and of the filters of ``pair``)."""
+        return self.analyse(self.capture(teacher, student, modules, pair, device), epoch)
+
+    def _codes(self, key: str, arr: np.ndarray) -> np.ndarray:
         if key not in self._quantizers:
-            q = fresh_quantizer(self.quantizer)
-            self._quantizers[key] = q.fit(arr)
+            self._quantizers[key] = fresh_quantizer(self.quantizer).fit(arr)
         return self._quantizers[key].transform(arr)
 
-    def _atoms(self, prefix: str, y: np.ndarray, t: torch.Tensor, s: torch.Tensor, seed: int) -> dict[str, float]:
+    def _atoms(self, prefix: str, y: np.ndarray, t: np.ndarray, s: np.ndarray, seed: int) -> dict[str, float]:
         r = pid_from_samples(
             y,
             self._codes(f"{prefix}/t", t),
@@ -78,48 +155,71 @@ class PIDProbe:
                 out[f"{prefix}_{a}_null"] = r.null_mean[a]
         return out
 
-    @torch.no_grad()
-    def measure(
-        self,
-        teacher: nn.Module,
-        student: nn.Module,
-        modules: nn.ModuleDict,
-        pair: int | None,
-        device: torch.device,
-        epoch: int,
-    ) -> dict[str, float]:
-        """Atoms of the layer pair (and of the RID filters of layer pair ``pair``) as history columns."""
-        x, y = self.data
-        was = student.training
-        student.eval()
-        with capture(teacher, [self.teacher_layer]) as ta, capture(student, [self.student_layer]) as sa:
-            teacher(x.to(device))
-            student(x.to(device))
-        student.train(was)
-        labels = y.cpu().numpy()
-        t, s = ta[self.teacher_layer], sa[self.student_layer]
-        row = self._atoms(self.name, labels, t, s, epoch)
-        if pair is not None and f"ft{pair}" in modules and f"fs{pair}" in modules:
-            states = {k: m.training for k, m in modules.items()}
-            modules.eval()
-            ft, fs = modules[f"ft{pair}"](t.float()), modules[f"fs{pair}"](s.float())
-            for k, m in modules.items():
-                m.train(states[k])
-            row |= self._atoms(f"{self.name}_filters", labels, ft, fs, epoch)
-        return row
 
-    def __post_init__(self) -> None:
-        if not (isinstance(self.data, tuple) and len(self.data) == 2):
-            raise TypeError("PIDProbe(data=...) expects an (inputs, labels) tuple of tensors.")
-        if self.every < 1:
-            raise ValueError(f"The 'every' parameter of PIDProbe() must be a positive int. Got {self.every!r} instead.")
+def _host(x: torch.Tensor) -> np.ndarray:
+    return np.array(x.detach().float().cpu().numpy(), copy=True)
 
 
-def probe_row(probes: list[PIDProbe], epoch: int, teacher, student, modules, t_layers, device) -> dict[str, Any]:
-    """History columns of every probe due at ``epoch`` (1-based)."""
-    row: dict[str, Any] = {}
-    for probe in probes:
-        if epoch % probe.every == 0:
-            pair = t_layers.index(probe.teacher_layer) if probe.teacher_layer in t_layers else None
-            row |= probe.measure(teacher, student, modules, pair, device, epoch)
-    return row
+def _timed(probe: PIDProbe, captured: dict[str, np.ndarray], epoch: int) -> tuple[dict[str, float], float]:
+    start = time.perf_counter()
+    return probe.analyse(captured, epoch), time.perf_counter() - start
+
+
+class ProbeRunner:
+    """The probes of one :func:`fit` run: capture on the training thread, analysis in a worker.
+
+    ``run`` adds ``probe_seconds`` (time the training thread spent on probes) to an epoch's row at
+    once and the ``probe_*`` atoms plus ``probe_analysis_seconds`` when the analysis is done;
+    ``collect`` fills in finished analyses (all of them with ``wait=True``); ``close`` stops the
+    worker. Errors of an analysis are raised by ``collect``.
+    """
+
+    def __init__(self, probes: list[PIDProbe], teacher_layers: list[str]):
+        for p in probes:
+            if not isinstance(p, PIDProbe):
+                raise TypeError(f"fit(probes=...) expects PIDProbe objects; got {type(p).__name__}.")
+        self.probes = probes
+        self.teacher_layers = teacher_layers
+        background = any(p.background for p in probes)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pidkd-probe") if background else None
+        self._pending: list[tuple[dict[str, Any], Future]] = []
+
+    def run(self, epoch: int, row: dict[str, Any], teacher, student, modules, device) -> None:
+        """Probe everything due at ``epoch`` (1-based) for the history row ``row``."""
+        start = time.perf_counter()
+        due = [p for p in self.probes if epoch % p.every == 0]
+        for probe in due:
+            layer = probe.teacher_layer
+            pair = self.teacher_layers.index(layer) if layer in self.teacher_layers else None
+            captured = probe.capture(teacher, student, modules, pair, device)
+            if probe.background and self._pool is not None:
+                self._pending.append((row, self._pool.submit(_timed, probe, captured, epoch)))
+            else:
+                cols, seconds = _timed(probe, captured, epoch)
+                _fill(row, cols, seconds)
+        if due:
+            row["probe_seconds"] = time.perf_counter() - start
+
+    def collect(self, wait: bool = False) -> None:
+        """Fill finished analyses into their rows (wait for all of them with ``wait=True``)."""
+        pending = []
+        for row, fut in self._pending:
+            if wait or fut.done():
+                try:
+                    cols, seconds = fut.result()
+                except Exception as err:
+                    raise RuntimeError(f"fit(): the PID probe of epoch {row.get('epoch')} failed: {err}") from err
+                _fill(row, cols, seconds)
+            else:
+                pending.append((row, fut))
+        self._pending = pending
+
+    def close(self) -> None:
+        """Stop the worker (pending analyses are dropped; call ``collect(wait=True)`` first to keep them)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _fill(row: dict[str, Any], cols: dict[str, float], seconds: float) -> None:
+    row.update(cols)
+    row["probe_analysis_seconds"] = row.get("probe_analysis_seconds", 0.0) + seconds

@@ -26,7 +26,7 @@ from pidkd._validation import check_choice
 from pidkd.distill.filters import Head, StudentFilter, TeacherFilter, VIDRegressor
 from pidkd.distill.hooks import capture
 from pidkd.distill.losses import kd_loss, rid_phase1_loss, rid_phase2_loss, vid_loss
-from pidkd.distill.probes import probe_row
+from pidkd.distill.probes import ProbeRunner
 
 __all__ = ["METHODS", "DistillConfig", "FitResult", "fit"]
 
@@ -238,7 +238,9 @@ def fit(
         A checkpoint written with ``config.checkpoint_every``; training continues where it stopped
         with the same history and random streams (exactly, for tensor-tuple data).
     probes : sequence of PIDProbe
-        Live PID measurements added to the history (see :class:`pidkd.distill.PIDProbe`).
+        Live PID measurements added to the history (see :class:`pidkd.distill.PIDProbe`). The
+        training thread only runs the probe set through the networks; the PID analysis runs in a
+        worker thread and its columns are complete when ``fit`` returns.
 
     Returns
     -------
@@ -343,9 +345,13 @@ def fit(
             sched=sched,
             gen=gen,
             tqdm=tqdm,
-            probes=list(probes),
+            probes=ProbeRunner(list(probes), t_layers) if probes else None,
         )
-        rows = _epochs(run, rows, start_epoch, start)
+        try:
+            rows = _epochs(run, rows, start_epoch, start)
+        finally:
+            if run.probes is not None:
+                run.probes.close()
     history = pd.DataFrame(rows)
     history.attrs["config"] = asdict(cfg) | {"method": method}
     return FitResult(student=student, modules=mods, history=history, config=cfg)
@@ -469,10 +475,9 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         row["val_acc"] = _accuracy(student, val, dev) if val is not None else math.nan
         row["lr"] = opt.param_groups[0]["lr"]
         row["wall_time"] = time.perf_counter() - start
-        if probes:
-            t_probe = time.perf_counter()
-            row |= probe_row(probes, epoch + 1, teacher, student, mods, t_layers, dev)
-            row["probe_seconds"] = time.perf_counter() - t_probe
+        if probes is not None:  # captures now; the PID analysis runs in a worker while training goes on
+            probes.run(epoch + 1, row, teacher, student, mods, dev)
+            probes.collect(wait=False)
         rows.append(row)
         if tqdm:
             tqdm.write(
@@ -480,7 +485,11 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
                 + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k.startswith(("loss", "train", "val")))
             )
         if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
+            if probes is not None:
+                probes.collect(wait=True)  # a checkpoint holds complete rows
             _save_checkpoint(cfg, method, epoch + 1, student, mods, opt_s, opt_t, sched, rows, gen, dev)
+    if probes is not None:
+        probes.collect(wait=True)
     return rows
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -358,3 +359,51 @@ def test_probe_equals_offline_pid_from_samples_and_changes_nothing(digits, teach
         assert row[f"probe_{atom}"] == pytest.approx(getattr(offline.pid, atom), abs=1e-12)
         assert row[f"probe_{atom}_lo"] == pytest.approx(offline.ci[atom][0], abs=1e-12)
         assert row[f"probe_{atom}_null"] == pytest.approx(offline.null_mean[atom], abs=1e-12)
+
+
+def test_background_probes_equal_inline_probes_and_report_their_cost(digits, teacher, tmp_path):
+    from pidkd.distill import PIDProbe
+
+    train, val = digits
+    cfg = DistillConfig(
+        epochs=3,
+        warmup_epochs=1,
+        cycle_epochs=2,
+        grad_clip=100.0,
+        lambda_distill=0.01,
+        progress=False,
+        checkpoint_every=2,
+    )
+    layers = {"teacher_layers": ["2"], "student_layers": ["0"]}
+    histories = []
+    for background in (True, False):
+        probe = PIDProbe(
+            val, teacher_layer="2", student_layer="0", n_bootstrap=5, n_permutations=1, background=background
+        )
+        run_cfg = dataclasses.replace(cfg, checkpoint_dir=str(tmp_path / str(background)))
+        histories.append(
+            fit(teacher, mlp([64, 16, 10], 1), train, method="rid", config=run_cfg, probes=[probe], **layers).history
+        )
+    timing = ["wall_time", "probe_seconds", "probe_analysis_seconds"]
+    assert (histories[0]["probe_analysis_seconds"] > 0).all() and (histories[0]["probe_seconds"] > 0).all()
+    assert sorted(histories[0].columns) == sorted(histories[1].columns)
+    a, b = (h.drop(columns=timing) for h in histories)
+    pytest.importorskip("pandas").testing.assert_frame_equal(a, b[a.columns], check_exact=True)
+    assert a["probe_filters_red"].notna().all()
+    # a checkpoint waits for the worker: its rows are complete
+    saved = torch.load(tmp_path / "True" / "rid_epoch0002.pt", weights_only=False)["history"]
+    assert [row["probe_red"] for row in saved] == list(a["probe_red"][:2])
+
+
+def test_a_failing_background_probe_stops_fit_with_its_epoch(digits, teacher):
+    from pidkd.distill import PIDProbe
+    from pidkd.estimators import Quantizer
+
+    train, val = digits
+    small = (val[0][:50], val[1][:50])  # fewer samples than k-means clusters: the worker's fit fails
+    probe = PIDProbe(small, teacher_layer="2", student_layer="0", quantizer=Quantizer(n_bins=60))
+    cfg = DistillConfig(epochs=2, progress=False)
+    with pytest.raises(RuntimeError, match="PID probe of epoch 1 failed"):
+        fit(teacher, mlp([64, 16, 10], 1), train, method="student", config=cfg, probes=[probe])
+    with pytest.raises(TypeError, match="expects PIDProbe objects"):
+        fit(teacher, mlp([64, 16, 10], 1), train, method="student", config=cfg, probes=["red"])
