@@ -46,8 +46,9 @@ def data():
     return (torch.tensor(x_tr), torch.tensor(y_tr)), (torch.tensor(x_te), torch.tensor(y_te))
 
 
-def train_teacher(train, epochs: int) -> nn.Module:
-    net = cnn(32, 32, 0)
+def train_teacher(train, epochs: int, net: nn.Module | None = None) -> nn.Module:
+    """Train ``net`` (default: the 32-channel teacher CNN) with Adam on ``train``; returns it in eval mode."""
+    net = cnn(32, 32, 0) if net is None else net
     opt = torch.optim.Adam(net.parameters(), 3e-3)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(*train), batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)

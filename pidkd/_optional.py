@@ -13,6 +13,7 @@ _EXTRA_FOR = {
     "matplotlib": "plot",
     "ecos": "ecos",
     "safetensors.numpy": "io",
+    "mnist1d": "bench",
 }
 
 

@@ -1,7 +1,9 @@
 """RID's teacher and student filters, the teacher-filter heads, and VID's regressor.
 
-Filters act on a layer's output: a feature map (N, C, H, W) through 1x1 convolutions, or a
-vector (N, C) through linear maps (the same thing per position). Following the RID paper (arXiv
+Filters act on a layer's output: a feature map (N, C, H, W) through 1x1 convolutions, a sequence
+(N, C, L) through width-1 1-d convolutions, or a vector (N, C) through linear maps (the same thing
+per position). ``spatial`` says which: True (maps, the default), False (vectors), or the number of
+trailing spatial axes (0 to 3). Following the RID paper (arXiv
 2411.07483, Section 4): filter = two 1x1 convolutions with BatchNorm + ReLU between.
 """
 
@@ -14,47 +16,67 @@ from torch import nn
 __all__ = ["Head", "StudentFilter", "TeacherFilter", "VIDRegressor"]
 
 
-def _pointwise(c_in: int, c_out: int, spatial: bool) -> nn.Module:
-    return nn.Conv2d(c_in, c_out, 1, bias=False) if spatial else nn.Linear(c_in, c_out, bias=False)
+_KIND = ("(N, C) vectors", "(N, C, L) sequences", "(N, C, H, W) feature maps", "(N, C, D, H, W) volumes")
 
 
-def _norm(c: int, spatial: bool) -> nn.Module:
-    return nn.BatchNorm2d(c) if spatial else nn.BatchNorm1d(c)
+def _dims(spatial: bool | int) -> int:
+    """Number of spatial axes: True -> 2, False -> 0, or an int in [0, 3]."""
+    dims = 2 if spatial is True else 0 if spatial is False else spatial
+    if not isinstance(dims, int) or not 0 <= dims <= 3:
+        raise ValueError(f"The 'spatial' parameter must be a bool or an int in [0, 3]. Got {spatial!r} instead.")
+    return dims
 
 
-class _TwoLayer(nn.Module):
-    def __init__(self, c_in: int, c_hidden: int, c_out: int, spatial: bool):
+def _pointwise(c_in: int, c_out: int, dims: int) -> nn.Module:
+    if dims == 0:
+        return nn.Linear(c_in, c_out, bias=False)
+    return (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dims - 1](c_in, c_out, 1, bias=False)
+
+
+def _norm(c: int, dims: int) -> nn.Module:
+    return (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[dims](c)
+
+
+class _Pointwise(nn.Module):
+    """Base of the filters: checks that inputs have the shape the module was built for."""
+
+    dims: int
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 2 + self.dims:
+            raise ValueError(
+                f"{type(self).__name__} was built for {_KIND[self.dims]}; got a tensor of shape {tuple(x.shape)}. "
+                "Build it with spatial=True for feature maps, False for vectors, or the number of spatial axes."
+            )
+
+
+class _TwoLayer(_Pointwise):
+    def __init__(self, c_in: int, c_hidden: int, c_out: int, spatial: bool | int):
         super().__init__()
-        self.spatial = spatial
+        self.dims = _dims(spatial)
         self.net = nn.Sequential(
-            _pointwise(c_in, c_hidden, spatial),
-            _norm(c_hidden, spatial),
+            _pointwise(c_in, c_hidden, self.dims),
+            _norm(c_hidden, self.dims),
             nn.ReLU(),
-            _pointwise(c_hidden, c_out, spatial),
+            _pointwise(c_hidden, c_out, self.dims),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        want = 4 if self.spatial else 2
-        if x.dim() != want:
-            kind = "(N, C, H, W) feature maps" if self.spatial else "(N, C) vectors"
-            raise ValueError(
-                f"{type(self).__name__} was built for {kind}; got a tensor of shape {tuple(x.shape)}. "
-                "Build it with spatial=True for feature maps and spatial=False for vectors."
-            )
+        self._check(x)
         return self.net(x)
 
 
 class TeacherFilter(_TwoLayer):
     """f_t: teacher layer (C_t channels) -> C_out channels; two pointwise layers, BN + ReLU between."""
 
-    def __init__(self, c_teacher: int, c_out: int, *, spatial: bool = True):
+    def __init__(self, c_teacher: int, c_out: int, *, spatial: bool | int = True):
         super().__init__(c_teacher, c_out, c_out, spatial)
 
 
 class StudentFilter(_TwoLayer):
     """f_s: student layer (C_s channels) -> C_out channels; hidden width 2 C_s (as the authors' code)."""
 
-    def __init__(self, c_student: int, c_out: int, *, spatial: bool = True):
+    def __init__(self, c_student: int, c_out: int, *, spatial: bool | int = True):
         super().__init__(c_student, 2 * c_student, c_out, spatial)
 
 
@@ -69,24 +91,24 @@ class Head(nn.Module):
         return self.fc(torch.flatten(F.relu(x), 1))
 
 
-class VIDRegressor(nn.Module):
+class VIDRegressor(_Pointwise):
     """VID's mu(S): three pointwise layers with BN + ReLU between, and per-channel variances.
 
     Ahn et al., "Variational information distillation for knowledge transfer", CVPR 2019.
     ``variance`` = softplus(b) + 1e-3 per teacher channel.
     """
 
-    def __init__(self, c_student: int, c_teacher: int, *, spatial: bool = True):
+    def __init__(self, c_student: int, c_teacher: int, *, spatial: bool | int = True):
         super().__init__()
-        mid = c_teacher
+        mid, self.dims = c_teacher, _dims(spatial)
         self.mu = nn.Sequential(
-            _pointwise(c_student, mid, spatial),
-            _norm(mid, spatial),
+            _pointwise(c_student, mid, self.dims),
+            _norm(mid, self.dims),
             nn.ReLU(),
-            _pointwise(mid, mid, spatial),
-            _norm(mid, spatial),
+            _pointwise(mid, mid, self.dims),
+            _norm(mid, self.dims),
             nn.ReLU(),
-            _pointwise(mid, c_teacher, spatial),
+            _pointwise(mid, c_teacher, self.dims),
         )
         self.b = nn.Parameter(torch.full((c_teacher,), 5.0))
 
@@ -95,4 +117,5 @@ class VIDRegressor(nn.Module):
         return F.softplus(self.b) + 1e-3
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
+        self._check(s)
         return self.mu(s)

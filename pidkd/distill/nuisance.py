@@ -50,8 +50,9 @@ def noisy_copy(
     """A copy of ``model`` whose named layers output features with noise in their bottom rows.
 
     For a feature map (N, C, H, W) the last ``round(fraction * H)`` rows are replaced by (``mode=
-    "replace"``) or added to (``"add"``) N(0, std^2) noise; for a vector (N, D) the last
-    ``round(fraction * D)`` entries. The noise is drawn from a generator seeded with ``seed``.
+    "replace"``) or added to (``"add"``) N(0, std^2) noise; for a sequence (N, C, L) the last
+    ``round(fraction * L)`` positions; for a vector (N, D) the last ``round(fraction * D)`` entries.
+    The noise is drawn from a generator seeded with ``seed``.
     """
     if not 0 <= fraction <= 1:
         raise ValueError(f"The 'fraction' parameter of noisy_copy() must be in [0, 1]. Got {fraction!r} instead.")
@@ -70,7 +71,7 @@ def noisy_copy(
         dev = output.device
         if dev not in gens:
             gens[dev] = torch.Generator(device=dev).manual_seed(seed)
-        axis = 2 if output.dim() == 4 else 1
+        axis = 2 if output.dim() >= 3 else 1  # rows of an image, positions of a sequence
         k = round(fraction * output.shape[axis])
         if k == 0:
             return output

@@ -149,12 +149,13 @@ def _trained(method: str, phase: str) -> tuple[tuple[str, ...], bool]:
 def _build_modules(method, t_feats, s_feats, n_classes, cfg) -> nn.ModuleDict:
     mods = nn.ModuleDict()
     for k, (t, s) in enumerate(zip(t_feats, s_feats)):
-        spatial = t.dim() == 4
-        if (t.dim() == 4) != (s.dim() == 4) or (spatial and t.shape[2:] != s.shape[2:]):
+        spatial = t.dim() - 2  # vectors 0, sequences 1, feature maps 2, volumes 3
+        if t.dim() != s.dim() or t.shape[2:] != s.shape[2:] or not 0 <= spatial <= 3:
             raise ValueError(
                 f"fit(): layer pair {k} has teacher output {tuple(t.shape[1:])} and student output "
-                f"{tuple(s.shape[1:])}; RID/VID filters are 1x1 maps, so both must be vectors or feature maps "
-                "of the same spatial size. Pick layer pairs with matching spatial size."
+                f"{tuple(s.shape[1:])}; RID/VID filters are pointwise maps over channels (axis 1), so both must "
+                "be vectors, sequences or feature maps of the same spatial size. Pick layer pairs with matching "
+                "spatial size."
             )
         if method == "vid":
             mods[f"vid{k}"] = VIDRegressor(s.shape[1], t.shape[1], spatial=spatial)

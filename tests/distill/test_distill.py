@@ -11,6 +11,7 @@ from pidkd.distill import (  # noqa: E402
     DistillConfig,
     StudentFilter,
     TeacherFilter,
+    VIDRegressor,
     capture,
     fit,
     kd_loss,
@@ -91,6 +92,15 @@ def test_filters_shapes_and_errors():
     assert tuple(StudentFilter(5, 4, spatial=False)(torch.zeros(2, 5)).shape) == (2, 4)
     with pytest.raises(ValueError, match=r"built for \(N, C, H, W\) feature maps; got a tensor of shape \(2, 8\)"):
         TeacherFilter(8, 4)(torch.zeros(2, 8))
+    # sequences (N, C, L): width-1 convolutions, the same map at every position
+    f = TeacherFilter(8, 4, spatial=1).eval()
+    x = torch.randn(3, 8, 5)
+    out = f(x)
+    assert tuple(out.shape) == (3, 4, 5)
+    torch.testing.assert_close(out[:, :, 2], f.net(x[:, :, 2:3])[:, :, 0])
+    assert tuple(VIDRegressor(3, 6, spatial=1)(torch.zeros(2, 3, 7)).shape) == (2, 6, 7)
+    with pytest.raises(ValueError, match=r"'spatial' parameter must be a bool or an int in \[0, 3\]"):
+        StudentFilter(5, 4, spatial=4)
 
 
 @pytest.mark.parametrize("method", ["student", "kd", "vid", "ted", "rid"])
@@ -292,6 +302,12 @@ def test_nuisance_teachers():
         noisy(x)
     assert torch.equal(clean["0"][:, :, :2], dirty["0"][:, :, :2])  # top rows untouched
     assert not torch.equal(clean["0"][:, :, 2:], dirty["0"][:, :, 2:])  # bottom half replaced
+    seq = nn.Sequential(nn.Conv1d(1, 3, 3, padding=1))  # (N, C, L): the last positions of every channel
+    noisy_seq = noisy_copy(seq, ["0"], fraction=0.25)
+    xs = torch.randn(2, 1, 8)
+    with torch.no_grad():
+        diff = (seq(xs) != noisy_seq(xs)).all(dim=(0, 1))
+    assert diff.tolist() == [False] * 6 + [True] * 2
     with pytest.raises(ValueError, match=r"'fraction' parameter of noisy_copy\(\) must be in \[0, 1\]"):
         noisy_copy(net, ["0"], fraction=2)
     with pytest.raises(ValueError, match=r"no module named \['x'\]"):
