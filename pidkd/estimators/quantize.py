@@ -119,7 +119,14 @@ class Quantizer:
         n, d = arr.shape
         if n < self.n_bins:
             raise ValueError(f"Quantizer.fit() needs at least n_bins={self.n_bins} samples; got {n}.")
-        if self.strategy == "kmeans":
+        if self.strategy == "kmeans" and (distinct := np.unique(arr, axis=0).shape[0]) < self.n_bins:
+            # Fewer distinct representations than codes (a dead layer, say): one code per distinct
+            # value, which loses nothing, instead of k-means on duplicates.
+            cluster = import_optional("sklearn.cluster", purpose="Quantizer")
+            self.pca_ = None
+            self.kmeans_ = cluster.KMeans(distinct, n_init=1, random_state=self.random_state).fit(arr)
+            self.n_codes_ = distinct
+        elif self.strategy == "kmeans":
             cluster = import_optional("sklearn.cluster", purpose="Quantizer")
             k = min(self.n_components, d, n)
             self.pca_ = decomposition.PCA(n_components=k, random_state=self.random_state).fit(arr) if d > k else None

@@ -51,3 +51,20 @@ def test_errors():
     q = Quantizer("kmeans", 2).fit(np.random.default_rng(0).normal(size=(20, 3)))
     with pytest.raises(ValueError, match="dimension 4; it was fitted on 3"):
         q.transform(np.zeros((2, 4)))
+
+
+def test_kmeans_codes_few_distinct_representations_losslessly_and_quietly():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(3, 6))
+    x = points[rng.integers(0, 3, 200)]  # 3 distinct rows, 10 codes asked for
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no k-means "distinct clusters" or PCA divide warnings
+        q = Quantizer("kmeans", 10).fit(x)
+        dead = Quantizer("kmeans", 10).fit_transform(np.zeros((50, 4)))  # a dead ReLU layer
+    codes = q.transform(x)
+    assert q.n_codes_ == 3 and len(np.unique(codes)) == 3
+    # one code per distinct row: the codes carry all the information of the rows
+    assert all(len(np.unique(codes[(x == p).all(axis=1)])) == 1 for p in points)
+    assert dead.tolist() == [0] * 50
