@@ -69,7 +69,7 @@ def test_resilience_benchmark_quick_grid_writes_its_table(tmp_path):
     pytest.importorskip("torch")
     mod = runpy.run_path(str(EXAMPLES.parent / "benchmarks" / "resilience" / "run.py"))
     out = mod["main"](["--quick", "--out", str(tmp_path)])
-    assert len(out["runs"]) == 3 * 6 and set(out["meta"]["teacher_acc"]) == {"trained", "untrained", "noisy"}
+    assert len(out["runs"]) == 3 * 8 and set(out["meta"]["teacher_acc"]) == {"trained", "untrained", "noisy"}
     text = (tmp_path / "results.md").read_text()
     assert "| rid (paper) |" in text and "untrained teacher" in text and out["meta"]["seconds"] < 180
 
@@ -82,3 +82,15 @@ def test_cifar10_recipe_smoke_on_random_tensors():
     assert set(res) == {"student", "vid", "rid"}
     assert res["rid"]["phases"] == ["warmup", "phase1", "phase2"]
     assert all(r["images_per_second"] > 0 and 0 <= r["test_acc"] <= 1 for r in res.values())
+
+
+def test_resilience_benchmark_runs_on_mnist1d_sequences(tmp_path):
+    """MNIST-1D is generated offline; 1-d CNNs exercise the sequence filters and noisy_copy on (N, C, L)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("mnist1d")
+    mod = runpy.run_path(str(EXAMPLES.parent / "benchmarks" / "resilience" / "run.py"))
+    out = mod["main"](["--dataset", "mnist1d", "--quick", "--out", str(tmp_path)])
+    assert out["meta"]["n_train"] == 4800 and out["meta"]["n_test"] == 1200
+    assert out["meta"]["teacher_acc"]["trained"] > 0.3  # two epochs of Adam; chance is 0.1
+    text = (tmp_path / "results_mnist1d.md").read_text()
+    assert text.startswith("# Resilience to nuisance teachers (MNIST-1D, CPU)") and "| rid (paper) |" in text
