@@ -95,26 +95,33 @@ def plot_training(histories: dict[str, Any], path: str | None = None, *, title: 
     ``probe_uni_t``) are drawn from the first history of each label that has them.
     """
     _, plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
-    for label, hs in histories.items():
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    colors = plt.get_cmap("tab10").colors
+    handles = []
+    for i, (label, hs) in enumerate(histories.items()):
+        color = colors[i % len(colors)]  # one color per label in both panels
         hs = hs if isinstance(hs, list) else [hs]
         acc = np.mean([h["val_acc"].to_numpy(dtype=float) for h in hs], axis=0)
-        a1.plot(np.arange(1, acc.size + 1), acc, label=label)
+        handles += a1.plot(np.arange(1, acc.size + 1), acc, color=color, label=label)
         probed = next((h for h in hs if "probe_red" in h and h["probe_red"].notna().any()), None)
         if probed is not None:
             m = probed[probed["probe_red"].notna()]
-            line = a2.plot(m["epoch"], m["probe_red"], "o-", label=f"{label}: Red")[0]
-            a2.plot(m["epoch"], m["probe_uni_t"], "o--", color=line.get_color(), label=f"{label}: Uni(Y:T\\S)")
+            a2.plot(m["epoch"], m["probe_red"], "o-", color=color, ms=4)
+            a2.plot(m["epoch"], m["probe_uni_t"], "s--", color=color, ms=4)
     a1.set_xlabel("epoch")
     a1.set_ylabel("validation accuracy")
-    a1.legend(fontsize=8)
     a2.set_xlabel("epoch")
     a2.set_ylabel("bits")
     a2.set_title("PID probe of the distilled layers")
-    a2.legend(fontsize=7)
+    styles = [
+        plt.Line2D([], [], color="0.3", marker="o", ls="-", label="Red"),
+        plt.Line2D([], [], color="0.3", marker="s", ls="--", label="Uni(Y:T\\S)"),
+    ]
+    a2.legend(handles=styles, fontsize=8)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     if path:
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("matplotlib")
+
+
+def history(acc, red=None):
+    h = pd.DataFrame({"epoch": np.arange(1, len(acc) + 1), "val_acc": acc})
+    if red is not None:
+        h["probe_red"] = red
+        h["probe_uni_t"] = [None if r is None else 2.0 - r for r in red]
+    return h
+
+
+def test_plot_training_draws_mean_accuracy_and_probes_in_one_color_per_method(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.colors import to_hex
+
+    from pidkd.plotting import plot_training
+
+    seeds = [history([0.2, 0.6, 0.8]), history([0.4, 0.8, 1.0])]
+    fig = plot_training(
+        {"student": seeds, "rid": history([0.1, 0.5, 0.9], red=[None, 1.0, 1.5])}, None, title="trained teacher"
+    )
+    acc_ax, pid_ax = fig.axes
+    student, rid = acc_ax.get_lines()
+    np.testing.assert_allclose(student.get_ydata(), [0.3, 0.7, 0.9])  # mean over seeds
+    red, uni = pid_ax.get_lines()  # only rid has probe columns; epochs without a probe are skipped
+    np.testing.assert_array_equal(red.get_xdata(), [2, 3])
+    np.testing.assert_allclose(uni.get_ydata(), [1.0, 0.5])
+    assert to_hex(red.get_color()) == to_hex(uni.get_color()) == to_hex(rid.get_color())
+    assert to_hex(student.get_color()) != to_hex(rid.get_color())
+    out = tmp_path / "training.png"
+    plot_training({"rid": history([0.1, 0.5, 0.9])}, str(out))
+    assert out.stat().st_size > 1000
