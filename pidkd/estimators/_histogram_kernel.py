@@ -45,12 +45,19 @@ def _count(y, t, s, n_y, n_t, n_s, n_chunks):
     return local, bad.any()
 
 
+#: Below this many samples numpy is faster than starting the parallel kernels (and needs no
+#: thread pool, so probes and sweeps in worker threads never launch one).
+SMALL = 100_000
+
+
 def _chunks(n: int) -> int:
-    return max(1, min(nb.get_num_threads(), n // 100_000 + 1))
+    return max(1, min(nb.get_num_threads(), n // SMALL + 1))
 
 
 def code_range(x: np.ndarray) -> tuple[int, int]:
     """(min, max) of a non-empty int64 array in one parallel pass."""
+    if x.size < SMALL:
+        return int(x.min()), int(x.max())
     lo, hi = _range(x, min(_chunks(x.size), x.size))
     return int(lo), int(hi)
 
@@ -65,6 +72,12 @@ def histogram_into(counts: np.ndarray, y: np.ndarray, t: np.ndarray, s: np.ndarr
     """
     n_y, n_t, n_s = counts.shape
     if y.size == 0:
+        return True
+    if y.size < SMALL:
+        for x, n in ((y, n_y), (t, n_t), (s, n_s)):
+            if x.min() < 0 or x.max() >= n:
+                return False
+        counts += np.bincount((y * n_t + t) * n_s + s, minlength=counts.size).reshape(counts.shape)
         return True
     n_chunks = max(_chunks(y.size), -(-y.size // (2**31 - 1)))
     local, bad = _count(y, t, s, n_y, n_t, n_s, n_chunks)

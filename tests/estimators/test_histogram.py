@@ -66,3 +66,15 @@ def test_streaming_errors():
         h.merge(JointHistogram(3, 2, 2))
     with pytest.raises(ValueError, match="no samples were counted"):
         h.compute(normalize=True)
+
+
+@pytest.mark.parametrize("n", [50, 250_001])  # numpy path for small inputs, parallel kernel for large ones
+def test_out_of_range_code_is_caught_on_both_paths(n):
+    y, t, s = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    s[-1] = 4
+    with pytest.raises(ValueError, match="code 4 that is out of range for n_s=4"):
+        joint_histogram(y, t, s, n_y=1, n_t=1, n_s=4)
+    h = JointHistogram(1, 1, 4)
+    with pytest.raises(ValueError, match="out of range"):
+        h.update(y, t, s)
+    assert h.n_samples == 0 and h.compute().sum() == 0  # nothing counted
