@@ -3,8 +3,8 @@
 Filters act on a layer's output: a feature map (N, C, H, W) through 1x1 convolutions, a sequence
 (N, C, L) through width-1 1-d convolutions, or a vector (N, C) through linear maps (the same thing
 per position). ``spatial`` says which: True (maps, the default), False (vectors), or the number of
-trailing spatial axes (0 to 3). Following the RID paper (arXiv
-2411.07483, Section 4): filter = two 1x1 convolutions with BatchNorm + ReLU between.
+trailing spatial axes (0 to 3). Following the RID paper (arXiv 2411.07483, Section 4): filter =
+two 1x1 convolutions with BatchNorm + ReLU between.
 """
 
 from __future__ import annotations
