@@ -17,6 +17,8 @@ Run: python benchmarks/resilience/run.py [--dataset digits|mnist1d] [--seeds 5] 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import importlib.util
 import json
 import os
@@ -39,6 +41,7 @@ DATASETS = {
 }
 
 
+@functools.cache
 def load_task(dataset: str):
     spec = importlib.util.spec_from_file_location(f"task_{dataset}", DATASETS[dataset][0])
     task = importlib.util.module_from_spec(spec)
@@ -46,7 +49,7 @@ def load_task(dataset: str):
     return task
 
 
-#: row of the table -> (fit method, changes to the shared configuration). "rid (paper)" is the
+#: row of the table -> (fit method, changes to the example's configuration). "rid (paper)" is the
 #: paper's loss (sums over channels and positions) with lambda_2 = 0.01, because lambda_2 >= 0.1
 #: kills these small students; "rid (mean)" uses the authors' per-element means with lambda_2 = 1
 #: and the paper's learning rate; "vid (lambda 1)" is VID with a weight small enough not to collapse.
@@ -63,19 +66,12 @@ METHODS = {
 
 
 def config(method_key: str, epochs: int, seed: int) -> tuple[str, DistillConfig]:
-    common = dict(epochs=epochs, batch_size=64, progress=False, seed=seed)
+    """Fit method and configuration of a table row: examples/rid_digits.py's schedule plus the row's changes."""
     method, changes = METHODS[method_key]
     if changes is None:
+        common = dict(epochs=epochs, batch_size=64, progress=False, seed=seed)
         return method, DistillConfig.preset("authors", cycle_epochs=max(2, epochs // 3), phase1_fraction=0.25, **common)
-    settings = dict(
-        lr=0.05,
-        warmup_epochs=max(1, epochs // 6),
-        cycle_epochs=max(2, epochs // 3),
-        phase1_fraction=0.25,
-        grad_clip=100.0,
-        lambda_distill=0.01,
-    )
-    return method, DistillConfig(**(settings | changes), **common)
+    return method, dataclasses.replace(load_task("digits").config(epochs, seed), **changes)
 
 
 def main(argv: list[str] | None = None) -> dict:
