@@ -6,7 +6,7 @@ and the student's hidden layer and output logits are recorded on the held-out 30
 four points of the student's training (after 1, 3, 10 and 40 epochs): one file per checkpoint, in
 pidkd's activation layout (labels, teacher/<layer>, student/<layer>), stored as float16.
 
-Run: python examples/make_digits_activations.py [--out pidkd/data/digits]
+Run: python examples/make_digits_activations.py [--out pidkd/data/digits] [--force]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def hidden(model: MLPClassifier, x: np.ndarray) -> list[np.ndarray]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "pidkd" / "data" / "digits")
+    parser.add_argument("--force", action="store_true", help="replace existing activation files in --out")
     args = parser.parse_args(argv)
     x, y = load_digits(return_X_y=True)
     x = x / 16.0
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
                 teacher={"hidden1": t1.astype(np.float16), "hidden2": t2.astype(np.float16)},
                 student={"hidden1": s1.astype(np.float16), "logits": logits.astype(np.float16)},
             )
-            path = save_activations(args.out / f"epoch_{epoch:03d}.npz", acts)
+            path = save_activations(args.out / f"epoch_{epoch:03d}.npz", acts, overwrite=args.force)
             print(f"epoch {epoch:3d}: student test accuracy {student.score(x_te, y_te):.3f} -> {path}")
 
 

@@ -15,10 +15,21 @@ from numpy.typing import NDArray
 
 from pidkd._optional import loaded_module
 
-__all__ = ["PMF_SUM_TOL", "as_joint_pmf", "as_pmf", "check_base", "check_choice", "check_positive"]
+__all__ = [
+    "PMF_SUM_TOL",
+    "as_joint_pmf",
+    "as_pmf",
+    "check_base",
+    "check_bool",
+    "check_choice",
+    "check_int",
+    "check_positive",
+]
 
-#: A pmf passed with ``counts=False`` must sum to 1 within this absolute tolerance. Within it, the
-#: array is divided by its sum (a round-off correction, never a silent renormalisation).
+#: A float64 pmf passed with ``counts=False`` must sum to 1 within this absolute tolerance. Within
+#: it, the array is divided by its sum (a round-off correction, never a silent renormalisation).
+#: A pmf of lower precision (float32: numpy, or torch's default dtype) sums to 1 only within a few
+#: round-offs of its dtype: it gets ``eps(dtype) * max(16, sqrt(size))`` when that is larger.
 PMF_SUM_TOL = 1e-9
 
 
@@ -45,11 +56,35 @@ def check_positive(value: Any, *, name: str, caller: str) -> float:
 
 
 def check_base(base: Any, *, caller: str) -> float:
-    """Return the logarithm base as a float: a finite number > 0 other than 1 (e.g. 2 or ``np.e``)."""
+    """Return the logarithm base as a float: a finite number > 1 (e.g. 2 or ``np.e``).
+
+    A base in (0, 1) has a negative logarithm and would turn every information into a negative
+    number, so it is rejected with the base 1.
+    """
     out = check_positive(base, name="base", caller=caller)
-    if out == 1.0:
-        raise _param_error(caller, "base", "a logarithm base > 0 and != 1, e.g. 2 (bits) or np.e (nats)", base)
+    if out <= 1.0:
+        raise _param_error(caller, "base", "a logarithm base > 1, e.g. 2 (bits) or np.e (nats)", base)
     return out
+
+
+def check_bool(value: Any, *, name: str, caller: str) -> bool:
+    """Return ``value`` if it is a bool (or numpy bool); strings such as ``"false"`` are rejected."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise _param_error(caller, name, "True or False", value)
+    return bool(value)
+
+
+def check_int(value: Any, *, name: str, caller: str, minimum: int = 0, optional: bool = False) -> int | None:
+    """Return ``value`` as an int if it is an integer >= ``minimum`` (``None`` too when ``optional``).
+
+    Floats, strings and bools are rejected, never rounded or replaced by a default.
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        expected = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
+        raise _param_error(caller, name, expected + (" or None" if optional else ""), value)
+    return int(value)
 
 
 def _dit_to_array(d: Any, variables: Sequence[int] | None, arg: str, caller: str) -> NDArray[np.float64]:
@@ -79,14 +114,24 @@ def _dit_to_array(d: Any, variables: Sequence[int] | None, arg: str, caller: str
     return out
 
 
-def _to_numpy(p: Any, arg: str, caller: str, variables: Sequence[int] | None) -> NDArray[Any]:
-    """Turn the supported containers into a numpy array without importing optional packages."""
+def _to_numpy(p: Any, arg: str, caller: str, variables: Sequence[int] | None) -> tuple[NDArray[Any], float]:
+    """The supported containers as a float64 array, and the machine epsilon of the input's dtype.
+
+    Optional packages are never imported here. The epsilon (``0`` for float64 and integer input)
+    sets the tolerance on the sum of a pmf (:func:`pmf_sum_tol`).
+    """
     dit = loaded_module("dit")
     if dit is not None and isinstance(p, dit.Distribution):
-        return _dit_to_array(p, variables, arg, caller)
+        return _dit_to_array(p, variables, arg, caller), 0.0
+    if variables is not None:
+        raise ValueError(
+            f"The 'variables' parameter of {caller} selects (Y, T, S) in a dit.Distribution; `{arg}` is a "
+            f"{type(p).__name__}. Remove `variables` and order the axes of the array as p[y, t, s] (np.moveaxis)."
+        )
     torch = loaded_module("torch")
     if torch is not None and isinstance(p, torch.Tensor):
-        return p.detach().to("cpu", dtype=torch.float64).numpy()
+        eps = float(torch.finfo(p.dtype).eps) if p.is_floating_point() and p.element_size() < 8 else 0.0
+        return p.detach().to("cpu", dtype=torch.float64).numpy(), eps
     if isinstance(p, (str, bytes, dict)) or p is None:
         raise TypeError(
             f"{caller} expects `{arg}` to be an array-like joint pmf or count array p[y, t, s], a "
@@ -94,12 +139,15 @@ def _to_numpy(p: Any, arg: str, caller: str, variables: Sequence[int] | None) ->
             "numpy, or count samples with np.histogramdd."
         )
     try:
-        return np.asarray(p, dtype=np.float64)
+        src = np.asarray(p)
+        arr = np.asarray(src, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"{caller} expects `{arg}` to be a numeric array p[y, t, s]; could not convert a "
             f"{type(p).__name__} to float64 ({exc})."
         ) from None
+    eps = float(np.finfo(src.dtype).eps) if src.dtype.kind == "f" and src.dtype.itemsize < 8 else 0.0
+    return arr, eps
 
 
 def as_joint_pmf(
@@ -134,14 +182,14 @@ def as_joint_pmf(
     >>> as_joint_pmf([[[2, 0], [0, 2]]], counts=True).tolist()
     [[[0.5, 0.0], [0.0, 0.5]]]
     """
-    arr = _to_numpy(p, arg, caller, variables)
+    arr, eps = _to_numpy(p, arg, caller, variables)
     if arr.ndim != 3:
         raise ValueError(
             f"{caller} expects `{arg}` to be a 3-d array p[y, t, s] (axis 0 the label Y, axis 1 "
             f"the teacher T, axis 2 the student S); got ndim={arr.ndim} with shape {arr.shape}. "
             "Reshape it, e.g. flatten multi-dimensional representations into one code per sample."
         )
-    return _check_mass(arr, counts=counts, arg=arg, caller=caller)
+    return _check_mass(arr, counts=counts, arg=arg, caller=caller, eps=eps)
 
 
 def as_pmf(p: Any, *, arg: str = "p", caller: str) -> NDArray[np.float64]:
@@ -152,13 +200,15 @@ def as_pmf(p: Any, *, arg: str = "p", caller: str) -> NDArray[np.float64]:
     >>> as_pmf([0.25, 0.75], caller="entropy()").tolist()
     [0.25, 0.75]
     """
-    arr = _to_numpy(p, arg, caller, None)
+    arr, eps = _to_numpy(p, arg, caller, None)
     if arr.ndim == 0:
         raise ValueError(f"{caller} expects `{arg}` to be an array of probabilities; got a scalar. Pass an array.")
-    return _check_mass(arr, counts=False, arg=arg, caller=caller)
+    return _check_mass(arr, counts=False, arg=arg, caller=caller, eps=eps)
 
 
-def _check_mass(arr: NDArray[np.float64], *, counts: bool, arg: str, caller: str) -> NDArray[np.float64]:
+def _check_mass(
+    arr: NDArray[np.float64], *, counts: bool, arg: str, caller: str, eps: float = 0.0
+) -> NDArray[np.float64]:
     if 0 in arr.shape:
         raise ValueError(
             f"{caller} expects every axis of `{arg}` to have at least one symbol; got shape "
@@ -179,18 +229,23 @@ def _check_mass(arr: NDArray[np.float64], *, counts: bool, arg: str, caller: str
             f"negative entries (e.g. {arr[idx]:.3g} at index {idx}). Probabilities and counts "
             "cannot be negative."
         )
-    total = float(arr.sum())
-    if total <= 0:
+    top = float(arr.max())
+    if top <= 0:
         raise ValueError(
             f"{caller} expects `{arg}` to have positive total mass; got an all-zero array of shape "
             f"{arr.shape}. There is nothing to decompose: check how the array was built."
         )
     if counts:
-        return arr / total
-    if abs(total - 1.0) > PMF_SUM_TOL:
+        # Scale by the largest entry first: a sum of huge (or subnormal) weights could overflow
+        # to inf (or lose precision) where the normalised pmf is perfectly representable.
+        scaled = arr / top
+        return scaled / scaled.sum()
+    total = float(arr.sum())
+    tol = PMF_SUM_TOL if eps == 0.0 else max(PMF_SUM_TOL, eps * max(16.0, math.sqrt(arr.size)))
+    if not abs(total - 1.0) <= tol:
         raise ValueError(
             f"{caller} expects `{arg}` to be a joint pmf over (y, t, s) that sums to 1; got "
-            f"sum={total:.10g} (tolerance {PMF_SUM_TOL:g}). If `{arg}` holds counts, pass "
+            f"sum={total:.10g} (tolerance {tol:g} for its precision). If `{arg}` holds counts, pass "
             "counts=True (or divide by the total yourself)."
         )
     return arr / total

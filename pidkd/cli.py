@@ -1,4 +1,4 @@
-"""The ``pidkd`` command line.
+"""The pidkd command line: exact, certified partial information decomposition.
 
 ``pidkd pid``                 PID table of every reference distribution, against its known values.
 ``pidkd pid xor``             PID of one reference distribution.
@@ -6,13 +6,20 @@
 ``pidkd toys``                The RID paper's examples and theorems, checked numerically.
 ``pidkd measure [FILES]``     PID of saved activations per layer pair and checkpoint (default:
                               the example activations that ship with pidkd).
+
+A user error (a bad argument, a missing or unreadable file, an output that would replace a file)
+prints one line ``pidkd <command>: error: ...`` and exits with status 2; an optimisation that
+cannot be certified exits with status 1. Nothing is written over an input, and an existing output
+file is replaced only with ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +35,12 @@ from pidkd.exceptions import SolverError
 __all__ = ["main"]
 
 _ATOMS = ("red", "uni_t", "uni_s", "syn")
+_TABLE_SUFFIXES = (".csv", ".parquet", ".json")
+_PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+class UsageError(ValueError):
+    """A user error of the command line: printed as one line, exit status 2."""
 
 
 def _unit(base: float) -> str:
@@ -52,16 +65,48 @@ def _load_target(target: str) -> tuple[str, np.ndarray]:
     path = Path(target)
     if path.suffix == ".npy" or path.exists():
         if not path.exists():
-            raise SystemExit(f"pidkd pid: file {target!r} does not exist.")
+            raise UsageError(f"file {target!r} does not exist.")
+        if path.is_dir():
+            raise UsageError(f"{target!r} is a directory; give a .npy array p[y, t, s] or a reference name.")
         try:
             arr = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise SystemExit(f"pidkd pid: could not read {target!r} as a .npy array ({exc}).") from None
+        except Exception as exc:  # numpy suggests allow_pickle=True for anything it cannot parse: never here
+            raise UsageError(
+                f"could not read {target!r} as a .npy array ({type(exc).__name__}); pidkd reads numeric arrays "
+                "saved with np.save and never loads pickled objects, which can run code."
+            ) from None
+        if not isinstance(arr, np.ndarray):
+            raise UsageError(f"{target!r} is an .npz archive; pidkd pid reads one array p[y, t, s] saved with np.save.")
         return path.name, arr
     try:
         return target.lower(), distributions.get(target)
     except ValueError as exc:
-        raise SystemExit(f"pidkd pid: {exc} Or pass the path of a .npy pmf/count array.") from None
+        raise UsageError(f"{exc} Or pass the path of a .npy pmf/count array.") from None
+
+
+def _check_output(flag: str, value: str | None, suffixes: tuple[str, ...], inputs: Sequence[str], force: bool) -> None:
+    """Fail before any computation if writing ``value`` would lose data or cannot work."""
+    if value is None:
+        return
+    path = Path(value)
+    if any(path.resolve() == Path(f).resolve() for f in inputs):
+        raise UsageError(f"{flag} {value!r} is one of the input files; it would be overwritten. Choose another path.")
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{flag} {value!r}: the format is chosen by the suffix, one of {', '.join(suffixes)}.")
+    if path.is_dir():
+        raise UsageError(f"{flag} {value!r} is a directory; give a file name.")
+    if path.exists() and not force:
+        raise UsageError(f"{flag} {value!r} exists; pass --force to replace it, or choose another path.")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {value!r}: the directory {str(parent)!r} does not exist.")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{flag} {value!r}: the directory {str(parent)!r} is not writable.")
+
+
+def _check_module(name: str, flag: str, hint: str) -> None:
+    if importlib.util.find_spec(name) is None:
+        raise UsageError(f"{flag} needs the package {name!r}, which is not installed: {hint}")
 
 
 def _cmd_pid(args: argparse.Namespace) -> int:
@@ -77,10 +122,7 @@ def _cmd_pid(args: argparse.Namespace) -> int:
         columns = ["name", *_ATOMS, "max_err", "status", "gap"]
     else:
         name, arr = _load_target(args.target)
-        try:
-            r = pid(arr, counts=args.counts, **kw)
-        except (ValueError, TypeError) as exc:
-            raise SystemExit(f"pidkd pid: {exc}") from None
+        r = pid(arr, counts=args.counts, **kw)
         rows.append(_row(name, r))
         columns = ["name", *_ATOMS, "mi_t", "mi_s", "mi_ts", "status", "gap"]
     if args.json:
@@ -94,6 +136,9 @@ def _cmd_pid(args: argparse.Namespace) -> int:
 def _cmd_toys(args: argparse.Namespace) -> int:
     from pidkd.toys import check_all, format_checks, plot_theorem31
 
+    _check_output("--plot", args.plot, _PLOT_SUFFIXES, (), args.force)
+    if args.plot:
+        _check_module("matplotlib", "--plot", "pip install 'pidkd[plot]'")
     rows = check_all()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -111,26 +156,36 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     from pidkd.estimators.quantize import Quantizer
 
     files = args.files or sorted(str(p) for p in (Path(__file__).parent / "data" / "digits").glob("*.npz"))
+    # Every check of the outputs runs before the computation, which can take long.
+    _check_output("--out", args.out, _TABLE_SUFFIXES, files, args.force)
+    _check_output("--plot", args.plot, _PLOT_SUFFIXES, files, args.force)
+    if args.out and args.plot and Path(args.out).resolve() == Path(args.plot).resolve():
+        raise UsageError("--out and --plot name the same file.")
+    if (
+        args.out
+        and args.out.lower().endswith(".parquet")
+        and not any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet"))
+    ):
+        raise UsageError("--out *.parquet needs pyarrow (pip install pyarrow); or write .csv or .json.")
+    if args.plot:
+        _check_module("matplotlib", "--plot", "pip install 'pidkd[plot]'")
     if not args.files:
         print(
             f"No ACTIVATIONS given: measuring the example that ships with pidkd ({len(files)} "
             "checkpoints of a student MLP distilled on scikit-learn's digits).",
             file=sys.stderr,
         )
-    try:
-        df = sweep(
-            files,
-            teacher_layers=args.teacher_layer,
-            student_layers=args.student_layer,
-            quantizer=Quantizer(args.quantizer, args.clusters, n_components=args.components),
-            n_bootstrap=args.bootstrap,
-            n_permutations=args.permutations,
-            base=math.e if args.nats else 2.0,
-            n_jobs=args.n_jobs,
-            progress=not args.no_progress,
-        )
-    except (ValueError, FileNotFoundError) as exc:
-        raise SystemExit(f"pidkd measure: {exc}") from None
+    df = sweep(
+        files,
+        teacher_layers=args.teacher_layer,
+        student_layers=args.student_layer,
+        quantizer=Quantizer(args.quantizer, args.clusters, n_components=args.components),
+        n_bootstrap=args.bootstrap,
+        n_permutations=args.permutations,
+        base=math.e if args.nats else 2.0,
+        n_jobs=args.n_jobs,
+        progress=not args.no_progress,
+    )
     cols = [
         "checkpoint",
         "teacher_layer",
@@ -158,7 +213,13 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         print(_format_table(df[cols].to_dict("records"), cols))
     if args.out:
         out = Path(args.out)
-        df.to_parquet(out) if out.suffix == ".parquet" else df.to_csv(out, index=False)
+        suffix = out.suffix.lower()
+        if suffix == ".parquet":
+            df.to_parquet(out)
+        elif suffix == ".json":
+            df.to_json(out, orient="records", indent=2)
+        else:
+            df.to_csv(out, index=False)
         print(f"table written to {out}", file=sys.stderr)
     if args.plot:
         from pidkd.plotting import plot_sweep
@@ -174,7 +235,10 @@ def _row(name: str, r: PIDResult) -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pidkd", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="pidkd",
+        description="pidkd: exact, certified partial information decomposition (BROJA PID) of I(Y; T, S).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "pid",
@@ -188,7 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--base", type=float, default=2.0, help="logarithm base (default 2: bits)")
     p.add_argument("--nats", action="store_true", help="report in nats (base e), as the RID paper")
-    p.add_argument("--solver", choices=SOLVERS, default=None, help="optimiser (default NEWTON, pidkd's own)")
+    p.add_argument(
+        "--solver",
+        type=str.upper,
+        choices=SOLVERS,
+        default=None,
+        help="optimiser, any case (default NEWTON, pidkd's own; CLARABEL, SCS, ECOS through cvxpy)",
+    )
     p.add_argument(
         "--tol",
         type=float,
@@ -205,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
         "any check fails.",
     )
     toys.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    toys.add_argument("--plot", metavar="PNG", help="also draw the Theorem 3.1 figure (needs matplotlib)")
+    toys.add_argument(
+        "--plot", metavar="PNG", help="also draw the Theorem 3.1 figure (.png, .pdf or .svg; needs matplotlib)"
+    )
+    toys.add_argument("--force", action="store_true", help="replace an existing --plot file")
     toys.set_defaults(func=_cmd_toys)
     m = sub.add_parser(
         "measure",
@@ -226,8 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--permutations", type=int, default=10, help="label permutations for the null (default 10)")
     m.add_argument("--nats", action="store_true", help="report in nats")
     m.add_argument("--n-jobs", type=int, default=1, help="parallel processes (default 1)")
-    m.add_argument("--out", help="write the table to this .csv or .parquet file")
-    m.add_argument("--plot", metavar="PNG", help="write the plots to this PNG file (needs matplotlib)")
+    m.add_argument("--out", help="write the table to this file; the suffix picks the format: .csv, .parquet or .json")
+    m.add_argument("--plot", metavar="PNG", help="write the plots to this .png, .pdf or .svg file (needs matplotlib)")
+    m.add_argument("--force", action="store_true", help="replace existing --out / --plot files (never an input)")
     m.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.set_defaults(func=_cmd_measure)
@@ -242,6 +316,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SolverError as exc:
         print(f"pidkd {args.command}: {exc}", file=sys.stderr)
         return 1
+    except (ValueError, TypeError, OSError, MemoryError, ImportError) as exc:
+        # User errors (bad arguments, unreadable files) are one line, never a traceback.
+        print(f"pidkd {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pidkd {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

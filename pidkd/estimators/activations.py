@@ -13,8 +13,9 @@ A ``.pt`` file may instead hold the nested dict ``{"labels": ..., "teacher": {la
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pidkd._optional import import_optional
+from pidkd._validation import check_base, check_bool, check_int
 from pidkd.estimators.quantize import Quantizer, fresh_quantizer
 from pidkd.estimators.samples import pid_from_samples
 
@@ -52,6 +54,48 @@ def _to_numpy(v: Any) -> NDArray[Any]:
     return v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
 
 
+def _read_npz(path: Path) -> dict[str, Any]:
+    """Arrays of an ``.npz`` archive; pickled (object) arrays are refused, never loaded."""
+    try:
+        f = np.load(path, allow_pickle=False)
+    except ValueError:  # numpy's message here suggests allow_pickle=True, which would run code
+        raise ValueError(
+            f"load_activations() could not read {str(path)!r}: it is not a numpy .npz archive (numpy could only read it as a "
+            "pickle, and pidkd never loads pickles: they can run code). Save activations with "
+            "pidkd.save_activations or np.savez."
+        ) from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"load_activations() could not read {str(path)!r}: it holds a single array (.npy format), not an .npz archive with the "
+            "keys labels, teacher/<layer>, student/<layer>. Save activations with pidkd.save_activations."
+        )
+    with f:
+        try:
+            return {k: f[k] for k in f.files}
+        except ValueError:
+            raise ValueError(
+                f"load_activations() could not read {str(path)!r}: it holds object arrays, which numpy stores as pickles; pidkd never "
+                "loads pickles (they can run code). Store numeric arrays (np.asarray(x, dtype=np.float32))."
+            ) from None
+
+
+def _read(path: Path, suffix: str) -> dict[str, Any]:
+    """The raw key -> array mapping of one file, loaded without executing code."""
+    if suffix == ".npz":
+        return _read_npz(path)
+    if suffix == ".pt":
+        torch = import_optional("torch", purpose="load_activations() of a .pt file")
+        data = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"load_activations() could not read {str(path)!r}: it holds a {type(data).__name__}, not a dict of tensors with the "
+                "keys labels, teacher/<layer>, student/<layer> (or the nested {'teacher': {layer: tensor}, ...})."
+            )
+        return _flat_keys(data)
+    st = import_optional("safetensors.numpy", purpose="load_activations() of a .safetensors file")
+    return st.load_file(str(path))
+
+
 def load_activations(
     path: str | Path,
     *,
@@ -61,29 +105,37 @@ def load_activations(
 ) -> Activations:
     """Read one checkpoint's labels and activations from ``.npz``, ``.pt`` or ``.safetensors``.
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the available keys
-    when the labels or every teacher/student array is missing, or row counts disagree.
+    Nothing in the file is executed: ``.npz`` archives are read with ``allow_pickle=False`` and
+    ``.pt`` files with ``torch.load(..., weights_only=True)``, so object arrays and pickled code
+    are refused with an error instead of loaded.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for an
+    unreadable, corrupt or wrongly structured file, for missing labels or teacher/student arrays
+    (with the available keys), and for arrays whose row count differs from the labels'.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"load_activations(): no such file {str(path)!r}.")
+    if path.is_dir():
+        raise ValueError(f"load_activations(): {str(path)!r} is a directory; give the path of one activations file.")
     suffix = path.suffix.lower()
+    if suffix not in (".npz", ".pt", ".safetensors"):
+        raise ValueError(f"load_activations() reads .npz, .pt or .safetensors files; got {path.name!r}.")
     try:
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        elif suffix == ".pt":
-            torch = import_optional("torch", purpose="load_activations() of a .pt file")
-            data = _flat_keys(torch.load(path, map_location="cpu", weights_only=True))
-        elif suffix == ".safetensors":
-            st = import_optional("safetensors.numpy", purpose="load_activations() of a .safetensors file")
-            data = st.load_file(str(path))
-        else:
-            raise ValueError(f"load_activations() reads .npz, .pt or .safetensors files; got {path.name!r}.")
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        if isinstance(exc, ValueError) and str(exc).startswith("load_activations()"):
-            raise
-        raise ValueError(f"load_activations() could not read {str(path)!r} as {suffix}: {exc}") from None
+        data = _read(path, suffix)
+    except (ValueError, ImportError):
+        raise
+    except Exception as exc:  # corrupt, truncated or malicious files: zip, pickle, torch, safetensors errors
+        raise ValueError(
+            f"load_activations() could not read {str(path)!r} as {suffix} ({type(exc).__name__}: {exc}). "
+            "The file is corrupt, truncated or not in this format."
+        ) from None
+    nested = sorted(k for k, v in data.items() if isinstance(v, dict))
+    if nested:
+        raise ValueError(
+            f"load_activations(): {path.name} nests dicts more than one level deep (under {nested}); give "
+            "{'labels': tensor, 'teacher': {layer: tensor}, 'student': {layer: tensor}} or flat keys."
+        )
     available = sorted(data)
     if labels_key not in data:
         raise ValueError(
@@ -100,7 +152,13 @@ def load_activations(
             f"{prefix!r}). Available keys: {available}. Pass {missing}_prefix=... to name them."
         )
     labels = _to_numpy(data[labels_key]).reshape(-1)
-    bad = {k: v.shape[0] for k, v in {**teacher, **student}.items() if v.shape[0] != labels.size}
+    # Each side on its own: a layer name may occur on both sides (the same architecture).
+    bad = {
+        f"{prefix}{k}": v.shape[0] if v.ndim else "a scalar"
+        for prefix, side in ((teacher_prefix, teacher), (student_prefix, student))
+        for k, v in side.items()
+        if v.ndim == 0 or v.shape[0] != labels.size
+    }
     if bad:
         raise ValueError(
             f"load_activations(): {path.name} has {labels.size} labels but arrays with other row "
@@ -109,9 +167,19 @@ def load_activations(
     return Activations(labels, teacher, student, name=path.stem)
 
 
-def save_activations(path: str | Path, acts: Activations) -> Path:
-    """Write activations in pidkd's ``.npz`` layout (see the module notes)."""
+def save_activations(path: str | Path, acts: Activations, *, overwrite: bool = False) -> Path:
+    """Write activations in pidkd's ``.npz`` layout (see the module notes); returns the path written.
+
+    ``.npz`` is appended to a path without it (as numpy does), and the returned path is the file
+    that exists. An existing file is replaced only with ``overwrite=True``.
+    """
     path = Path(path)
+    if path.suffix.lower() != ".npz":
+        path = path.with_name(path.name + ".npz")
+    if path.exists() and not check_bool(overwrite, name="overwrite", caller="save_activations()"):
+        raise FileExistsError(
+            f"save_activations(): {str(path)!r} exists; pass overwrite=True to replace it, or choose another path."
+        )
     arrays = {"labels": np.asarray(acts.labels)}
     arrays.update({f"teacher/{k}": np.asarray(v) for k, v in acts.teacher.items()})
     arrays.update({f"student/{k}": np.asarray(v) for k, v in acts.student.items()})
@@ -123,10 +191,26 @@ def _check_layers(requested: Sequence[str] | None, available: Iterable[str], sid
     avail = list(available)
     if requested is None:
         return avail
+    if isinstance(requested, str):  # one layer name, not a sequence of one-letter names
+        requested = [requested]
     missing = [layer for layer in requested if layer not in avail]
     if missing:
         raise ValueError(f"sweep(): {side} layer(s) {missing} not in checkpoint {name!r}; available: {avail}.")
     return list(requested)
+
+
+def _checkpoint_names(items: Sequence[str | Path | Activations]) -> list[str]:
+    """The ``checkpoint`` column: file stems, or the paths where two stems coincide; never ambiguous."""
+    stems = [item.name if isinstance(item, Activations) else Path(item).stem for item in items]
+    if len(set(stems)) < len(stems):
+        stems = [item.name if isinstance(item, Activations) else str(item) for item in items]
+    seen = {n for n in stems if stems.count(n) > 1}
+    if seen:
+        raise ValueError(
+            f"sweep() got checkpoints that would share a name in the table: {sorted(seen)}. Give each file once, "
+            "and distinct Activations(name=...)."
+        )
+    return stems
 
 
 def _one(job: tuple[Any, ...]) -> dict[str, Any]:
@@ -160,7 +244,7 @@ def sweep(
     ----------
     sources : path, Activations, or a sequence of them
         One entry per checkpoint, in order.
-    teacher_layers, student_layers : sequence of str, optional
+    teacher_layers, student_layers : str or sequence of str, optional
         Layers to pair (default: all in the file).
     quantizer : Quantizer, optional
         Template fitted separately on every array (default: k-means to 10 clusters after L2
@@ -180,6 +264,11 @@ def sweep(
         solver status and gap. ``df.to_csv(...)`` / ``df.to_parquet(...)`` save it.
     """
     pd = import_optional("pandas", purpose="sweep()")
+    caller = "sweep()"
+    base = check_base(base, caller=caller)  # checked before the (long) loading and quantizing
+    progress = check_bool(progress, name="progress", caller=caller)
+    if check_int(n_jobs, name="n_jobs", caller=caller, minimum=-(os.cpu_count() or 1)) == 0:
+        raise ValueError(f"The 'n_jobs' parameter of {caller} must be a non-zero int (-1: all cores). Got 0 instead.")
     items = [sources] if isinstance(sources, (str, Path, Activations)) else list(sources)
     if not items:
         raise ValueError("sweep() needs at least one checkpoint (a path or an Activations).")
@@ -191,8 +280,9 @@ def sweep(
         "rng": rng,
     }
     jobs = []
-    for item in items:
+    for item, name in zip(items, _checkpoint_names(items)):
         acts = item if isinstance(item, Activations) else load_activations(item)
+        acts = replace(acts, name=name)
         tl = _check_layers(teacher_layers, acts.teacher, "teacher", acts.name)
         sl = _check_layers(student_layers, acts.student, "student", acts.name)
         # Each layer is quantized once per checkpoint, then paired with every layer of the other side.

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pidkd._validation import as_joint_pmf, check_base, check_choice
+from pidkd._validation import as_joint_pmf, check_base, check_bool, check_choice, check_int
 from pidkd.estimators._result import PIDResult
 from pidkd.estimators.broja import broja_decomposition, broja_decompositions
 from pidkd.estimators.intersection import intersection_decomposition
@@ -69,7 +69,7 @@ def pid(
     variables : sequence of int, optional
         For a ``dit.Distribution``: the indices of (Y, T, S). Default (2, 0, 1).
     max_iter : int, optional
-        Iteration limit of the solver.
+        Iteration limit of the solver (a positive int; default: the solver's own).
 
     Returns
     -------
@@ -95,6 +95,8 @@ def pid(
     caller = "pid()"
     method = check_choice(method, METHODS, name="method", caller=caller)
     base = check_base(base, caller=caller)
+    strict, counts = _check_flags(strict, counts, caller)
+    max_iter = check_int(max_iter, name="max_iter", caller=caller, minimum=1, optional=True)
     arr = as_joint_pmf(p, counts=counts, variables=variables, caller=caller)
     if method == "intersection":
         if solver is not None or tol is not None or max_iter is not None:
@@ -146,6 +148,13 @@ def pid_batch(
     caller = "pid_batch()"
     check_choice(method, ["broja"], name="method", caller=caller)
     base = check_base(base, caller=caller)
+    strict, counts = _check_flags(strict, counts, caller)
+    max_iter = check_int(max_iter, name="max_iter", caller=caller, minimum=1, optional=True)
+    if getattr(ps, "ndim", None) == 3:
+        raise TypeError(
+            f"{caller} got one 3-d array of shape {tuple(ps.shape)}: a single distribution p[y, t, s] "
+            "(iterating it would split it along Y). Use pid(p), or pid_batch([p]) or a 4-d stack (batch, y, t, s)."
+        )
     if isinstance(ps, np.ndarray) and ps.ndim == 4:
         items = list(ps)
     elif isinstance(ps, (str, bytes)) or not isinstance(ps, Iterable):
@@ -159,3 +168,7 @@ def pid_batch(
         return []
     arrs = [as_joint_pmf(p, counts=counts, arg=f"ps[{i}]", caller=caller) for i, p in enumerate(items)]
     return broja_decompositions(arrs, base=base, solver=solver, tol=tol, strict=strict, max_iter=max_iter)
+
+
+def _check_flags(strict: Any, counts: Any, caller: str) -> tuple[bool, bool]:
+    return check_bool(strict, name="strict", caller=caller), check_bool(counts, name="counts", caller=caller)

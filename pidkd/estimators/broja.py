@@ -234,8 +234,12 @@ def _result(
     base: float,
     tol: float,
     strict: bool,
+    where: str = "",
 ) -> PIDResult:
-    """Certify a solve and turn it into the four atoms; raise or warn if it is not certified."""
+    """Certify a solve and turn it into the four atoms; raise or warn if it is not certified.
+
+    ``where`` names the problem in a batch (e.g. ``"ps[3]: "``) in the error message.
+    """
     mi_t, mi_s, mi_ts, h_y_given_s = info
     if sol.cert is None:
         a = None if sol.a is None else sol.a[None]
@@ -257,7 +261,7 @@ def _result(
 
     if not converged:
         msg = (
-            f"BROJA optimisation of a {p.shape} distribution stopped with status {sol.status!r} "
+            f"{where}BROJA optimisation of a {p.shape} distribution stopped with status {sol.status!r} "
             f"(solver={sol.solver!r}, marginal residual {residual:.2g}, duality gap {gap_bits:.2g} "
             f"bits, atom bound violation {excess:.2g} bits; tolerances {RESIDUAL_TOL:g} and "
             f"tol={tol:g}). Try another solver (solver='NEWTON', 'CLARABEL' or 'ECOS'), a looser "
@@ -343,9 +347,11 @@ def broja_decompositions(
     else:
         for i in todo:
             sols[i] = _solve_cvxpy(ps[i], name, tol * np.log(2.0), max_iter)
+    # In a batch, a problem that cannot be certified is named by its index.
+    where = [f"ps[{i}]: " if len(ps) > 1 else "" for i in range(len(ps))]
     return [
-        _result(p, s, info, base=base, tol=tol, strict=strict)  # type: ignore[arg-type]
-        for p, s, info in zip(ps, sols, infos)
+        _result(p, s, info, base=base, tol=tol, strict=strict, where=w)  # type: ignore[arg-type]
+        for p, s, info, w in zip(ps, sols, infos, where)
     ]
 
 

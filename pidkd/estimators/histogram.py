@@ -7,6 +7,7 @@ negatives, and below the alphabet sizes when those are given.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,32 @@ def _code_range(c: NDArray[np.int64], name: str, caller: str) -> tuple[int, int]
     return lo, hi
 
 
+def _table_limit_bytes() -> int:
+    """Half the machine's physical memory (16 GiB where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (AttributeError, ValueError, OSError):
+        return 16 * 2**30
+
+
+def _check_table(shape: tuple[int, int, int], caller: str) -> None:
+    """Refuse a count table that would not fit in memory, before allocating it."""
+    need = 8 * shape[0] * shape[1] * shape[2]
+    if need > _table_limit_bytes():
+        raise MemoryError(
+            f"{caller} would allocate a count table of shape {shape} ({need / 2**30:.1f} GiB of int64), more "
+            "than half of this machine's memory: the codes index the table directly, and some are very large. "
+            "Compact sparse codes to 0..k-1 first (np.unique(codes, return_inverse=True)[1]; pid_from_samples "
+            "does this itself) or give smaller alphabet sizes."
+        )
+
+
 def _sizes(codes, given, caller) -> tuple[int, int, int]:
+    if codes[0].size == 0 and any(n is None for n in given):
+        raise ValueError(
+            f"{caller} got no samples and no alphabet sizes, so the table has no shape. Give at least one "
+            "sample, or n_y, n_t and n_s for an empty table."
+        )
     sizes = []
     for c, n, name in zip(codes, given, ("n_y", "n_t", "n_s")):
         top = _code_range(c, name[2:], caller)[1] + 1
@@ -76,6 +102,7 @@ def _sizes(codes, given, caller) -> tuple[int, int, int]:
                 f"< {name}). Raise {name} or check the codes."
             )
         sizes.append(int(n))
+    _check_table((sizes[0], sizes[1], sizes[2]), caller)
     return sizes[0], sizes[1], sizes[2]
 
 
@@ -94,6 +121,8 @@ def _count(cy, ct, cs, given, caller, counts=None) -> NDArray[np.int64]:
             if not isinstance(g, (int, np.integer)) or g < 1:
                 raise ValueError(f"The {name!r} parameter of {caller} must be a positive int. Got {g!r} instead.")
         shape = tuple(int(g) for g in given)
+        if counts is None:
+            _check_table(shape, caller)
         out = np.zeros(shape, dtype=np.int64) if counts is None else counts
         from pidkd.estimators._histogram_kernel import histogram_into
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from pidkd._validation import check_base, check_int
 from pidkd.estimators._result import PIDResult
 from pidkd.estimators.api import pid, pid_batch
 from pidkd.estimators.histogram import _codes, joint_histogram
@@ -82,11 +83,37 @@ class SamplePID:
 
 
 def _as_codes(x: Any, name: str, quantizer: Quantizer | None, n_bins: int | None) -> np.ndarray:
+    """Codes 0..k-1 of the values that occur (integer codes are compacted), or quantized codes."""
     arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
     if arr.ndim == 1 and arr.dtype.kind in "iub":
-        return _codes(arr, name, "pid_from_samples()")
-    q = fresh_quantizer(quantizer, n_bins or 10)
+        # Sparse, large codes (say 4 codes spread up to 90,000) would otherwise size the count
+        # table; symbols that never occur change no PID.
+        return np.unique(_codes(arr, name, "pid_from_samples()"), return_inverse=True)[1].reshape(-1)
+    q = fresh_quantizer(quantizer, 10 if n_bins is None else n_bins)
     return q.fit_transform(arr)
+
+
+def _label_codes(y: Any, caller: str) -> np.ndarray:
+    """Labels (any sortable values) -> codes 0..k-1; missing labels (NaN, None) are rejected."""
+    y_arr = np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y)
+    if y_arr.ndim != 1:
+        raise ValueError(f"{caller} expects `y` to be 1-d labels, one per sample; got shape {y_arr.shape}.")
+    if y_arr.dtype.kind == "f":
+        missing = ~np.isfinite(y_arr)
+    elif y_arr.dtype.kind == "O":
+        missing = np.array([v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y_arr], dtype=bool)
+    else:
+        missing = np.zeros(y_arr.shape, dtype=bool)
+    if missing.any():
+        raise ValueError(
+            f"{caller} expects `y` to hold a label for every sample; got {int(missing.sum())} missing "
+            f"(NaN, infinite or None) label(s), the first at sample {int(np.argmax(missing))}. Drop those samples "
+            "(from y, t and s alike) or impute their labels: they are not a class of their own."
+        )
+    try:
+        return np.unique(y_arr, return_inverse=True)[1].reshape(-1)
+    except TypeError as exc:
+        raise TypeError(f"{caller} expects `y` to hold labels of one comparable type; {exc}.") from None
 
 
 def _decompose_counts(counts: np.ndarray, **kw: Any) -> np.ndarray:
@@ -147,16 +174,25 @@ def pid_from_samples(
     (1.0, True, True)
     """
     caller = "pid_from_samples()"
+    if quantizer is not None and n_bins is not None:
+        raise ValueError(
+            f"{caller} got both `quantizer` and `n_bins`; the number of codes is the quantizer's own "
+            f"(n_bins={quantizer.n_bins}). Pass one of them."
+        )
+    if quantizer is not None and not isinstance(quantizer, Quantizer):
+        raise TypeError(
+            f"{caller} expects `quantizer` to be a pidkd Quantizer or None; got {type(quantizer).__name__}."
+        )
+    n_bins = check_int(n_bins, name="n_bins", caller=caller, minimum=2, optional=True)
+    base = check_base(base, caller=caller)
     if not 0 < confidence < 1:
         raise ValueError(f"The 'confidence' parameter of {caller} must be in (0, 1). Got {confidence!r} instead.")
-    for name, v in (("n_bootstrap", n_bootstrap), ("n_permutations", n_permutations)):
-        if not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"The {name!r} parameter of {caller} must be a non-negative int. Got {v!r} instead.")
+    n_bootstrap = check_int(n_bootstrap, name="n_bootstrap", caller=caller)
+    n_permutations = check_int(n_permutations, name="n_permutations", caller=caller)
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    y_arr = np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y)
-    if y_arr.ndim != 1:
-        raise ValueError(f"{caller} expects `y` to be 1-d labels, one per sample; got shape {y_arr.shape}.")
-    _, cy = np.unique(y_arr, return_inverse=True)
+    cy = _label_codes(y, caller)
+    if cy.size == 0:
+        raise ValueError(f"{caller} got no samples (empty `y`); give one label and representation per sample.")
     ct = _as_codes(t, "t", quantizer, n_bins)
     cs = _as_codes(s, "s", quantizer, n_bins)
     counts = joint_histogram(cy, ct, cs)

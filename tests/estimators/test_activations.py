@@ -80,7 +80,7 @@ def test_bad_files_and_missing_keys(tmp_path):
     np.savez(
         tmp_path / "rows.npz", labels=np.zeros(3), **{"teacher/a": np.zeros((2, 2)), "student/b": np.zeros((3, 2))}
     )
-    with pytest.raises(ValueError, match=r"3 labels but arrays with other row counts: \{'a': 2\}"):
+    with pytest.raises(ValueError, match=r"3 labels but arrays with other row counts: \{'teacher/a': 2\}"):
         load_activations(tmp_path / "rows.npz")
 
 
