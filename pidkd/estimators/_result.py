@@ -20,7 +20,9 @@ class SolverDiagnostics:
     Attributes
     ----------
     solver : str
-        ``"CLARABEL"``, ``"SCS"``, ``"ECOS"`` or ``"closed_form"``.
+        ``"NEWTON"`` (pidkd's own solver, the default), ``"CLARABEL"``, ``"SCS"`` or ``"ECOS"``
+        (through cvxpy), ``"closed_form"`` (I(Y;T) = 0 or I(Y;S) = 0: no optimisation needed) or
+        ``"exhaustive"`` (``method="intersection"``: an exact search over maps).
     status : str
         One of :data:`STATUSES`.
     converged : bool
