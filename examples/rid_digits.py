@@ -80,16 +80,19 @@ def layer_pid(teacher: nn.Module, student: nn.Module, test) -> tuple[float, floa
 def config(epochs: int, seed: int = 0) -> DistillConfig:
     """The paper's schedule scaled to ``epochs`` (warm-up 1/6, cycles of 1/3, phase 1 a quarter of each).
 
-    RID's coupling gradient grows like 1/sigma; at this learning rate lambda_2 = 1 drives the tiny
-    student's ReLUs dead (accuracy at chance), so the example uses lambda_2 = 0.01.
+    Cycles of 2 epochs (``epochs < 9``) get phase 1 half of each: round(0.25 * 2) = 0 would leave
+    no phase-1 epoch, which ``fit`` refuses. RID's coupling gradient grows like 1/sigma; at this
+    learning rate lambda_2 = 1 drives the tiny student's ReLUs dead (accuracy at chance), so the
+    example uses lambda_2 = 0.01.
     """
+    cycle = max(2, epochs // 3)
     return DistillConfig(
         epochs=epochs,
         batch_size=64,
         lr=0.05,
         warmup_epochs=max(1, epochs // 6),
-        cycle_epochs=max(2, epochs // 3),
-        phase1_fraction=0.25,
+        cycle_epochs=cycle,
+        phase1_fraction=0.25 if cycle > 2 else 0.5,
         grad_clip=100.0,
         lambda_distill=0.01,
         progress=False,

@@ -7,6 +7,7 @@ received, and what to do next.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_int",
+    "check_number",
     "check_positive",
 ]
 
@@ -68,23 +70,52 @@ def check_base(base: Any, *, caller: str) -> float:
 
 
 def check_bool(value: Any, *, name: str, caller: str) -> bool:
-    """Return ``value`` if it is a bool (or numpy bool); strings such as ``"false"`` are rejected."""
+    """``value`` if it is a real bool (``"false"`` or ``"no"`` are not), else ``TypeError``."""
     if not isinstance(value, (bool, np.bool_)):
-        raise _param_error(caller, name, "True or False", value)
+        raise TypeError(_param_error(caller, name, "a bool (True or False)", value).args[0])
     return bool(value)
 
 
-def check_int(value: Any, *, name: str, caller: str, minimum: int = 0, optional: bool = False) -> int | None:
-    """Return ``value`` as an int if it is an integer >= ``minimum`` (``None`` too when ``optional``).
+def check_int(value: Any, *, name: str, caller: str, minimum: int = 1, optional: bool = False) -> int | None:
+    """``value`` as an int >= ``minimum`` (``None`` too with ``optional``).
 
-    Floats, strings and bools are rejected, never rounded or replaced by a default.
+    Bools, floats and strings are refused (``TypeError``), never rounded or replaced by a default;
+    an int below ``minimum`` is a ``ValueError``.
     """
     if value is None and optional:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
-        expected = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
-        raise _param_error(caller, name, expected + (" or None" if optional else ""), value)
+    expected = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
+    expected += " or None" if optional else ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(_param_error(caller, name, expected, value).args[0])
+    if value < minimum:
+        raise _param_error(caller, name, expected, value)
     return int(value)
+
+
+#: kind of number -> (what the message says, the test), for :func:`check_number`
+_NUMBERS = {
+    "positive": ("a positive number", lambda v: v > 0),
+    "non-negative": ("a non-negative number", lambda v: v >= 0),
+    "fraction": ("a number in (0, 1)", lambda v: 0 < v < 1),
+    "probability": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
+}
+
+
+def check_number(value: Any, *, name: str, caller: str, kind: str = "positive", optional: bool = False) -> float | None:
+    """``value`` as a finite float of ``kind`` (a key of ``_NUMBERS``; ``None`` too with ``optional``).
+
+    Strings and bools are refused (``TypeError``); a number out of range is a ``ValueError``.
+    """
+    if value is None and optional:
+        return None
+    expected, ok = _NUMBERS[kind]
+    expected += " or None" if optional else ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(_param_error(caller, name, expected, value).args[0])
+    if not (math.isfinite(value) and ok(value)):
+        raise _param_error(caller, name, expected, value)
+    return float(value)
 
 
 def _dit_to_array(d: Any, variables: Sequence[int] | None, arg: str, caller: str) -> NDArray[np.float64]:

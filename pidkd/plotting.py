@@ -87,12 +87,24 @@ def plot_sweep(df: Any, path: str) -> None:
     plt.close(fig)
 
 
-def plot_training(histories: dict[str, Any], path: str | None = None, *, title: str = "") -> Any:
+def _probe_prefix(history: Any) -> str | None:
+    """The name of the first probe in a history: a column ``<name>_red`` with ``<name>_uni_t`` beside it."""
+    for col in history.columns:
+        name = col[: -len("_red")]
+        if col.endswith("_red") and not name.endswith("_filters") and f"{name}_uni_t" in history:
+            return name
+    return None
+
+
+def plot_training(
+    histories: dict[str, Any], path: str | None = None, *, title: str = "", probe: str | None = None
+) -> Any:
     """Accuracy against epoch (left) and probed Red / Uni(Y:T\\S) against epoch (right), per method.
 
     ``histories`` maps a label (e.g. the method) to a :func:`pidkd.distill.fit` history, or to a
-    list of histories (seeds) whose mean accuracy is drawn. Probe columns (``probe_red``,
-    ``probe_uni_t``) are drawn from the first history of each label that has them.
+    list of histories (seeds) whose mean accuracy is drawn. The probe columns ``<probe>_red`` and
+    ``<probe>_uni_t`` are drawn from the first history of each label that has them; ``probe`` is a
+    :class:`~pidkd.distill.PIDProbe` name (default: the first probe found in each history).
     """
     _, plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
@@ -103,11 +115,15 @@ def plot_training(histories: dict[str, Any], path: str | None = None, *, title: 
         hs = hs if isinstance(hs, list) else [hs]
         acc = np.mean([h["val_acc"].to_numpy(dtype=float) for h in hs], axis=0)
         handles += a1.plot(np.arange(1, acc.size + 1), acc, color=color, label=label)
-        probed = next((h for h in hs if "probe_red" in h and h["probe_red"].notna().any()), None)
+        names = [probe or _probe_prefix(h) for h in hs]
+        probed = next(
+            ((h, n) for h, n in zip(hs, names) if n and f"{n}_red" in h and h[f"{n}_red"].notna().any()), None
+        )
         if probed is not None:
-            m = probed[probed["probe_red"].notna()]
-            a2.plot(m["epoch"], m["probe_red"], "o-", color=color, ms=4)
-            a2.plot(m["epoch"], m["probe_uni_t"], "s--", color=color, ms=4)
+            h, n = probed
+            m = h[h[f"{n}_red"].notna()]
+            a2.plot(m["epoch"], m[f"{n}_red"], "o-", color=color, ms=4)
+            a2.plot(m["epoch"], m[f"{n}_uni_t"], "s--", color=color, ms=4)
     a1.set_xlabel("epoch")
     a1.set_ylabel("validation accuracy")
     a2.set_xlabel("epoch")

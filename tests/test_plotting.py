@@ -36,3 +36,19 @@ def test_plot_training_draws_mean_accuracy_and_probes_in_one_color_per_method(tm
     out = tmp_path / "training.png"
     plot_training({"rid": history([0.1, 0.5, 0.9])}, str(out))
     assert out.stat().st_size > 1000
+
+
+def test_plot_training_finds_a_default_named_probe_and_takes_a_name():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pidkd.plotting import plot_training
+
+    h = pd.DataFrame({"epoch": [1, 2], "val_acc": [0.5, 0.7]})
+    h["probe_conv2_layer1_red"], h["probe_conv2_layer1_uni_t"] = [1.0, 1.2], [0.9, 0.6]
+    h["probe_conv2_layer1_filters_red"], h["probe_conv2_layer1_filters_uni_t"] = [9.0, 9.0], [9.0, 9.0]
+    h["other_red"], h["other_uni_t"] = [0.1, 0.2], [0.3, 0.4]
+    red, uni = plot_training({"rid": h}).axes[1].get_lines()
+    np.testing.assert_allclose(red.get_ydata(), [1.0, 1.2])  # the layer probe, not its filters
+    red, uni = plot_training({"rid": h}, probe="other").axes[1].get_lines()
+    np.testing.assert_allclose(uni.get_ydata(), [0.3, 0.4])

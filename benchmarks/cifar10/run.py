@@ -76,15 +76,16 @@ def schedule(epochs: int, variant: str) -> DistillConfig:
     scale = epochs / 300
     milestones = [max(1, round(150 * scale)), max(2, round(200 * scale))]
     q = max(2, round(30 * scale))
+    r = 0.25 if q > 2 else 0.5  # round(0.25 * 2) = 0 phase-1 epochs per cycle: fit refuses it for RID
     if variant == "authors":
-        return DistillConfig.preset("authors", epochs=epochs, cycle_epochs=q, phase1_fraction=0.25, batch_size=64)
+        return DistillConfig.preset("authors", epochs=epochs, cycle_epochs=q, phase1_fraction=r, batch_size=64)
     return DistillConfig(
         epochs=epochs,
         lr=0.05,
         lr_milestones=milestones,
         warmup_epochs=q,
         cycle_epochs=q,
-        phase1_fraction=0.25,
+        phase1_fraction=r,
         vid_lambda=100.0,
         batch_size=64,
     )
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     teacher = wrn(40, 2)
     if args.teacher_ckpt and args.teacher_ckpt.exists():
-        teacher.load_state_dict(torch.load(args.teacher_ckpt, map_location="cpu"))
+        teacher.load_state_dict(torch.load(args.teacher_ckpt, map_location="cpu", weights_only=True))
     else:
         cfg = DistillConfig(
             epochs=args.teacher_epochs,

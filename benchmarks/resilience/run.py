@@ -70,7 +70,9 @@ def config(method_key: str, epochs: int, seed: int) -> tuple[str, DistillConfig]
     method, changes = METHODS[method_key]
     if changes is None:
         common = dict(epochs=epochs, batch_size=64, progress=False, seed=seed)
-        return method, DistillConfig.preset("authors", cycle_epochs=max(2, epochs // 3), phase1_fraction=0.25, **common)
+        cycle = max(2, epochs // 3)  # round(0.25 * 2) = 0 phase-1 epochs: fit refuses it, so half of a 2-epoch cycle
+        fraction = 0.25 if cycle > 2 else 0.5
+        return method, DistillConfig.preset("authors", cycle_epochs=cycle, phase1_fraction=fraction, **common)
     return method, dataclasses.replace(load_task("digits").config(epochs, seed), **changes)
 
 
@@ -107,7 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
                 layers = {"teacher_layers": ["3"], "student_layers": ["3"]} if method in ("vid", "ted", "rid") else {}
                 probes = []
                 if seed == 0 and method in ("vid", "rid") and not args.quick:
-                    probes = [PIDProbe(test, teacher_layer="3", student_layer="3", every=max(1, epochs // 6))]
+                    probes = [
+                        PIDProbe(test, teacher_layer="3", student_layer="3", every=max(1, epochs // 6), name="probe")
+                    ]
                 res = fit(
                     teacher,
                     ex.cnn(4, 8, 100 + seed),

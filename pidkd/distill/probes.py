@@ -18,7 +18,9 @@ analysis of an epoch sees only that epoch's captured activations and a seed deri
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pidkd.distill.hooks import capture
+from pidkd._validation import check_bool, check_int
+from pidkd.distill._checks import as_tensor_pair, describe
+from pidkd.distill.hooks import capture, module_names
 from pidkd.estimators.quantize import Quantizer, fresh_quantizer
 from pidkd.estimators.samples import ATOMS, pid_from_samples
 
@@ -41,7 +45,8 @@ class PIDProbe:
     Parameters
     ----------
     data : (inputs, labels) tensors
-        A held-out probe set (a few hundred to a few thousand samples).
+        A held-out probe set (a few hundred to a few thousand samples; at least the quantizer's
+        ``n_bins``). A tuple or list of two tensors or numpy arrays (converted to tensors).
     teacher_layer, student_layer : str
         Module names.
     every : int, default 1
@@ -50,12 +55,15 @@ class PIDProbe:
         gets its own copy, fitted on the probe's first capture and reused afterwards (a resumed run
         fits them again on its first capture).
     n_bootstrap, n_permutations : int
-        For the intervals and the null level (defaults 20 and 2).
+        For the intervals and the null level (defaults 20 and 2; 0 turns them off).
     background : bool, default True
         Quantize and decompose in a worker thread, off the training loop (the training thread only
         runs the probe set through the two networks). ``False``: everything inline.
     name : str, optional
-        Column prefix (default ``"probe"``).
+        Column prefix, unique among the probes of one :func:`~pidkd.distill.fit` call. Default:
+        ``"probe_<teacher_layer>_<student_layer>"`` with every character other than letters, digits
+        and ``_`` replaced by ``_`` (``"probe_layer3_0_layer3_0"`` for ``"layer3.0"``). Pass
+        ``name=`` to tell two probes of the same layers apart, or for short column names.
 
     Examples
     --------
@@ -67,8 +75,10 @@ class PIDProbe:
     >>> teacher = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
     >>> student = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 4))
     >>> probe = PIDProbe((x, y), teacher_layer="1", student_layer="1", n_bootstrap=5)
+    >>> probe.name
+    'probe_1_1'
     >>> row = probe.measure(teacher, student, nn.ModuleDict(), None, torch.device("cpu"), epoch=1)
-    >>> abs(row["probe_red"] + row["probe_uni_t"] - row["probe_mi_t"]) < 1e-9
+    >>> abs(row["probe_1_1_red"] + row["probe_1_1_uni_t"] - row["probe_1_1_mi_t"]) < 1e-9
     True
     """
 
@@ -80,14 +90,47 @@ class PIDProbe:
     n_bootstrap: int = 20
     n_permutations: int = 2
     background: bool = True
-    name: str = "probe"
+    name: str | None = None
     _quantizers: dict[str, Quantizer] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.data, tuple) and len(self.data) == 2):
-            raise TypeError("PIDProbe(data=...) expects an (inputs, labels) tuple of tensors.")
-        if self.every < 1:
-            raise ValueError(f"The 'every' parameter of PIDProbe() must be a positive int. Got {self.every!r} instead.")
+        caller = "PIDProbe()"
+        pair = as_tensor_pair(self.data, name="data", caller=caller)
+        if pair is None:
+            raise TypeError(
+                f"The 'data' parameter of {caller} must be an (inputs, labels) pair of tensors or numpy arrays. "
+                f"Got {describe(self.data)} instead."
+            )
+        self.data = pair
+        for arg in ("teacher_layer", "student_layer"):
+            value = getattr(self, arg)
+            if not isinstance(value, str) or not value:
+                raise (ValueError if isinstance(value, str) else TypeError)(
+                    f"The {arg!r} parameter of {caller} must be a module name (a non-empty str, as in "
+                    f"model.named_modules()). Got {value!r} instead."
+                )
+        self.every = check_int(self.every, name="every", caller=caller, minimum=1)
+        self.n_bootstrap = check_int(self.n_bootstrap, name="n_bootstrap", caller=caller, minimum=0)
+        self.n_permutations = check_int(self.n_permutations, name="n_permutations", caller=caller, minimum=0)
+        self.background = check_bool(self.background, name="background", caller=caller)
+        if self.quantizer is not None and not isinstance(self.quantizer, Quantizer):
+            raise TypeError(
+                f"The 'quantizer' parameter of {caller} must be a pidkd Quantizer or None. "
+                f"Got {type(self.quantizer).__name__} instead."
+            )
+        n_bins = fresh_quantizer(self.quantizer).n_bins
+        if len(pair[0]) < n_bins:
+            raise ValueError(
+                f"{caller} got {len(pair[0])} samples in 'data', fewer than the quantizer's n_bins={n_bins} codes; "
+                f"give at least {n_bins} probe samples (a few hundred or more), or a Quantizer with fewer bins."
+            )
+        if self.name is None:
+            self.name = re.sub(r"[^A-Za-z0-9_]", "_", f"probe_{self.teacher_layer}_{self.student_layer}")
+        elif not isinstance(self.name, str) or not self.name:
+            raise (ValueError if isinstance(self.name, str) else TypeError)(
+                f"The 'name' parameter of {caller} must be a non-empty str (the column prefix) or None. "
+                f"Got {self.name!r} instead."
+            )
 
     @torch.no_grad()
     def capture(
@@ -148,12 +191,53 @@ class PIDProbe:
             rng=seed,
         )
         out = {f"{prefix}_{a}": float(getattr(r.pid, a)) for a in (*ATOMS, "mi_t", "mi_s")}
-        for a in ATOMS:
+        for a in ATOMS:  # plain floats: history rows go into checkpoints loaded with weights_only=True
             if r.ci:
-                out[f"{prefix}_{a}_lo"], out[f"{prefix}_{a}_hi"] = r.ci[a]
+                out[f"{prefix}_{a}_lo"], out[f"{prefix}_{a}_hi"] = (float(v) for v in r.ci[a])
             if r.null_mean:
-                out[f"{prefix}_{a}_null"] = r.null_mean[a]
+                out[f"{prefix}_{a}_null"] = float(r.null_mean[a])
         return out
+
+
+def check_probes(
+    probes: Sequence[Any], teacher: nn.Module | None = None, student: nn.Module | None = None
+) -> list[PIDProbe]:
+    """The probes of one :func:`~pidkd.distill.fit` call as a list, checked before any training.
+
+    Every item must be a :class:`PIDProbe`; no two may write the same columns (equal names, or one
+    named like the other's filter columns, ``<name>_filters``); with the models given, the probed
+    layers must exist.
+    """
+    if isinstance(probes, PIDProbe):
+        probes = [probes]
+    if isinstance(probes, (str, bytes)) or not isinstance(probes, Sequence):
+        raise TypeError(f"fit(probes=...) expects a list of PIDProbe objects; got {describe(probes)}.")
+    for p in probes:
+        if not isinstance(p, PIDProbe):
+            raise TypeError(f"fit(probes=...) expects PIDProbe objects; got {type(p).__name__}.")
+    names = [p.name for p in probes]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(
+                f"fit(): {names.count(name)} PIDProbes are named {name!r}, so their columns ({name}_red, ...) would "
+                "overwrite each other; give each probe its own name= (e.g. PIDProbe(..., name='probe_a'))."
+            )
+        if name.endswith("_filters") and name[: -len("_filters")] in names:
+            raise ValueError(
+                f"fit(): the PIDProbe named {name!r} would write the same columns as the RID filter columns of the "
+                f"probe named {name[: -len('_filters')]!r} ({name}_red, ...); give it another name=."
+            )
+    for who, model, attr in (("teacher", teacher, "teacher_layer"), ("student", student, "student_layer")):
+        if model is None:
+            continue
+        available = module_names(model)
+        for p in probes:
+            if getattr(p, attr) not in available:
+                raise ValueError(
+                    f"fit(): the PIDProbe {p.name!r} probes the {who} layer {getattr(p, attr)!r}: no module named "
+                    f"[{getattr(p, attr)!r}] in the {who} ({type(model).__name__}). Available names: {available}."
+                )
+    return list(probes)
 
 
 def _host(x: torch.Tensor) -> np.ndarray:
@@ -169,18 +253,15 @@ class ProbeRunner:
     """The probes of one :func:`fit` run: capture on the training thread, analysis in a worker.
 
     ``run`` adds ``probe_seconds`` (time the training thread spent on probes) to an epoch's row at
-    once and the ``probe_*`` atoms plus ``probe_analysis_seconds`` when the analysis is done;
+    once and each probe's ``<name>_*`` atoms plus ``probe_analysis_seconds`` when the analysis is done;
     ``collect`` fills in finished analyses (all of them with ``wait=True``); ``close`` stops the
     worker. Errors of an analysis are raised by ``collect``.
     """
 
     def __init__(self, probes: list[PIDProbe], teacher_layers: list[str]):
-        for p in probes:
-            if not isinstance(p, PIDProbe):
-                raise TypeError(f"fit(probes=...) expects PIDProbe objects; got {type(p).__name__}.")
-        self.probes = probes
+        self.probes = check_probes(probes)
         self.teacher_layers = teacher_layers
-        background = any(p.background for p in probes)
+        background = any(p.background for p in self.probes)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pidkd-probe") if background else None
         self._pending: list[tuple[dict[str, Any], Future]] = []
 

@@ -10,32 +10,68 @@ device and are read once per epoch (no host synchronisation inside the step loop
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pidkd._optional import import_optional
-from pidkd._validation import check_choice
+from pidkd._validation import check_bool, check_choice, check_int, check_number
+from pidkd.distill._checks import (
+    as_tensor_pair,
+    check_batch,
+    check_dtypes,
+    check_labels,
+    check_logits,
+    check_module,
+    describe,
+)
 from pidkd.distill.filters import Head, StudentFilter, TeacherFilter, VIDRegressor
 from pidkd.distill.hooks import capture
 from pidkd.distill.losses import kd_loss, rid_phase1_loss, rid_phase2_loss, vid_loss
-from pidkd.distill.probes import ProbeRunner
+from pidkd.distill.probes import ProbeRunner, check_probes
 
 __all__ = ["METHODS", "DistillConfig", "FitResult", "fit"]
 
 METHODS = ("student", "kd", "vid", "ted", "rid")
 
+#: The marker and format version of the checkpoints :func:`fit` writes (``checkpoint_every``).
+CHECKPOINT_FORMAT = "pidkd-checkpoint"
+CHECKPOINT_VERSION = 1
+_CHECKPOINT_KEYS = (
+    "format",
+    "version",
+    "method",
+    "epoch",
+    "student",
+    "modules",
+    "opt_s",
+    "opt_t",
+    "sched",
+    "history",
+    "rng",
+    "data_rng",
+    "cuda_rng",
+)
+
 
 @dataclass
 class DistillConfig:
-    """Every knob of :func:`fit`, with the RID paper's CIFAR-10 defaults where they apply."""
+    """Every knob of :func:`fit`, with the RID paper's CIFAR-10 defaults where they apply.
+
+    Every value is checked when the configuration is made (and again by :func:`fit`, which works
+    on a copy): counts are ints, rates and weights finite numbers in range, switches real bools
+    (``amp="no"`` is refused, not read as true).
+    """
 
     epochs: int = 10
     batch_size: int = 64
@@ -62,9 +98,61 @@ class DistillConfig:
     ted_lambda: float = 1.0  # TED stage-2 MSE weight
     checkpoint_every: int = 0  # epochs between checkpoints (0: none)
     checkpoint_dir: str | None = None
+    overwrite_checkpoints: bool = False  # replace checkpoint files that exist (default: refuse before training)
     amp: bool = True  # bf16 autocast on CUDA
     seed: int = 0
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        c = "DistillConfig()"
+        for name in ("epochs", "batch_size", "cycle_epochs"):
+            setattr(self, name, check_int(getattr(self, name), name=name, caller=c, minimum=1))
+        for name in ("warmup_epochs", "coupling_from_cycle", "checkpoint_every", "seed"):
+            setattr(self, name, check_int(getattr(self, name), name=name, caller=c, minimum=0))
+        self.filter_channels = check_int(self.filter_channels, name="filter_channels", caller=c, optional=True)
+        numbers = {
+            "lr": "positive",
+            "lr_gamma": "positive",
+            "kd_temperature": "positive",
+            "momentum": "non-negative",
+            "weight_decay": "non-negative",
+            "lambda_task": "non-negative",
+            "lambda_distill": "non-negative",
+            "vid_lambda": "non-negative",
+            "ted_lambda": "non-negative",
+            "phase1_fraction": "fraction",
+            "kd_alpha": "probability",
+        }
+        for name, kind in numbers.items():
+            setattr(self, name, check_number(getattr(self, name), name=name, caller=c, kind=kind))
+        for name in ("filter_lr", "grad_clip"):
+            setattr(self, name, check_number(getattr(self, name), name=name, caller=c, optional=True))
+        for name in ("nesterov", "amp", "progress", "overwrite_checkpoints"):
+            setattr(self, name, check_bool(getattr(self, name), name=name, caller=c))
+        self.reduction = check_choice(self.reduction, ["sum", "mean"], name="reduction", caller=c)
+        self.sigma_penalty = check_choice(self.sigma_penalty, ["sumsq", "meansq"], name="sigma_penalty", caller=c)
+        milestones = self.lr_milestones
+        if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
+            raise TypeError(
+                f"The 'lr_milestones' parameter of {c} must be a sequence of epochs (ints). Got {milestones!r} instead."
+            )
+        self.lr_milestones = tuple(check_int(m, name="lr_milestones", caller=c, minimum=1) for m in milestones)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError(
+                f"The 'momentum' parameter of {c} must be positive with nesterov=True (Nesterov momentum needs "
+                "momentum). Got 0.0 instead; set momentum > 0 or nesterov=False."
+            )
+        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+            raise TypeError(
+                f"The 'checkpoint_dir' parameter of {c} must be a directory path (str or os.PathLike) or None. "
+                f"Got {self.checkpoint_dir!r} instead."
+            )
+        self.checkpoint_dir = None if self.checkpoint_dir is None else os.fspath(self.checkpoint_dir)
+        if self.checkpoint_every and not self.checkpoint_dir:
+            raise ValueError(
+                f"The 'checkpoint_dir' parameter of {c} must be a directory when checkpoint_every="
+                f"{self.checkpoint_every} (the checkpoints are written there). Got {self.checkpoint_dir!r} instead."
+            )
 
     @classmethod
     def preset(cls, variant: str = "paper", **overrides: Any) -> DistillConfig:
@@ -104,19 +192,19 @@ class FitResult:
     config: DistillConfig = field(repr=False)
 
 
-def _loader(data: Any, batch_size: int, shuffle: bool, gen: torch.Generator | None) -> Iterable[Any]:
-    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(d, torch.Tensor) for d in data):
-        if len(data[0]) != len(data[1]) or len(data[0]) == 0:
-            raise ValueError(
-                f"fit() got {len(data[0])} inputs and {len(data[1])} labels; give the same, non-zero number of each."
-            )
-        ds = torch.utils.data.TensorDataset(*data)
-        return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen)
-    if isinstance(data, Iterable):
-        return data
+def _loader(
+    data: Any, batch_size: int, shuffle: bool, gen: torch.Generator | None, *, name: str
+) -> tuple[Iterable[Any], torch.Tensor | None]:
+    """Batches of ``data`` and, for an (inputs, labels) pair, all its labels (checked before training)."""
+    pair = as_tensor_pair(data, name=name, caller="fit()")
+    if pair is not None:
+        ds = torch.utils.data.TensorDataset(*pair)
+        return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen), pair[1]
+    if isinstance(data, Iterable) and not isinstance(data, (str, bytes, torch.Tensor, np.ndarray)):
+        return data, None
     raise TypeError(
-        f"fit() expects data as a (inputs, labels) tuple of tensors or an iterable of (inputs, labels) batches "
-        f"(e.g. a DataLoader); got {type(data).__name__}."
+        f"fit() expects {name} as an (inputs, labels) pair of tensors or numpy arrays (a tuple or a list of two) "
+        f"or an iterable of (inputs, labels) batches (e.g. a DataLoader); got {describe(data)}."
     )
 
 
@@ -210,18 +298,24 @@ def fit(
     val_data: Any = None,
     device: str | torch.device | None = None,
     config: DistillConfig | None = None,
-    resume_from: str | None = None,
+    resume_from: str | os.PathLike[str] | None = None,
     probes: Sequence[Any] = (),
 ) -> FitResult:
     """Train ``student`` with ``method``; the teacher stays frozen (eval mode, no gradients).
 
+    Every argument, the first training batch and both models' outputs on it are checked before
+    any training: a wrong argument fails at once with a message naming it.
+
     Parameters
     ----------
     teacher, student : nn.Module
-        Classifiers returning logits.
+        Classifiers returning logits (a tensor of shape (batch, classes); a model that returns a
+        tuple or a dict must be wrapped).
     train_data, val_data
-        A (inputs, labels) tuple of tensors (batched with ``config.batch_size``, shuffled with a
-        generator seeded by ``config.seed``) or an iterable of (inputs, labels) batches.
+        An (inputs, labels) pair of tensors or numpy arrays, as a tuple or a list of two (batched
+        with ``config.batch_size``, shuffled with a generator seeded by ``config.seed``), or an
+        iterable of (inputs, labels) batches such as a DataLoader. Labels are integer class indices
+        in [0, number of logits).
     method : {"student", "kd", "vid", "ted", "rid"}
         ``"student"``: task loss only (the paper's BAS); ``"kd"``: Hinton soft targets;
         ``"vid"``: variational information distillation; ``"ted"``: task-aware filters with heads on
@@ -230,53 +324,174 @@ def fit(
     teacher_layers, student_layers : sequence of str
         Paired layer names (``model.named_modules()``) for VID, TED and RID.
     epochs : int, optional
-        Overrides ``config.epochs``.
+        Overrides ``config.epochs`` for this call (``config`` itself is not changed).
     device : str or torch.device, optional
         Default: the models' device if it is an accelerator, else CUDA when available, else CPU.
     config : DistillConfig, optional
-        ``DistillConfig.preset("authors")`` reproduces the RID authors' code.
-    resume_from : str, optional
+        ``DistillConfig.preset("authors")`` reproduces the RID authors' code. Never modified:
+        ``fit`` works on a checked copy, returned as ``FitResult.config``.
+    resume_from : str or path, optional
         A checkpoint written with ``config.checkpoint_every``; training continues where it stopped
-        with the same history and random streams (exactly, for tensor-tuple data).
+        with the same history and random streams (exactly, for tensor-tuple data). It is loaded
+        with ``torch.load(weights_only=True)``, which runs no code from the file; a file that is
+        not a pidkd checkpoint of this format version raises ``ValueError``.
     probes : sequence of PIDProbe
-        Live PID measurements added to the history (see :class:`pidkd.distill.PIDProbe`). The
-        training thread only runs the probe set through the networks; the PID analysis runs in a
-        worker thread and its columns are complete when ``fit`` returns.
+        Live PID measurements added to the history (see :class:`pidkd.distill.PIDProbe`), each
+        under its own ``name`` (two probes with one name are refused). The training thread only
+        runs the probe set through the networks; the PID analysis runs in a worker thread and its
+        columns are complete when ``fit`` returns.
 
     Returns
     -------
     FitResult
+        ``student`` is the model passed in, trained in place (and moved to the device).
+
+    Notes
+    -----
+    What ``fit`` does to the models passed in: both are moved to the device and stay there. The
+    student is trained in place. The teacher is put in eval mode with ``requires_grad=False`` on
+    every parameter while ``fit`` runs; its weights never change, and its ``requires_grad`` flags
+    and the train/eval mode of each of its modules are restored when ``fit`` returns or raises.
+    ``fit`` seeds torch's global random generator with ``config.seed``.
     """
     pd = import_optional("pandas", purpose="fit()")
-    cfg = config or DistillConfig()
-    if epochs is not None:
-        cfg.epochs = int(epochs)
+    teacher = check_module(teacher, name="teacher", caller="fit()")
+    student = check_module(student, name="student", caller="fit()")
+    cfg = _effective_config(config, epochs)
     method = check_choice(method, METHODS, name="method", caller="fit()")
-    if method in ("vid", "ted", "rid") and (not teacher_layers or len(teacher_layers) != len(student_layers)):
+    t_layers = _layer_names(teacher_layers, "teacher_layers")
+    s_layers = _layer_names(student_layers, "student_layers")
+    if method in ("vid", "ted", "rid") and (not t_layers or len(t_layers) != len(s_layers)):
         raise ValueError(
             f"fit(method={method!r}) needs paired layers: teacher_layers and student_layers of equal, non-zero "
-            f"length; got {list(teacher_layers)} and {list(student_layers)}."
+            f"length; got {t_layers} and {s_layers}."
         )
+    if method == "rid":
+        _check_rid_schedule(cfg)
+    probes = check_probes(probes, teacher, student)
+    state = _load_checkpoint(resume_from, method) if resume_from is not None else None
+    _check_checkpoint_files(cfg, method, state["epoch"] if state else 0)
     dev = _device(teacher, student, device)
-    torch.manual_seed(cfg.seed)
-    teacher = teacher.to(dev).eval()
-    for p_ in teacher.parameters():
-        p_.requires_grad_(False)
-    student = student.to(dev)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    train = _loader(train_data, cfg.batch_size, True, gen)
-    val = _loader(val_data, cfg.batch_size, False, None) if val_data is not None else None
-    use_amp = cfg.amp and dev.type == "cuda"
-    t_layers, s_layers = list(teacher_layers), list(student_layers)
-
-    # One batch sizes the filters and fails early on wrong layer names, shapes or empty data.
+    frozen = _freeze(teacher)
     try:
-        x0, _ = next(iter(train))
+        rows, student, mods = _train(
+            method, cfg, teacher.to(dev), student.to(dev), train_data, val_data, dev, t_layers, s_layers, state, probes
+        )
+    finally:
+        _unfreeze(teacher, frozen)
+    history = pd.DataFrame(rows)
+    history.attrs["config"] = asdict(cfg) | {"method": method}
+    return FitResult(student=student, modules=mods, history=history, config=cfg)
+
+
+def _effective_config(config: DistillConfig | None, epochs: int | None) -> DistillConfig:
+    """A checked copy of ``config`` (the caller's object is never changed) with ``epochs`` applied."""
+    if config is not None and not isinstance(config, DistillConfig):
+        raise TypeError(
+            f"The 'config' parameter of fit() must be a DistillConfig or None. Got {type(config).__name__} instead."
+        )
+    changes = {}
+    if epochs is not None:
+        changes["epochs"] = check_int(epochs, name="epochs", caller="fit()", minimum=1)
+    # replace() runs __post_init__ again: a config changed after it was made is checked too
+    return dataclasses.replace(config or DistillConfig(), **changes)
+
+
+def _layer_names(layers: Any, name: str) -> list[str]:
+    names = list(layers) if isinstance(layers, Iterable) and not isinstance(layers, str) else None
+    if names is None or not all(isinstance(n, str) for n in names):
+        raise TypeError(
+            f"The {name!r} parameter of fit() must be a sequence of module names (e.g. ['layer3']). "
+            f"Got {layers!r} instead."
+        )
+    return names
+
+
+def _check_rid_schedule(cfg: DistillConfig) -> None:
+    """RID's cycles must hold at least one phase-1 and one phase-2 epoch."""
+    n1 = round(cfg.phase1_fraction * cfg.cycle_epochs)
+    if 0 < n1 < cfg.cycle_epochs:
+        return
+    never = "phase 1 (training f_t and g_t)" if n1 == 0 else "phase 2 (training the student)"
+    raise ValueError(
+        f"fit(method='rid'): round(phase1_fraction * cycle_epochs) = round({cfg.phase1_fraction} * "
+        f"{cfg.cycle_epochs}) = {n1} phase-1 epochs in every cycle of {cfg.cycle_epochs}, so {never} would never "
+        "run. Choose DistillConfig(cycle_epochs=..., phase1_fraction=...) with 1 <= round(phase1_fraction * "
+        "cycle_epochs) < cycle_epochs, e.g. cycle_epochs=4 and phase1_fraction=0.25 (cycle_epochs >= 2)."
+    )
+
+
+def _freeze(model: nn.Module) -> tuple[list[bool], list[bool]]:
+    """Eval mode and no gradients for ``model``; returns its flags and modes for :func:`_unfreeze`."""
+    saved = [p.requires_grad for p in model.parameters()], [m.training for m in model.modules()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return saved
+
+
+def _unfreeze(model: nn.Module, saved: tuple[list[bool], list[bool]]) -> None:
+    flags, modes = saved
+    for p, flag in zip(model.parameters(), flags):
+        p.requires_grad_(flag)
+    for m, mode in zip(model.modules(), modes):
+        m.training = mode
+
+
+def _first_batch(
+    train: Iterable[Any],
+    labels: torch.Tensor | None,
+    method: str,
+    teacher: nn.Module,
+    student: nn.Module,
+    dev: torch.device,
+    use_amp: bool,
+) -> torch.Tensor:
+    """Check the first training batch and both models' logits on it (before any training); its inputs.
+
+    ``labels``: all training labels when the data is one tensor pair, else the first batch's are checked.
+    """
+    try:
+        batch = next(iter(train))
     except StopIteration:
         raise ValueError("fit(): train_data is empty; give at least one batch.") from None
+    x0, y0 = check_batch(batch, name="train_data")
+    if not use_amp:  # under autocast, matrix products cast both sides to bfloat16
+        check_dtypes(x0, {"teacher": teacher, "student": student})
     x0 = x0.to(dev)
+    with torch.no_grad():
+        was = student.training
+        student.eval()
+        n_student = check_logits(student(x0), who="student", n_samples=len(x0))
+        student.train(was)
+        n_classes, who = n_student, "student"
+        if method != "student":  # the plain student never uses the teacher's output
+            n_teacher = check_logits(teacher(x0), who="teacher", n_samples=len(x0))
+            if method == "kd" and n_teacher != n_student:
+                raise ValueError(
+                    f"fit(method='kd'): the teacher gives {n_teacher} logits and the student {n_student}; KD "
+                    "compares their softened class distributions class by class, so both need one logit per class "
+                    "of the same task."
+                )
+            if n_teacher < n_student:
+                n_classes, who = n_teacher, "teacher"
+    check_labels(labels if labels is not None else y0, n_classes, who=who)
+    return x0
+
+
+def _train(method, cfg, teacher, student, train_data, val_data, dev, t_layers, s_layers, state, probes):
+    """Everything of :func:`fit` after the argument checks: returns (history rows, student, modules)."""
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train, train_labels = _loader(train_data, cfg.batch_size, True, gen, name="train_data")
+    val = _loader(val_data, cfg.batch_size, False, None, name="val_data")[0] if val_data is not None else None
+    use_amp = cfg.amp and dev.type == "cuda"
+
+    # One batch sizes the filters and fails early on wrong layer names, shapes, labels or empty data.
+    x0 = _first_batch(train, train_labels, method, teacher, student, dev, use_amp)
     with torch.no_grad(), capture(teacher, t_layers) as ta, capture(student, s_layers) as sa:
-        n_classes = teacher(x0).shape[1]
+        t_out = teacher(x0)
+        n_classes = t_out.shape[1] if method in ("ted", "rid") else 0  # the heads predict the teacher's classes
         was = student.training
         student.eval()
         student(x0)
@@ -305,26 +520,11 @@ def fit(
 
     rows: list[dict[str, Any]] = []
     start_epoch = 0
-    if resume_from is not None:
-        state = torch.load(resume_from, map_location=dev, weights_only=False)
-        if state["method"] != method:
-            raise ValueError(
-                f"fit(): checkpoint {resume_from!r} was written by method={state['method']!r}, not {method!r}."
-            )
-        student.load_state_dict(state["student"])
-        mods.load_state_dict(state["modules"])
-        opt_s.load_state_dict(state["opt_s"])
-        sched.load_state_dict(state["sched"])
-        if opt_t is not None:
-            opt_t.load_state_dict(state["opt_t"])
-        rows, start_epoch = state["history"], state["epoch"]
-        torch.set_rng_state(state["rng"])
-        gen.set_state(state["data_rng"])
-        if dev.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], dev)
+    if state is not None:
+        rows, start_epoch = _restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev)
 
     tqdm = import_optional("tqdm", purpose="fit(progress=True)").tqdm if cfg.progress else None
-    start = time.perf_counter() - (rows[-1]["wall_time"] if rows else 0.0)
+    start = time.perf_counter() - (rows[-1].get("wall_time", 0.0) if rows else 0.0)
     # Hooks are registered once for the whole run (not per step) and removed at the end.
     with capture(teacher, t_layers) as ta, capture(student, s_layers) as sa:
         run = _Run(
@@ -346,16 +546,14 @@ def fit(
             sched=sched,
             gen=gen,
             tqdm=tqdm,
-            probes=ProbeRunner(list(probes), t_layers) if probes else None,
+            probes=ProbeRunner(probes, t_layers) if probes else None,
         )
         try:
             rows = _epochs(run, rows, start_epoch, start)
         finally:
             if run.probes is not None:
                 run.probes.close()
-    history = pd.DataFrame(rows)
-    history.attrs["config"] = asdict(cfg) | {"method": method}
-    return FitResult(student=student, modules=mods, history=history, config=cfg)
+    return rows, student, mods
 
 
 @dataclass
@@ -440,7 +638,7 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         step = -1
         it = tqdm(train, desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase}]", leave=False) if tqdm else train
         for step, (x, y) in enumerate(it):
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True).long()  # int32 labels too
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
                 with torch.no_grad():
                     t_logits = teacher(x)
@@ -494,13 +692,33 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
     return rows
 
 
+def _checkpoint_path(cfg: DistillConfig, method: str, epoch: int) -> Path:
+    return Path(cfg.checkpoint_dir) / f"{method}_epoch{epoch:04d}.pt"
+
+
+def _check_checkpoint_files(cfg: DistillConfig, method: str, start_epoch: int) -> None:
+    """Before any training: the checkpoints this run will write must not replace files unasked."""
+    if not cfg.checkpoint_every or cfg.overwrite_checkpoints:
+        return
+    every = cfg.checkpoint_every
+    planned = [_checkpoint_path(cfg, method, e) for e in range(start_epoch + 1, cfg.epochs + 1) if e % every == 0]
+    existing = [str(p) for p in planned if p.exists()]
+    if existing:
+        raise FileExistsError(
+            f"fit() would replace {len(existing)} existing checkpoint file(s) in {cfg.checkpoint_dir!r} (first: "
+            f"{existing[0]!r}). Choose another checkpoint_dir, resume_from the last one, or pass "
+            "DistillConfig(overwrite_checkpoints=True)."
+        )
+
+
 def _save_checkpoint(cfg, method, epoch, student, mods, opt_s, opt_t, sched, rows, gen, dev) -> Path:
-    if not cfg.checkpoint_dir:
-        raise ValueError("fit(): checkpoint_every is set but checkpoint_dir is not; give a directory.")
-    path = Path(cfg.checkpoint_dir) / f"{method}_epoch{epoch:04d}.pt"
+    """Write the run's state; tensors and plain Python values only, so ``weights_only=True`` loads it."""
+    path = _checkpoint_path(cfg, method, epoch)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
         {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
             "method": method,
             "epoch": epoch,
             "student": student.state_dict(),
@@ -508,7 +726,7 @@ def _save_checkpoint(cfg, method, epoch, student, mods, opt_s, opt_t, sched, row
             "opt_s": opt_s.state_dict(),
             "opt_t": None if opt_t is None else opt_t.state_dict(),
             "sched": sched.state_dict(),
-            "history": list(rows),
+            "history": [{k: _plain(v) for k, v in row.items()} for row in rows],
             "rng": torch.get_rng_state(),
             "data_rng": gen.get_state(),
             "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
@@ -516,6 +734,86 @@ def _save_checkpoint(cfg, method, epoch, student, mods, opt_s, opt_t, sched, row
         path,
     )
     return path
+
+
+def _plain(value: Any) -> Any:
+    """A numpy or one-element torch scalar as the Python number it holds; anything else as it is."""
+    if isinstance(value, np.generic) or (isinstance(value, torch.Tensor) and value.numel() == 1):
+        return value.item()
+    return value
+
+
+def _load_checkpoint(resume_from: Any, method: str) -> dict[str, Any]:
+    """The state of a checkpoint written by :func:`fit`, loaded safely and checked before any training."""
+    if not isinstance(resume_from, (str, os.PathLike)):
+        raise TypeError(
+            "The 'resume_from' parameter of fit() must be the path of a checkpoint (str or os.PathLike) or None. "
+            f"Got {type(resume_from).__name__} instead."
+        )
+    path = Path(resume_from)
+    shown = repr(str(path))
+    how = "Give a file that fit() wrote with DistillConfig(checkpoint_every=..., checkpoint_dir=...)."
+    if not path.exists():
+        raise FileNotFoundError(f"fit(): resume_from={shown}: no such file. {how}")
+    if path.is_dir():
+        raise ValueError(
+            f"fit(): resume_from={shown} is a directory, not a pidkd checkpoint file; give one of the "
+            f"<method>_epoch<NNNN>.pt files in it. {how}"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling refused, not a torch file, truncated, unreadable...
+        reason = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"fit(): resume_from={shown} is not a pidkd checkpoint, or could not be read safely "
+            f"({type(err).__name__}: {reason}). Checkpoints are loaded with torch.load(weights_only=True), which "
+            f"runs no code from the file; a checkpoint of an older pidkd must be re-created. {how}"
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        if isinstance(state, dict) and {"method", "epoch", "student"} <= state.keys():
+            raise ValueError(
+                f"fit(): resume_from={shown} has no 'format': {CHECKPOINT_FORMAT!r} marker: it was written by an "
+                f"older pidkd, whose checkpoints are not read any more; re-create it with this version. {how}"
+            )
+        raise ValueError(f"fit(): resume_from={shown} is not a pidkd checkpoint (it holds {describe(state)}). {how}")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(
+            f"fit(): resume_from={shown} is a pidkd checkpoint of format version {state.get('version')!r}; this "
+            f"pidkd reads version {CHECKPOINT_VERSION}. Re-create it with this version of pidkd."
+        )
+    missing = [k for k in _CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"fit(): resume_from={shown} is not a complete pidkd checkpoint: it lacks {missing}. {how}")
+    if state["method"] != method:
+        raise ValueError(
+            f"fit(): checkpoint {str(path)!r} was written by method={state['method']!r}, not {method!r}; resume "
+            "with the method that wrote it."
+        )
+    state["path"] = shown
+    return state
+
+
+def _restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev) -> tuple[list[dict[str, Any]], int]:
+    """Load a checked checkpoint state into the run; returns (history rows, epochs done)."""
+    try:
+        student.load_state_dict(state["student"])
+        mods.load_state_dict(state["modules"])
+        opt_s.load_state_dict(state["opt_s"])
+        sched.load_state_dict(state["sched"])
+        if opt_t is not None:
+            opt_t.load_state_dict(state["opt_t"])
+        rows, epoch = [dict(row) for row in state["history"]], int(state["epoch"])
+        torch.set_rng_state(state["rng"])
+        gen.set_state(state["data_rng"])
+        if dev.type == "cuda" and state["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], dev)
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ValueError(
+            f"fit(): the checkpoint resume_from={state['path']} does not fit this run: the student, the layer pairs "
+            f"or the configuration differ from the run that wrote it ({type(err).__name__}: {err}). Resume with "
+            "the same models, layers and method."
+        ) from err
+    return rows, epoch
 
 
 def _terms(method, phase, cfg, mods, t_layers, s_layers, ta, sa, logits, t_logits, y) -> dict[str, torch.Tensor]:

@@ -187,8 +187,8 @@ def pid_from_samples(
     base = check_base(base, caller=caller)
     if not 0 < confidence < 1:
         raise ValueError(f"The 'confidence' parameter of {caller} must be in (0, 1). Got {confidence!r} instead.")
-    n_bootstrap = check_int(n_bootstrap, name="n_bootstrap", caller=caller)
-    n_permutations = check_int(n_permutations, name="n_permutations", caller=caller)
+    n_bootstrap = check_int(n_bootstrap, name="n_bootstrap", caller=caller, minimum=0)
+    n_permutations = check_int(n_permutations, name="n_permutations", caller=caller, minimum=0)
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     cy = _label_codes(y, caller)
     if cy.size == 0:

@@ -149,7 +149,9 @@ def test_rid_trains_the_right_modules_in_each_phase(digits, teacher):
 
 def test_deterministic_on_cpu(digits, teacher):
     train, _ = digits
-    cfg = lambda: DistillConfig(epochs=2, warmup_epochs=1, cycle_epochs=2, progress=False, seed=3)  # noqa: E731
+    cfg = lambda: DistillConfig(  # noqa: E731
+        epochs=3, warmup_epochs=1, cycle_epochs=2, phase1_fraction=0.5, progress=False, seed=3
+    )
     a = fit(
         teacher, mlp([64, 16, 10], 1), train, method="rid", teacher_layers=["2"], student_layers=["0"], config=cfg()
     )
@@ -171,7 +173,7 @@ def test_clear_errors(digits, teacher):
         fit(teacher, mlp([64, 16, 10], 1), train, method="fitnet", config=cfg)
     with pytest.raises(FloatingPointError, match=r"non-finite loss at epoch 1, step 1 .*non-finite terms: \['task'\]"):
         fit(teacher, mlp([64, 16, 10], 1), (train[0] * float("nan"), train[1]), method="student", config=cfg)
-    with pytest.raises(TypeError, match="expects data as a"):
+    with pytest.raises(TypeError, match="expects train_data as an"):
         fit(teacher, mlp([64, 16, 10], 1), 5, method="student", config=cfg)
 
 
@@ -210,7 +212,7 @@ def test_teacher_never_changes_and_phase2_leaves_ft_untouched(digits, teacher, t
         teacher, mlp([64, 16, 10], 1), train, method="rid", teacher_layers=["2"], student_layers=["0"], config=cfg
     )
     assert all(torch.equal(t0[k], v) for k, v in teacher.state_dict().items())
-    after_phase1 = torch.load(tmp_path / "rid_epoch0001.pt", weights_only=False)["modules"]
+    after_phase1 = torch.load(tmp_path / "rid_epoch0001.pt", weights_only=True)["modules"]
     ft_keys = [k for k in after_phase1 if k.startswith("ft0.")]
     final = res.modules.state_dict()
     assert ft_keys and all(torch.equal(after_phase1[k], final[k]) for k in ft_keys)  # phase 2: ft untouched
@@ -318,7 +320,7 @@ def test_probes_record_pid_of_layers_and_filters(digits, teacher):
     from pidkd.distill import PIDProbe
 
     train, val = digits
-    probe = PIDProbe(val, teacher_layer="2", student_layer="0", every=2, n_bootstrap=10, n_permutations=2)
+    probe = PIDProbe(val, teacher_layer="2", student_layer="0", every=2, n_bootstrap=10, n_permutations=2, name="probe")
     cfg = DistillConfig(
         epochs=4,
         warmup_epochs=1,
@@ -372,9 +374,9 @@ def test_probe_equals_offline_pid_from_samples_and_changes_nothing(digits, teach
     offline = pid_from_samples(val[1].numpy(), codes_t, codes_s, n_bootstrap=20, n_permutations=2, rng=1)
     row = with_probe.history.iloc[0]
     for atom in ("red", "uni_t", "uni_s", "syn"):
-        assert row[f"probe_{atom}"] == pytest.approx(getattr(offline.pid, atom), abs=1e-12)
-        assert row[f"probe_{atom}_lo"] == pytest.approx(offline.ci[atom][0], abs=1e-12)
-        assert row[f"probe_{atom}_null"] == pytest.approx(offline.null_mean[atom], abs=1e-12)
+        assert row[f"probe_2_0_{atom}"] == pytest.approx(getattr(offline.pid, atom), abs=1e-12)
+        assert row[f"probe_2_0_{atom}_lo"] == pytest.approx(offline.ci[atom][0], abs=1e-12)
+        assert row[f"probe_2_0_{atom}_null"] == pytest.approx(offline.null_mean[atom], abs=1e-12)
 
 
 def test_background_probes_equal_inline_probes_and_report_their_cost(digits, teacher, tmp_path):
@@ -385,10 +387,12 @@ def test_background_probes_equal_inline_probes_and_report_their_cost(digits, tea
         epochs=3,
         warmup_epochs=1,
         cycle_epochs=2,
+        phase1_fraction=0.5,
         grad_clip=100.0,
         lambda_distill=0.01,
         progress=False,
         checkpoint_every=2,
+        checkpoint_dir=str(tmp_path),
     )
     layers = {"teacher_layers": ["2"], "student_layers": ["0"]}
     histories = []
@@ -405,21 +409,25 @@ def test_background_probes_equal_inline_probes_and_report_their_cost(digits, tea
     assert sorted(histories[0].columns) == sorted(histories[1].columns)
     a, b = (h.drop(columns=timing) for h in histories)
     pytest.importorskip("pandas").testing.assert_frame_equal(a, b[a.columns], check_exact=True)
-    assert a["probe_filters_red"].notna().all()
+    assert a["probe_2_0_filters_red"].notna().all()
     # a checkpoint waits for the worker: its rows are complete
-    saved = torch.load(tmp_path / "True" / "rid_epoch0002.pt", weights_only=False)["history"]
-    assert [row["probe_red"] for row in saved] == list(a["probe_red"][:2])
+    saved = torch.load(tmp_path / "True" / "rid_epoch0002.pt", weights_only=True)["history"]
+    assert [row["probe_2_0_red"] for row in saved] == list(a["probe_2_0_red"][:2])
 
 
-def test_a_failing_background_probe_stops_fit_with_its_epoch(digits, teacher):
+def test_a_failing_background_probe_stops_fit_with_its_epoch(digits, teacher, monkeypatch):
+    import pidkd.distill.probes as probes_module
     from pidkd.distill import PIDProbe
-    from pidkd.estimators import Quantizer
 
     train, val = digits
-    small = (val[0][:50], val[1][:50])  # fewer samples than k-means clusters: the worker's fit fails
-    probe = PIDProbe(small, teacher_layer="2", student_layer="0", quantizer=Quantizer(n_bins=60))
+
+    def failing(*args, **kwargs):
+        raise ValueError("solver exploded")
+
+    monkeypatch.setattr(probes_module, "pid_from_samples", failing)  # the worker's analysis fails
+    probe = PIDProbe(val, teacher_layer="2", student_layer="0")
     cfg = DistillConfig(epochs=2, progress=False)
-    with pytest.raises(RuntimeError, match="PID probe of epoch 1 failed"):
+    with pytest.raises(RuntimeError, match="PID probe of epoch 1 failed: solver exploded"):
         fit(teacher, mlp([64, 16, 10], 1), train, method="student", config=cfg, probes=[probe])
     with pytest.raises(TypeError, match="expects PIDProbe objects"):
         fit(teacher, mlp([64, 16, 10], 1), train, method="student", config=cfg, probes=["red"])

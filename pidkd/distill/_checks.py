@@ -1,0 +1,113 @@
+"""Argument and data checks of :mod:`pidkd.distill`, run before any training.
+
+Every message names the function, the argument, what was expected and what was received, and says
+what to do next: "The 'x' parameter of DistillConfig() must be ... Got ... instead."
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _message(caller: str, name: str, expected: str, value: Any) -> str:
+    return f"The {name!r} parameter of {caller} must be {expected}. Got {value!r} instead."
+
+
+def check_module(value: Any, *, name: str, caller: str) -> nn.Module:
+    """``value`` if it is an ``nn.Module``, else ``TypeError``."""
+    if not isinstance(value, nn.Module):
+        raise TypeError(_message(caller, name, "a torch.nn.Module", type(value).__name__))
+    return value
+
+
+def as_tensor_pair(data: Any, *, name: str, caller: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(inputs, labels) tensors if ``data`` is a tuple or list of two tensors or numpy arrays, else ``None``.
+
+    Numpy arrays become tensors of the same dtype (``torch.as_tensor``). Inputs and labels must
+    hold the same, non-zero number of samples (axis 0).
+    """
+    if not (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(d, (torch.Tensor, np.ndarray)) for d in data)
+    ):
+        return None
+    x, y = (torch.as_tensor(d) for d in data)
+    n_x, n_y = (len(t) if t.dim() else 0 for t in (x, y))
+    if n_x != n_y or n_x == 0:
+        raise ValueError(
+            f"{caller} got {n_x} inputs and {n_y} labels in {name!r}; give the same, non-zero number of each."
+        )
+    return x, y
+
+
+def describe(value: Any) -> str:
+    """A short description of ``value`` for messages: its type, and its items' types for a pair."""
+    if isinstance(value, (tuple, list)) and len(value) <= 4:
+        return f"a {type(value).__name__} of ({', '.join(type(v).__name__ for v in value)})"
+    return f"a {type(value).__name__}"
+
+
+def check_batch(batch: Any, *, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first batch of ``name`` as (inputs, labels) tensors, else ``TypeError``."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(b, torch.Tensor) for b in batch)):
+        raise TypeError(
+            f"fit() expects {name} batches of (inputs, labels) tensors (as a DataLoader over a TensorDataset "
+            f"gives); got {describe(batch)}. Wrap the data set so that each item is an (input, label) pair."
+        )
+    return batch[0], batch[1]
+
+
+def check_labels(y: torch.Tensor, n_classes: int, *, who: str, name: str = "train_data") -> None:
+    """Integer class labels in ``[0, n_classes)``, one per sample, else ``TypeError`` / ``ValueError``."""
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise TypeError(
+            f"fit() expects integer class labels in {name}; got {y.dtype} labels. Give class indices as an integer "
+            "tensor (labels.long()); soft or one-hot labels are not supported."
+        )
+    if y.dim() != 1:
+        raise ValueError(
+            f"fit() expects {name} labels of shape (batch,), one class index per sample; got shape {tuple(y.shape)}."
+        )
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= n_classes:
+        raise ValueError(
+            f"fit() expects {name} labels in [0, {n_classes}) ({n_classes} = the number of logits of the {who}); "
+            f"got labels from {lo} to {hi}. Give class indices 0..{n_classes - 1}, or a {who} with one logit per class."
+        )
+
+
+def check_logits(out: Any, *, who: str, n_samples: int) -> int:
+    """The number of classes of a model's output on one batch; the output must be (batch, classes) logits."""
+    if not isinstance(out, torch.Tensor):
+        kind = "tuple" if isinstance(out, tuple) else "dict" if isinstance(out, Mapping) else type(out).__name__
+        raise TypeError(
+            f"fit(): the {who} returned a {kind}, not a tensor of logits; fit() needs models whose forward returns "
+            "logits of shape (batch, classes): wrap the model so that it returns the logits only (a small nn.Module "
+            "whose forward returns e.g. model(x)[0] or model(x)['logits']). Intermediate layers are captured by "
+            "name with teacher_layers / student_layers."
+        )
+    if out.dim() != 2 or out.shape[0] != n_samples:
+        raise ValueError(
+            f"fit(): the {who} returned a tensor of shape {tuple(out.shape)} for a batch of {n_samples} samples; "
+            "fit() needs logits of shape (batch, classes). Flatten or wrap the model's output."
+        )
+    return int(out.shape[1])
+
+
+def check_dtypes(x: torch.Tensor, models: Mapping[str, nn.Module]) -> None:
+    """Floating inputs and every floating parameter of the models share one dtype, else ``ValueError``."""
+    if not x.is_floating_point():
+        return
+    for who, model in models.items():
+        dtypes = sorted({p.dtype for p in model.parameters() if p.is_floating_point()} - {x.dtype}, key=str)
+        if dtypes:
+            raise ValueError(
+                f"fit(): the inputs are {x.dtype} but the {who}'s parameters are {dtypes[0]}; give the models and "
+                f"the inputs one floating dtype (e.g. {who}.to({x.dtype}), or inputs.to({dtypes[0]}))."
+            )
