@@ -60,22 +60,24 @@ def _read_npz(path: Path) -> dict[str, Any]:
         f = np.load(path, allow_pickle=False)
     except ValueError:  # numpy's message here suggests allow_pickle=True, which would run code
         raise ValueError(
-            f"load_activations() could not read {str(path)!r}: it is not a numpy .npz archive (numpy could only read it as a "
-            "pickle, and pidkd never loads pickles: they can run code). Save activations with "
-            "pidkd.save_activations or np.savez."
+            f"load_activations() could not read {str(path)!r}: it is not a numpy .npz archive (numpy could "
+            "only read it as a pickle, and pidkd never loads pickles: they can run code). Save activations "
+            "with pidkd.save_activations or np.savez."
         ) from None
     if not isinstance(f, np.lib.npyio.NpzFile):
         raise ValueError(
-            f"load_activations() could not read {str(path)!r}: it holds a single array (.npy format), not an .npz archive with the "
-            "keys labels, teacher/<layer>, student/<layer>. Save activations with pidkd.save_activations."
+            f"load_activations() could not read {str(path)!r}: it holds a single array (.npy format), not an "
+            ".npz archive with the keys labels, teacher/<layer>, student/<layer>. Save activations with "
+            "pidkd.save_activations."
         )
     with f:
         try:
             return {k: f[k] for k in f.files}
         except ValueError:
             raise ValueError(
-                f"load_activations() could not read {str(path)!r}: it holds object arrays, which numpy stores as pickles; pidkd never "
-                "loads pickles (they can run code). Store numeric arrays (np.asarray(x, dtype=np.float32))."
+                f"load_activations() could not read {str(path)!r}: it holds object arrays, which numpy stores "
+                "as pickles; pidkd never loads pickles (they can run code). Store numeric arrays "
+                "(np.asarray(x, dtype=np.float32))."
             ) from None
 
 
@@ -88,8 +90,9 @@ def _read(path: Path, suffix: str) -> dict[str, Any]:
         data = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
         if not isinstance(data, dict):
             raise ValueError(
-                f"load_activations() could not read {str(path)!r}: it holds a {type(data).__name__}, not a dict of tensors with the "
-                "keys labels, teacher/<layer>, student/<layer> (or the nested {'teacher': {layer: tensor}, ...})."
+                f"load_activations() could not read {str(path)!r}: it holds a {type(data).__name__}, not a dict "
+                "of tensors with the keys labels, teacher/<layer>, student/<layer> (or the nested "
+                "{'teacher': {layer: tensor}, ...})."
             )
         return _flat_keys(data)
     st = import_optional("safetensors.numpy", purpose="load_activations() of a .safetensors file")
