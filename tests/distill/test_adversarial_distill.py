@@ -16,18 +16,9 @@ nn = torch.nn
 
 from pidkd.distill import DistillConfig, PIDProbe, fit  # noqa: E402
 from pidkd.estimators import Quantizer  # noqa: E402
+from tests.distill.test_distill import mlp  # noqa: E402
 
 RID_LAYERS = {"teacher_layers": ["1"], "student_layers": ["1"]}
-
-
-def mlp(widths, seed):
-    torch.manual_seed(seed)
-    layers = []
-    for i in range(len(widths) - 1):
-        layers += [nn.Linear(widths[i], widths[i + 1])]
-        if i < len(widths) - 2:
-            layers += [nn.ReLU()]
-    return nn.Sequential(*layers)
 
 
 def teacher():
