@@ -47,6 +47,7 @@ _MIN_STEP = 2.0**-40
 _MAX_STAGES = 200  # a stage that makes no Newton progress still counts here
 #: Largest |Y|(|T|+|S|) solved by the dense numba kernel (pidkd.estimators._kernels).
 DENSE_MAX_VARS = 320
+_WOODBURY_CHUNK = 2_000_000  # entries of the capacitance products' operands formed at once
 
 
 @dataclass
@@ -63,9 +64,10 @@ class DualNewtonResult:
 class _Problems:
     """A batch of same-shaped problems in (batch, t, s, y) layout."""
 
-    def __init__(self, p: NDArray[np.float64]):
+    def __init__(self, p: NDArray[np.float64], step: str = "auto"):
         self.p = p
         self.n_b, self.n_y, self.n_t, self.n_s = p.shape
+        self.step = _step_cost(self.n_y, self.n_t, self.n_s)[0] if step == "auto" else step
         self.pyt = p.sum(axis=3).transpose(0, 2, 1).copy()  # [B, t, y]
         self.pys = p.sum(axis=2).transpose(0, 2, 1).copy()  # [B, s, y]
         self.cell = (self.pyt[:, :, None, :] > 0) & (self.pys[:, None, :, :] > 0)  # [B, t, s, y]
@@ -78,7 +80,7 @@ class _Problems:
     def take(self, idx: NDArray[np.intp]) -> _Problems:
         """The sub-batch of problems ``idx``."""
         sub = object.__new__(_Problems)
-        sub.n_b, sub.n_y, sub.n_t, sub.n_s = idx.size, self.n_y, self.n_t, self.n_s
+        sub.n_b, sub.n_y, sub.n_t, sub.n_s, sub.step = idx.size, self.n_y, self.n_t, self.n_s, self.step
         for name in ("p", "pyt", "pys", "cell", "nonempty", "dummy_a", "dummy_b", "pin"):
             setattr(sub, name, getattr(self, name)[idx])
         return sub
@@ -105,6 +107,64 @@ class _Problems:
         return ga, gb, res
 
     def newton_step(self, r, m, ga, gb, eps):
+        """Solve H d = -g for every problem of the batch, with the cheaper of two factorisations."""
+        if self.step == "woodbury":
+            return self.woodbury_step(r, m, ga, gb, eps)
+        return self.schur_step(r, m, ga, gb, eps)
+
+    def woodbury_step(self, r, m, ga, gb, eps):
+        """Newton step through the structure of H: per-label blocks plus |T||S| rank-one terms.
+
+        The block of (t, s) in F is m_ts (diag(r) + (1/eps - 1) r r^T) in x_y = -(a(y,t) + b(y,s)).
+        Its diagonal part decouples by label: for every y one (|T|+|S|)-square block M_y (a
+        bipartite Laplacian weighted by w = m r). The rest is sum_ts u_ts u_ts^T with
+        u_ts(y) = sqrt(m_ts (1/eps - 1)) r_ts(y) on a(y,t) and b(y,s). With U = [u_ts], Woodbury:
+        H^-1 = M^-1 - M^-1 U C^-1 U^T M^-1, C = I + U^T M^-1 U of size |T||S|. Cost per step
+        O(|Y| (|T|+|S|)^3 + |Y| (|T||S|)^2 + (|T||S|)^3) instead of O((|Y||S|)^3 + |T||Y|^3|S|^2).
+        The gauge pin and the dummy variables are handled as in :meth:`schur_step`.
+        """
+        nb, n_y, n_t, n_s = self.n_b, self.n_y, self.n_t, self.n_s
+        n, k = n_t + n_s, n_t * n_s
+        w = m[..., None] * r  # [B, t, s, y]
+        inv_eps = 1.0 / eps
+        ridge = 1e-13 * (np.abs(w).max(axis=(1, 2, 3)) * np.maximum(inv_eps, 1.0)) + 1e-300
+        it, is_ = np.arange(n_t), n_t + np.arange(n_s)
+        mat = np.zeros((nb, n_y, n, n))
+        mat[:, :, it, it] = (w.sum(axis=2) + self.dummy_a).transpose(0, 2, 1)
+        mat[:, :, is_, is_] = (w.sum(axis=1) + self.dummy_b).transpose(0, 2, 1)
+        mat[:, :, it, it] += ridge[:, None, None]
+        mat[:, :, is_, is_] += ridge[:, None, None]
+        mat[:, :, :n_t, n_t:] = w.transpose(0, 3, 1, 2)  # d2F / da(y,t) db(y,s) = w_ts(y)
+        mat[:, :, n_t:, :n_t] = w.transpose(0, 3, 2, 1)
+        ib, iy = np.arange(nb)[:, None], np.arange(n_y)[None, :]
+        pin = n_t + self.pin  # [B, y]: the pinned b(y, .) in each block
+        mat[ib, iy, pin, :] = 0.0
+        mat[ib, iy, :, pin] = 0.0
+        mat[ib, iy, pin, pin] = 1.0
+        minv = _inv_spd(mat)
+        minv[ib, iy, pin, :] = 0.0  # the pinned variable is not a variable: M^-1 acts on the others
+        minv[ib, iy, :, pin] = 0.0
+        # rho[b, y, (t, s)] = sqrt(c_ts) r_ts(y): the entries of u_ts at a(y,t) and at b(y,s)
+        c = np.maximum(m * (inv_eps - 1.0)[:, None, None], 0.0)
+        rho = (np.sqrt(c)[..., None] * r).reshape(nb, k, n_y).transpose(0, 2, 1)  # [B, y, K]
+        rr = rho.reshape(nb, n_y, n_t, n_s)
+        cap = np.zeros((nb, k, k))
+        per = max(1, _WOODBURY_CHUNK // (nb * k * max(n_t, n_s)))  # labels per chunk: memory stays bounded
+        for lo in range(0, n_y, per):
+            sl = slice(lo, lo + per)
+            cap += _capacitance(rr[:, sl], minv[:, sl, :n_t, :n_t], minv[:, sl, :n_t, n_t:], minv[:, sl, n_t:, n_t:])
+        cap[:, np.arange(k), np.arange(k)] += 1.0
+        g = -np.concatenate([ga, gb], axis=1).transpose(0, 2, 1)  # [B, y, n]: -gradient
+        g[ib, iy, pin] = 0.0
+        mg = np.matmul(minv, g[..., None])[..., 0]
+        utmg = (rho * (mg[..., :n_t, None] + mg[..., None, n_t:]).reshape(nb, n_y, k)).sum(axis=1)
+        z = _solve_spd(cap, utmg)
+        rz = (rho * z[:, None, :]).reshape(nb, n_y, n_t, n_s)
+        uz = np.concatenate([rz.sum(axis=3), rz.sum(axis=2)], axis=2)  # U z, [B, y, n]
+        d = mg - np.matmul(minv, uz[..., None])[..., 0]
+        return d[..., :n_t].transpose(0, 2, 1), d[..., n_t:].transpose(0, 2, 1)
+
+    def schur_step(self, r, m, ga, gb, eps):
         """Solve H d = -g for every problem of the batch (Schur complement on the s side)."""
         nb, n_y, n_t, n_s = self.n_b, self.n_y, self.n_t, self.n_s
         w = m[..., None] * r  # [B, t, s, y]
@@ -136,6 +196,49 @@ class _Problems:
         db = _solve_spd(schur, rhs)
         da = np.einsum("btyz,btz->bty", da_inv, (ra - np.einsum("bij,bj->bi", c, db)).reshape(nb, n_t, n_y))
         return da, db.reshape(nb, n_s, n_y)
+
+
+def _capacitance(rr, a_blk, b_blk, d_blk) -> NDArray[np.float64]:
+    """sum_y (rho_y rho_y^T) * (P^T M_y^-1 P) for a chunk of labels, as batched matrix products.
+
+    ``rr[b, y, t, s]`` = rho; ``M_y^-1`` in blocks a_blk (t, t'), b_blk (t, s'), d_blk (s, s').
+    Entry ((t,s), (t',s')) is sum_y rho(y,t,s) rho(y,t',s') (A[t,t'] + B[t,s'] + B[t',s] + D[s,s']):
+    each of the three distinct terms is one product (|T||S| x |Y|) @ (|Y| x .) per t' or s'.
+    """
+    nb, n_y, n_t, n_s = rr.shape
+    k = n_t * n_s
+    rt = rr.transpose(0, 2, 1, 3)  # [b, t', y, s']
+    rs = rr.transpose(0, 3, 1, 2)  # [b, s', y, t']
+    # A-term: batch over t'; x1[b, t', (t,s), y] = rho(y,t,s) A[y,t,t']
+    x1 = (rr[..., None] * a_blk[:, :, :, None, :]).transpose(0, 4, 2, 3, 1).reshape(nb, n_t, k, n_y)
+    t1 = np.matmul(x1, rt).transpose(0, 2, 1, 3).reshape(nb, k, k)
+    # B-term and D-term: batch over s'; rho(y,t,s) B[y,t,s'] and rho(y,t,s) D[y,s,s']
+    x2 = (rr[..., None] * b_blk[:, :, :, None, :]).transpose(0, 4, 2, 3, 1).reshape(nb, n_s, k, n_y)
+    x4 = (rr[..., None] * d_blk[:, :, None, :, :]).transpose(0, 4, 2, 3, 1).reshape(nb, n_s, k, n_y)
+    t2 = np.matmul(x2, rs).transpose(0, 2, 3, 1).reshape(nb, k, k)
+    t4 = np.matmul(x4, rs).transpose(0, 2, 3, 1).reshape(nb, k, k)
+    return t1 + t2 + t2.transpose(0, 2, 1) + t4
+
+
+def _step_cost(n_y: int, n_t: int, n_s: int) -> tuple[str, float]:
+    """The cheaper Newton factorisation of a problem shape, and its flop count per step.
+
+    "schur": the dense Schur complement on the s side, (|S||Y|)^3 / 3 for the Cholesky plus
+    2 |T||Y| (|S||Y|)^2 for forming it. "woodbury": per-label blocks plus the |T||S| capacitance
+    system (see :meth:`_Problems.woodbury_step`).
+    """
+    k = n_t * n_s
+    schur = (n_s * n_y) ** 3 / 3 + 2 * (n_t * n_y) * (n_s * n_y) ** 2
+    woodbury = n_y * (n_t + n_s) ** 3 + 6 * n_y * k * k + k**3 / 3
+    return ("woodbury", woodbury) if woodbury < schur else ("schur", schur)
+
+
+def _inv_spd(mat: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Inverses of a stack of symmetric positive definite matrices (pseudo-inverse if singular)."""
+    try:
+        return np.linalg.inv(mat)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(mat, hermitian=True)
 
 
 def _polish(q: NDArray[np.float64], p: NDArray[np.float64], sweeps: int = 50) -> NDArray[np.float64]:
@@ -195,6 +298,7 @@ def solve(
     eps_min: float = 1e-8,
     trace: list | None = None,
     kernel: str = "auto",
+    step: str = "auto",
 ) -> DualNewtonResult:
     """Solve a batch ``p[B, y, t, s]`` of BROJA programmes to ``gap <= gap_tol`` (nats).
 
@@ -213,6 +317,9 @@ def solve(
         Receives (eps, iterations, residual, gap) of problem 0 at every stage (numpy path).
     kernel : {"auto", "numba", "numpy"}
         "auto": the dense numba kernel up to DENSE_MAX_VARS dual variables, numpy beyond.
+    step : {"auto", "schur", "woodbury"}
+        Factorisation of the Newton systems on the numpy path; "auto" takes the one with fewer
+        flops for the shape (:func:`_step_cost`). Both give the same step up to round-off.
     """
     small = p.shape[1] * (p.shape[2] + p.shape[3]) <= DENSE_MAX_VARS
     if kernel == "numba" or (kernel == "auto" and small and trace is None):
@@ -235,12 +342,12 @@ def solve(
     # Trial points of the line search may overflow; they are rejected (non-finite F), and a NaN
     # reaching the end fails the certificate (gap <= tol is False for NaN), so nothing is hidden.
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        return _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace)
+        return _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step)
 
 
-def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace) -> DualNewtonResult:
+def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> DualNewtonResult:
     start = time.perf_counter()
-    pr = _Problems(p)
+    pr = _Problems(p, step)
     nb = pr.n_b
     py = p.sum(axis=(2, 3))
     a = np.where(pr.dummy_a > 0, 0.0, -np.log(pr.pyt))
