@@ -1,4 +1,10 @@
-"""Compare BROJA solvers in one run: pidkd's NEWTON solver, pidkd's cvxpy path, and dit.
+"""Compare BROJA solvers in one run: pidkd's NEWTON solver (and its 0.1.0 form), pidkd's cvxpy path, and dit.
+
+Peers: ``NEWTON`` (the default); ``NEWTON-0.1.0``, the same solver with the dense Schur Newton
+step only, as pidkd 0.1.0 had it (the structured step for many labels switched off); pidkd's
+exponential-cone programme through cvxpy with Clarabel and SCS; dit 2.3's ``PID_BROJA`` with
+``method="cone"`` (the BROJA_2PID exponential-cone algorithm, solved by ECOS) and with its
+default method.
 
 Every (solver, size) measurement runs in a fresh subprocess, so each gets a clean peak-memory
 reading (``ru_maxrss``, interpreter included) and a wall-clock limit. Random pmfs have full
@@ -8,7 +14,7 @@ reports each solver's largest atom difference to it.
 
 Usage::
 
-    python benchmarks/compare_solvers.py            # the full grid (about 15 minutes)
+    python benchmarks/compare_solvers.py            # the full grid (about 40 minutes)
     python benchmarks/compare_solvers.py --quick    # small sizes only (a minute)
 
 Writes ``docs/benchmarks/solvers.json``, ``solvers.md`` and ``solvers.png`` (the docs show them).
@@ -33,6 +39,8 @@ SIZES = [
     (10, 32, 32),
     (10, 64, 64),
     (100, 10, 10),
+    (200, 10, 10),
+    (1000, 10, 10),
     (10, 128, 128),
     (10, 256, 256),
     (100, 64, 64),
@@ -40,9 +48,10 @@ SIZES = [
 QUICK_SIZES = [(2, 2, 2), (4, 4, 4), (10, 10, 10), (10, 32, 32)]
 # Largest problem (cells) each peer is run on; beyond it the run would take far too long
 # (measured here: SCS needs 6 s at 10x10x10 and 350 s at 10x32x32; dit more than 15 minutes at
-# 10x10x10). NEWTON's dense Newton systems have |Y|·max(|T|,|S|) rows; beyond 2,600 a step
-# costs several seconds on 2 cores, so 100x64x64 is not run.
-LIMITS = {"NEWTON": 10**6, "CLARABEL": 45_000, "SCS": 1_000, "dit": 64}
+# 10x10x10). The 0.1.0 Newton step factors a dense system of |Y|·max(|T|,|S|) rows; beyond 2,600
+# a step costs several seconds on 2 cores (1000x10x10 took 373 s), so it is not run there.
+SOLVERS = ("NEWTON", "NEWTON-0.1.0", "CLARABEL", "SCS", "dit-cone", "dit")
+LIMITS = {"NEWTON": 10**6, "NEWTON-0.1.0": 10**6, "CLARABEL": 45_000, "SCS": 1_000, "dit-cone": 20_000, "dit": 64}
 NEWTON_MAX_SCHUR = 2_600
 SEED = 20241107
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
@@ -53,20 +62,25 @@ import numpy as np
 shape, solver, seed, repeats = json.loads(sys.argv[1])
 p = np.random.default_rng(seed).random(shape); p /= p.sum()
 times = []
-if solver == "dit":
+if solver.startswith("dit"):
     import itertools, dit
     from dit.pid import PID_BROJA
+    kw = {"method": "cone"} if solver == "dit-cone" else {}
     for _ in range(repeats):
         t0 = time.perf_counter()
         outcomes = [(t, s, y) for y, t, s in itertools.product(*map(range, shape))]
         d = dit.Distribution(outcomes, [p[y, t, s] for t, s, y in outcomes])
-        r = PID_BROJA(d)
+        r = PID_BROJA(d, **kw)
         times.append(time.perf_counter() - t0)
     atoms = [float(r[((0,), (1,))]), float(r[((0,),)]), float(r[((1,),)]), float(r[((0, 1),)])]
     out = {"atoms": atoms, "status": "n/a", "gap": None}
 else:
     import pidkd
     warnings.simplefilter("ignore")
+    if solver == "NEWTON-0.1.0":  # the dense Schur Newton step only, as pidkd 0.1.0
+        from pidkd.estimators import _dual_newton
+        _dual_newton._step_cost = lambda n_y, n_t, n_s: ("schur", 0.0)
+        solver = "NEWTON"
     for _ in range(repeats):
         t0 = time.perf_counter()
         r = pidkd.pid(p, solver=solver, strict=False)
@@ -138,11 +152,11 @@ def main() -> None:
     for shape in sizes:
         cells = int(np.prod(shape))
         results = {}
-        for solver in ("NEWTON", "CLARABEL", "SCS", "dit"):
+        for solver in SOLVERS:
             if cells > LIMITS[solver]:
                 results[solver] = {"error": f"not run (> {LIMITS[solver]} cells)"}
                 continue
-            if solver == "NEWTON" and shape[0] * max(shape[1:]) > NEWTON_MAX_SCHUR:
+            if solver == "NEWTON-0.1.0" and shape[0] * max(shape[1:]) > NEWTON_MAX_SCHUR:
                 results[solver] = {"error": f"not run (Newton system > {NEWTON_MAX_SCHUR} rows)"}
                 continue
             first = run_one(shape, solver, 1, args.timeout)
@@ -153,7 +167,7 @@ def main() -> None:
         certified = {
             k: v
             for k, v in results.items()
-            if k != "dit" and "error" not in v and v["converged"] and v["gap"] >= -1e-10
+            if not k.startswith("dit") and "error" not in v and v["converged"] and v["gap"] >= -1e-10
         }
         ref_name = min(certified, key=lambda k: certified[k]["gap"]) if certified else None
         for res in results.values():
@@ -177,6 +191,10 @@ def main() -> None:
     print((args.out / "solvers.md").read_text())
 
 
+def _fmt_ratio(r: float) -> str:
+    return f"{r:.0f}x" if r >= 10 else f"{r:.2g}x"
+
+
 def _fmt_time(res: dict) -> str:
     if "error" in res:
         return res["error"].replace("not run ", "—&nbsp;")
@@ -185,46 +203,68 @@ def _fmt_time(res: dict) -> str:
 
 
 def markdown(rows, batch, meta) -> str:
-    names = ("NEWTON", "CLARABEL", "SCS", "dit")
+    names = SOLVERS
+    peers = [n for n in names if n != "NEWTON"]
     lines = [
         "# Benchmark: BROJA solvers",
         "",
         "Generated by `python benchmarks/compare_solvers.py` (do not edit by hand). pidkd's own "
-        "solver (NEWTON, the default) against pidkd's exponential-cone programme solved by "
-        "Clarabel and SCS through cvxpy, and against dit's `PID_BROJA`, on random pmfs with full "
-        "support (seed fixed). Every run is a fresh process.",
+        "solver (NEWTON, the default) against its 0.1.0 form (NEWTON-0.1.0: the dense Schur Newton "
+        "step only), pidkd's exponential-cone programme solved by Clarabel and SCS through cvxpy, "
+        'and dit 2.3\'s `PID_BROJA` with `method="cone"` (dit-cone: the BROJA_2PID exponential-cone '
+        "algorithm) and with its default method (dit), on random pmfs with full support (seed "
+        "fixed). Every run is a fresh process.",
         "",
         "![time per PID against problem size](solvers.png)",
         "",
         f"Measured {meta['date']} on {meta['machine']}, Python {meta['python']}; "
-        "median wall time per PID (validation included), max |atom difference| in bits to the "
-        "certified result with the smallest duality gap, peak memory of the process (MB). "
-        "dit reports no certificate; its gap column is empty.",
+        "median wall time per PID (validation included) and NEWTON's speed-up over each peer. "
+        "Only the problems with many labels against |T||S| (here 100x10x10, 200x10x10, 1000x10x10 and "
+        "100x64x64) take the structured Newton step; on the others NEWTON runs the same code as "
+        "NEWTON-0.1.0, and their ratio shows the run-to-run noise (about 10%).",
         "",
         "| size | cells | "
         + " | ".join(f"{n} time" for n in names)
-        + " | NEWTON speed-up vs CLARABEL | NEWTON speed-up vs dit | "
-        + " | ".join(f"{n} max diff" for n in names)
-        + " | NEWTON gap (bits) | NEWTON / CLARABEL peak MB |",
-        "|" + "---|" * (2 + 2 * len(names) + 4),
+        + " | "
+        + " | ".join(f"vs {n}" for n in peers)
+        + " |",
+        "|" + "---|" * (2 + len(names) + len(peers)),
     ]
     for row in rows:
         res = row["results"]
         t = {n: res[n].get("median_s") for n in names}
-
-        def ratio(n, t=t):
-            return f"{t[n] / t['NEWTON']:.0f}x" if t.get(n) and t.get("NEWTON") else "—"
-
-        diffs = [f"{res[n]['max_atom_diff']:.1e}" if "max_atom_diff" in res[n] else "—" for n in names]
-        gap = res["NEWTON"].get("gap")
-        gap_txt = "—" if gap is None else f"{gap:.1e}"
-        mem = " / ".join(f"{res[n]['maxrss_mb']:.0f}" if "maxrss_mb" in res[n] else "—" for n in ("NEWTON", "CLARABEL"))
+        ratios = [_fmt_ratio(t[n] / t["NEWTON"]) if t.get(n) and t.get("NEWTON") else "—" for n in peers]
         lines.append(
             f"| {'x'.join(map(str, row['shape']))} | {row['cells']} | "
             + " | ".join(_fmt_time(res[n]) for n in names)
-            + f" | {ratio('CLARABEL')} | {ratio('dit')} | "
+            + " | "
+            + " | ".join(ratios)
+            + " |"
+        )
+    lines += [
+        "",
+        "Accuracy and memory: max |atom difference| in bits to the certified result with the "
+        "smallest duality gap, NEWTON's certified duality gap, and the peak memory of the process "
+        "(MB, interpreter included). dit reports no certificate.",
+        "",
+        "| size | "
+        + " | ".join(f"{n} max diff" for n in names)
+        + " | NEWTON gap (bits) | "
+        + " | ".join(f"{n} MB" for n in names)
+        + " |",
+        "|" + "---|" * (2 + 2 * len(names)),
+    ]
+    for row in rows:
+        res = row["results"]
+        diffs = [f"{res[n]['max_atom_diff']:.1e}" if "max_atom_diff" in res[n] else "—" for n in names]
+        gap = res["NEWTON"].get("gap")
+        mem = [f"{res[n]['maxrss_mb']:.0f}" if "maxrss_mb" in res[n] else "—" for n in names]
+        lines.append(
+            f"| {'x'.join(map(str, row['shape']))} | "
             + " | ".join(diffs)
-            + f" | {gap_txt} | {mem} |"
+            + f" | {'—' if gap is None else f'{gap:.1e}'} | "
+            + " | ".join(mem)
+            + " |"
         )
     lines += [
         "",
@@ -243,10 +283,14 @@ def plot(rows, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for name, marker in (("NEWTON", "o"), ("CLARABEL", "s"), ("SCS", "^"), ("dit", "x")):
+    markers = {"NEWTON": "o", "NEWTON-0.1.0": "o", "CLARABEL": "s", "SCS": "^", "dit-cone": "D", "dit": "x"}
+    for name, marker in markers.items():
         pts = [(r["cells"], r["results"][name]["median_s"]) for r in rows if "median_s" in r["results"][name]]
         if pts:
-            ax.loglog(*zip(*pts), marker=marker, label=name if name != "NEWTON" else "pidkd NEWTON")
+            # markers only: problems of equal size but different shape (10x32x32, 100x10x10) differ a lot
+            style = {"mfc": "none", "ms": 9} if name == "NEWTON-0.1.0" else {}
+            label = name if name != "NEWTON" else "pidkd NEWTON"
+            ax.loglog(*zip(*pts), marker=marker, ls="none", label=label, **style)
     ax.set_xlabel("support cells |Y|·|T|·|S|")
     ax.set_ylabel("median wall time per PID (s)")
     ax.set_title("BROJA PID of random pmfs: time to a certified result")

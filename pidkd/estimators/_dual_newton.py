@@ -17,9 +17,12 @@ Q(y,t,s) = m_ts softmax_y(-a-b) with masses m_ts = mu_ts exp(L_ts / eps), and th
 exactly the marginal residual of that Q. After each minimisation the masses become the next
 multipliers (mu <- m) and eps shrinks to a floor; L_ts <= 0 then holds in the limit without
 eps -> 0, so the Newton systems stay well conditioned. The Hessian has one |Y|x|Y| block per t,
-one per s and one coupling block per (t, s); Newton steps are solved by a Schur complement on the
-s side. After every stage :func:`pidkd.estimators._certificate.certify` measures the residual and
-the duality gap of the current (Q, a, b); the solver stops on ``gap <= tol``, never on an
+one per s and one coupling block per (t, s), each a diagonal plus a rank-one matrix. Newton steps
+are solved either by a dense Schur complement on the s side (large |T|, |S|) or through the
+structure (per-label blocks plus |T||S| rank-one terms, Woodbury; many labels), whichever costs
+fewer flops for the shape (:func:`_step_cost`). After every stage
+:func:`pidkd.estimators._certificate.certify` measures the residual and the duality gap of the
+current (Q, a, b); the solver stops on ``gap <= tol``, never on an
 iteration count alone (``max_iter`` only ends a solve that is then reported as not converged).
 
 Problems are solved in batches: all arrays carry a leading batch axis, every problem follows its
