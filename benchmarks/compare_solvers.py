@@ -202,6 +202,25 @@ def _fmt_time(res: dict) -> str:
     return f"{res['median_s']:.3g} s{flag}"
 
 
+def _table(header: list[str], body: list[list[str]]) -> list[str]:
+    """Markdown table lines."""
+    return [f"| {' | '.join(r)} |" for r in (header, ["---"] * len(header), *body)]
+
+
+def _size(row: dict) -> str:
+    return "x".join(map(str, row["shape"]))
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _ratios(row: dict, peers: list[str]) -> list[str]:
+    """NEWTON's speed-up over each peer that finished."""
+    t = {n: r.get("median_s") for n, r in row["results"].items()}
+    return [_fmt_ratio(t[n] / t["NEWTON"]) if t.get(n) and t.get("NEWTON") else "—" for n in peers]
+
+
 def markdown(rows, batch, meta) -> str:
     names = SOLVERS
     peers = [n for n in names if n != "NEWTON"]
@@ -223,49 +242,31 @@ def markdown(rows, batch, meta) -> str:
         "100x64x64) take the structured Newton step; on the others NEWTON runs the same code as "
         "NEWTON-0.1.0, and their ratio shows the run-to-run noise (about 10%).",
         "",
-        "| size | cells | "
-        + " | ".join(f"{n} time" for n in names)
-        + " | "
-        + " | ".join(f"vs {n}" for n in peers)
-        + " |",
-        "|" + "---|" * (2 + len(names) + len(peers)),
-    ]
-    for row in rows:
-        res = row["results"]
-        t = {n: res[n].get("median_s") for n in names}
-        ratios = [_fmt_ratio(t[n] / t["NEWTON"]) if t.get(n) and t.get("NEWTON") else "—" for n in peers]
-        lines.append(
-            f"| {'x'.join(map(str, row['shape']))} | {row['cells']} | "
-            + " | ".join(_fmt_time(res[n]) for n in names)
-            + " | "
-            + " | ".join(ratios)
-            + " |"
-        )
-    lines += [
+        *_table(
+            ["size", "cells", *(f"{n} time" for n in names), *(f"vs {n}" for n in peers)],
+            [
+                [_size(row), str(row["cells"]), *(_fmt_time(row["results"][n]) for n in names), *_ratios(row, peers)]
+                for row in rows
+            ],
+        ),
         "",
         "Accuracy and memory: max |atom difference| in bits to the certified result with the "
         "smallest duality gap, NEWTON's certified duality gap, and the peak memory of the process "
         "(MB, interpreter included). dit reports no certificate.",
         "",
-        "| size | "
-        + " | ".join(f"{n} max diff" for n in names)
-        + " | NEWTON gap (bits) | "
-        + " | ".join(f"{n} MB" for n in names)
-        + " |",
-        "|" + "---|" * (2 + 2 * len(names)),
+        *_table(
+            ["size", *(f"{n} max diff" for n in names), "NEWTON gap (bits)", *(f"{n} MB" for n in names)],
+            [
+                [
+                    _size(row),
+                    *(_fmt(row["results"][n].get("max_atom_diff"), ".1e") for n in names),
+                    _fmt(row["results"]["NEWTON"].get("gap"), ".1e"),
+                    *(_fmt(row["results"][n].get("maxrss_mb"), ".0f") for n in names),
+                ]
+                for row in rows
+            ],
+        ),
     ]
-    for row in rows:
-        res = row["results"]
-        diffs = [f"{res[n]['max_atom_diff']:.1e}" if "max_atom_diff" in res[n] else "—" for n in names]
-        gap = res["NEWTON"].get("gap")
-        mem = [f"{res[n]['maxrss_mb']:.0f}" if "maxrss_mb" in res[n] else "—" for n in names]
-        lines.append(
-            f"| {'x'.join(map(str, row['shape']))} | "
-            + " | ".join(diffs)
-            + f" | {'—' if gap is None else f'{gap:.1e}'} | "
-            + " | ".join(mem)
-            + " |"
-        )
     lines += [
         "",
         f"Batched: {batch['n']} random 4x4x4 pmfs through `pid_batch` in {batch['batch_s']:.2f} s "
