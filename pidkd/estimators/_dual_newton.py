@@ -181,7 +181,7 @@ class _Problems:
         ridge = 1e-13 * np.abs(k).max(axis=(1, 2, 3, 4)) + 1e-300
         da_blk[..., iy, iy] += self.dummy_a + ridge[:, None, None]
         db_blk[..., iy, iy] += self.dummy_b + ridge[:, None, None]
-        da_inv = np.linalg.inv(da_blk)
+        da_inv = _inv_spd(da_blk)
         c = k.transpose(0, 1, 3, 2, 4).reshape(nb, n_t * n_y, n_s * n_y)
         dinv_c = np.matmul(da_inv[:, :, None], k).transpose(0, 1, 3, 2, 4).reshape(nb, n_t * n_y, n_s * n_y)
         schur = -np.matmul(c.transpose(0, 2, 1), dinv_c)
@@ -237,11 +237,25 @@ def _step_cost(n_y: int, n_t: int, n_s: int) -> tuple[str, float]:
 
 
 def _inv_spd(mat: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Inverses of a stack of symmetric positive definite matrices (pseudo-inverse if singular)."""
+    """Inverses of a stack of symmetric positive semidefinite matrices, never raising.
+
+    A singular matrix gets its pseudo-inverse; one that cannot be inverted at all (non-finite
+    entries from an overflowed trial point) gets NaN, which makes the Newton step no descent
+    direction: the stage ends and an unfinished solve is reported as not converged.
+    """
     try:
         return np.linalg.inv(mat)
     except np.linalg.LinAlgError:
-        return np.linalg.pinv(mat, hermitian=True)
+        pass
+    out = np.full_like(mat, np.nan)
+    flat, res = mat.reshape(-1, *mat.shape[-2:]), out.reshape(-1, *mat.shape[-2:])
+    for i, block in enumerate(flat):
+        if np.all(np.isfinite(block)):
+            try:
+                res[i] = np.linalg.pinv(block, hermitian=True)
+            except np.linalg.LinAlgError:
+                pass
+    return out
 
 
 def _polish(q: NDArray[np.float64], p: NDArray[np.float64], sweeps: int = 50) -> NDArray[np.float64]:

@@ -177,3 +177,14 @@ def test_many_labels_agree_with_clarabel(shape, seed):
     ours, cone = pidkd.pid(p), pidkd.pid(p, solver="CLARABEL", tol=1e-6)  # Clarabel stalls near 1e-7 bits
     np.testing.assert_allclose(atoms(ours), atoms(cone), atol=1e-6)
     assert ours.diagnostics.gap <= 1e-9 and ours.diagnostics.converged
+
+
+def test_block_inverse_never_raises():
+    """A singular block gets its pseudo-inverse, a non-finite one NaN (no descent: the stage ends)."""
+    from pidkd.estimators._dual_newton import _inv_spd
+
+    mats = np.stack([np.eye(2) * 2, np.zeros((2, 2)), np.array([[np.inf, 0.0], [0.0, 1.0]])])
+    out = _inv_spd(mats)
+    np.testing.assert_allclose(out[0], np.eye(2) / 2)
+    np.testing.assert_allclose(out[1], 0.0)
+    assert np.isnan(out[2]).all()
