@@ -70,6 +70,8 @@ class _Problems:
     def __init__(self, p: NDArray[np.float64], step: str = "auto"):
         self.p = p
         self.n_b, self.n_y, self.n_t, self.n_s = p.shape
+        if step not in ("auto", "schur", "woodbury"):
+            raise ValueError(f"The 'step' parameter of solve() must be 'auto', 'schur' or 'woodbury'. Got {step!r}.")
         self.step = _step_cost(self.n_y, self.n_t, self.n_s)[0] if step == "auto" else step
         self.pyt = p.sum(axis=3).transpose(0, 2, 1).copy()  # [B, t, y]
         self.pys = p.sum(axis=2).transpose(0, 2, 1).copy()  # [B, s, y]
