@@ -446,9 +446,12 @@ def _first_batch(
     student: nn.Module,
     dev: torch.device,
     use_amp: bool,
-) -> torch.Tensor:
-    """Check the first training batch and both models' logits on it (before any training); its inputs.
+    t_layers: list[str],
+    s_layers: list[str],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Any]:
+    """Run both models once on the first training batch and check it and their logits (before any training).
 
+    Returns the captured teacher and student layers (they size the filters) and the teacher's output.
     ``labels``: all training labels when the data is one tensor pair, else the first batch's are checked.
     """
     try:
@@ -459,24 +462,26 @@ def _first_batch(
     if not use_amp:  # under autocast, matrix products cast both sides to bfloat16
         check_dtypes(x0, {"teacher": teacher, "student": student})
     x0 = x0.to(dev)
-    with torch.no_grad():
+    with torch.no_grad(), capture(teacher, t_layers) as ta, capture(student, s_layers) as sa:
+        t_out = teacher(x0)
         was = student.training
         student.eval()
-        n_student = check_logits(student(x0), who="student", n_samples=len(x0))
+        s_out = student(x0)
         student.train(was)
-        n_classes, who = n_student, "student"
-        if method != "student":  # the plain student never uses the teacher's output
-            n_teacher = check_logits(teacher(x0), who="teacher", n_samples=len(x0))
-            if method == "kd" and n_teacher != n_student:
-                raise ValueError(
-                    f"fit(method='kd'): the teacher gives {n_teacher} logits and the student {n_student}; KD "
-                    "compares their softened class distributions class by class, so both need one logit per class "
-                    "of the same task."
-                )
-            if n_teacher < n_student:
-                n_classes, who = n_teacher, "teacher"
+    n_student = check_logits(s_out, who="student", n_samples=len(x0))
+    n_classes, who = n_student, "student"
+    if method != "student":  # the plain student never uses the teacher's output
+        n_teacher = check_logits(t_out, who="teacher", n_samples=len(x0))
+        if method == "kd" and n_teacher != n_student:
+            raise ValueError(
+                f"fit(method='kd'): the teacher gives {n_teacher} logits and the student {n_student}; KD "
+                "compares their softened class distributions class by class, so both need one logit per class "
+                "of the same task."
+            )
+        if n_teacher < n_student:
+            n_classes, who = n_teacher, "teacher"
     check_labels(labels if labels is not None else y0, n_classes, who=who)
-    return x0
+    return ta, sa, t_out
 
 
 def _train(method, cfg, teacher, student, train_data, val_data, dev, t_layers, s_layers, state, probes):
@@ -488,14 +493,8 @@ def _train(method, cfg, teacher, student, train_data, val_data, dev, t_layers, s
     use_amp = cfg.amp and dev.type == "cuda"
 
     # One batch sizes the filters and fails early on wrong layer names, shapes, labels or empty data.
-    x0 = _first_batch(train, train_labels, method, teacher, student, dev, use_amp)
-    with torch.no_grad(), capture(teacher, t_layers) as ta, capture(student, s_layers) as sa:
-        t_out = teacher(x0)
-        n_classes = t_out.shape[1] if method in ("ted", "rid") else 0  # the heads predict the teacher's classes
-        was = student.training
-        student.eval()
-        student(x0)
-        student.train(was)
+    ta, sa, t_out = _first_batch(train, train_labels, method, teacher, student, dev, use_amp, t_layers, s_layers)
+    n_classes = t_out.shape[1] if method in ("ted", "rid") else 0  # the heads predict the teacher's classes
     mods = _build_modules(method, [ta[n] for n in t_layers], [sa[n] for n in s_layers], n_classes, cfg).to(dev)
     with torch.no_grad():  # materialise the lazy heads
         for k in range(len(t_layers)):
