@@ -135,10 +135,8 @@ class _Problems:
         ridge = 1e-13 * (np.abs(w).max(axis=(1, 2, 3)) * np.maximum(inv_eps, 1.0)) + 1e-300
         it, is_ = np.arange(n_t), n_t + np.arange(n_s)
         mat = np.zeros((nb, n_y, n, n))
-        mat[:, :, it, it] = (w.sum(axis=2) + self.dummy_a).transpose(0, 2, 1)
-        mat[:, :, is_, is_] = (w.sum(axis=1) + self.dummy_b).transpose(0, 2, 1)
-        mat[:, :, it, it] += ridge[:, None, None]
-        mat[:, :, is_, is_] += ridge[:, None, None]
+        mat[:, :, it, it] = (w.sum(axis=2) + self.dummy_a).transpose(0, 2, 1) + ridge[:, None, None]
+        mat[:, :, is_, is_] = (w.sum(axis=1) + self.dummy_b).transpose(0, 2, 1) + ridge[:, None, None]
         mat[:, :, :n_t, n_t:] = w.transpose(0, 3, 1, 2)  # d2F / da(y,t) db(y,s) = w_ts(y)
         mat[:, :, n_t:, :n_t] = w.transpose(0, 3, 2, 1)
         ib, iy = np.arange(nb)[:, None], np.arange(n_y)[None, :]
