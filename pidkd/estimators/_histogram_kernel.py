@@ -5,25 +5,26 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["code_range", "histogram_into"]
+__all__ = ["code_ranges", "histogram_into"]
+
+
+_BLOCK = 1024  # samples whose flat indices are computed before they are counted
 
 
 @nb.njit(cache=True, parallel=True)
-def _range(x, n_chunks):
-    lo = np.empty(n_chunks, dtype=np.int64)
-    hi = np.empty(n_chunks, dtype=np.int64)
-    step = (x.size + n_chunks - 1) // n_chunks
+def _ranges(y, t, s, n_chunks):
+    """Per chunk, (min, max) of each of the three code arrays, in one pass over all three."""
+    out = np.empty((n_chunks, 6), dtype=np.int64)
+    step = (y.size + n_chunks - 1) // n_chunks
     for c in nb.prange(n_chunks):
-        a, b = c * step, min(x.size, (c + 1) * step)
-        mn, mx = x[a], x[a]
+        a, b = c * step, min(y.size, (c + 1) * step)
+        lo_y, hi_y, lo_t, hi_t, lo_s, hi_s = y[a], y[a], t[a], t[a], s[a], s[a]
         for i in range(a, b):
-            v = x[i]
-            if v < mn:
-                mn = v
-            if v > mx:
-                mx = v
-        lo[c], hi[c] = mn, mx
-    return lo.min(), hi.max()
+            lo_y, hi_y = min(lo_y, y[i]), max(hi_y, y[i])
+            lo_t, hi_t = min(lo_t, t[i]), max(hi_t, t[i])
+            lo_s, hi_s = min(lo_s, s[i]), max(hi_s, s[i])
+        out[c, 0], out[c, 1], out[c, 2], out[c, 3], out[c, 4], out[c, 5] = lo_y, hi_y, lo_t, hi_t, lo_s, hi_s
+    return out
 
 
 @nb.njit(cache=True, parallel=True)
@@ -32,16 +33,26 @@ def _count(y, t, s, n_y, n_t, n_s, n_chunks):
     local = np.zeros((n_chunks, n_y * n_t * n_s), dtype=np.int32)
     bad = np.zeros(n_chunks, dtype=np.bool_)
     step = (n + n_chunks - 1) // n_chunks
+    # A negative code cast to uint64 is huge, so one unsigned compare checks both ends.
+    uy, ut, us = np.uint64(n_y), np.uint64(n_t), np.uint64(n_s)
     for c in nb.prange(n_chunks):
         lo = c * step
         hi = min(n, lo + step)
         row = local[c]
-        for i in range(lo, hi):
-            a, b, d = y[i], t[i], s[i]
-            if a < 0 or a >= n_y or b < 0 or b >= n_t or d < 0 or d >= n_s:
+        flat = np.empty(_BLOCK, dtype=np.int64)
+        # Two loops per block: the index loop is branch-free and vectorises, the counting loop
+        # then only does the scattered increments.
+        for start in range(lo, hi, _BLOCK):
+            stop = min(hi, start + _BLOCK)
+            ok = True
+            for i in range(start, stop):
+                ok &= (np.uint64(y[i]) < uy) & (np.uint64(t[i]) < ut) & (np.uint64(s[i]) < us)
+                flat[i - start] = (y[i] * n_t + t[i]) * n_s + s[i]
+            if not ok:
                 bad[c] = True
                 break
-            row[(a * n_t + b) * n_s + d] += 1
+            for j in range(stop - start):
+                row[flat[j]] += 1
     return local, bad.any()
 
 
@@ -54,12 +65,13 @@ def _chunks(n: int) -> int:
     return max(1, min(nb.get_num_threads(), n // SMALL + 1))
 
 
-def code_range(x: np.ndarray) -> tuple[int, int]:
-    """(min, max) of a non-empty int64 array in one parallel pass."""
-    if x.size < SMALL:
-        return int(x.min()), int(x.max())
-    lo, hi = _range(x, min(_chunks(x.size), x.size))
-    return int(lo), int(hi)
+def code_ranges(y: np.ndarray, t: np.ndarray, s: np.ndarray) -> list[tuple[int, int]]:
+    """(min, max) of each of three non-empty, equally long int64 arrays, in one parallel pass."""
+    if y.size < SMALL:
+        return [(int(x.min()), int(x.max())) for x in (y, t, s)]
+    per = _ranges(y, t, s, min(_chunks(y.size), y.size))
+    lo, hi = per.min(axis=0), per.max(axis=0)
+    return [(int(lo[k]), int(hi[k + 1])) for k in (0, 2, 4)]
 
 
 def histogram_into(counts: np.ndarray, y: np.ndarray, t: np.ndarray, s: np.ndarray) -> bool:

@@ -45,21 +45,22 @@ def _codes(x: Any, name: str, caller: str) -> NDArray[np.int64]:
     return np.ascontiguousarray(out)
 
 
-def _code_range(c: NDArray[np.int64], name: str, caller: str) -> tuple[int, int]:
-    """(min, max) of the codes in one pass; rejects negative codes."""
-    if c.size == 0:
-        return 0, 0
-    if c.size < 10_000:
-        lo, hi = int(c.min()), int(c.max())
+def _code_ranges(codes, caller: str) -> list[tuple[int, int]]:
+    """(min, max) of the y, t and s codes in one pass over all three; rejects negative codes."""
+    if codes[0].size == 0:
+        return [(0, 0)] * 3
+    if codes[0].size < 10_000:
+        ranges = [(int(c.min()), int(c.max())) for c in codes]
     else:
-        from pidkd.estimators._histogram_kernel import code_range
+        from pidkd.estimators._histogram_kernel import code_ranges
 
-        lo, hi = code_range(c)
-    if lo < 0:
-        raise ValueError(
-            f"{caller} expects `{name}` to hold non-negative codes; got {lo} at sample {int(np.argmin(c))}."
-        )
-    return lo, hi
+        ranges = code_ranges(*codes)
+    for c, (lo, _), name in zip(codes, ranges, "yts"):
+        if lo < 0:
+            raise ValueError(
+                f"{caller} expects `{name}` to hold non-negative codes; got {lo} at sample {int(np.argmin(c))}."
+            )
+    return ranges
 
 
 def _table_limit_bytes() -> int:
@@ -89,8 +90,8 @@ def _sizes(codes, given, caller) -> tuple[int, int, int]:
             "sample, or n_y, n_t and n_s for an empty table."
         )
     sizes = []
-    for c, n, name in zip(codes, given, ("n_y", "n_t", "n_s")):
-        top = _code_range(c, name[2:], caller)[1] + 1
+    for (_, hi), n, name in zip(_code_ranges(codes, caller), given, ("n_y", "n_t", "n_s")):
+        top = hi + 1
         if n is None:
             sizes.append(top)
             continue

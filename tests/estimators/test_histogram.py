@@ -78,3 +78,23 @@ def test_out_of_range_code_is_caught_on_both_paths(n):
     with pytest.raises(ValueError, match="out of range"):
         h.update(y, t, s)
     assert h.n_samples == 0 and h.compute().sum() == 0  # nothing counted
+
+
+def test_large_input_without_sizes_takes_each_alphabet_from_its_own_codes():
+    rng = np.random.default_rng(2)
+    n = 250_003  # parallel kernels, and a last block shorter than the others
+    y, t, s = rng.integers(0, 3, n), rng.integers(0, 17, n), rng.integers(0, 5, n)
+    y[0], t[-1], s[n // 2] = 6, 20, 9  # the maxima sit in different chunks of each array
+    got = joint_histogram(y, t, s)
+    assert got.shape == (7, 21, 10)
+    np.testing.assert_array_equal(got, reference(y, t, s, (7, 21, 10)))
+
+
+@pytest.mark.parametrize("name", ["y", "t", "s"])
+def test_negative_code_is_caught_in_the_fused_range_pass(name):
+    codes = {k: np.zeros(250_001, dtype=np.int64) for k in "yts"}
+    codes[name][123_457] = -3
+    with pytest.raises(ValueError, match=rf"`{name}` to hold non-negative codes; got -3 at sample 123457"):
+        joint_histogram(codes["y"], codes["t"], codes["s"])
+    with pytest.raises(ValueError, match="out of range|non-negative"):
+        joint_histogram(codes["y"], codes["t"], codes["s"], n_y=1, n_t=1, n_s=1)
