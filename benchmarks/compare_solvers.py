@@ -79,7 +79,7 @@ else:
     warnings.simplefilter("ignore")
     if solver == "NEWTON-0.1.0":  # the dense Schur Newton step only, as pidkd 0.1.0
         from pidkd.estimators import _dual_newton
-        _dual_newton._step_cost = lambda n_y, n_t, n_s: ("schur", 0.0)
+        _dual_newton._step_cost = lambda *shape, **sparsity: ("schur", 0.0)
         solver = "NEWTON"
     for _ in range(repeats):
         t0 = time.perf_counter()

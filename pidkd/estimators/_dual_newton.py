@@ -50,7 +50,6 @@ _MIN_STEP = 2.0**-40
 _MAX_STAGES = 200  # a stage that makes no Newton progress still counts here
 #: Largest |Y|(|T|+|S|) solved by the dense numba kernel (pidkd.estimators._kernels).
 DENSE_MAX_VARS = 320
-_WOODBURY_CHUNK = 2_000_000  # entries of the capacitance products' operands formed at once
 
 
 @dataclass
@@ -72,7 +71,6 @@ class _Problems:
         self.n_b, self.n_y, self.n_t, self.n_s = p.shape
         if step not in ("auto", "schur", "woodbury"):
             raise ValueError(f"The 'step' parameter of solve() must be 'auto', 'schur' or 'woodbury'. Got {step!r}.")
-        self.step = _step_cost(self.n_y, self.n_t, self.n_s)[0] if step == "auto" else step
         self.pyt = p.sum(axis=3).transpose(0, 2, 1).copy()  # [B, t, y]
         self.pys = p.sum(axis=2).transpose(0, 2, 1).copy()  # [B, s, y]
         self.cell = (self.pyt[:, :, None, :] > 0) & (self.pys[:, None, :, :] > 0)  # [B, t, s, y]
@@ -81,6 +79,12 @@ class _Problems:
         self.dummy_b = (self.pys <= 0).astype(float)
         # Gauge: a(y,.) + c, b(y,.) - c leaves F unchanged; pin one b per y in the Newton system.
         self.pin = np.argmax(self.pys, axis=1)  # [B, y] -> s
+        if step == "auto":
+            # cells each label can reach: the capacitance kernel visits only pairs of those
+            reach = (self.pyt > 0).sum(axis=1) * (self.pys > 0).sum(axis=1)  # [B, y]
+            pairs, cells = float((reach**2).sum(axis=1).mean()), int(self.nonempty.any(axis=0).sum())
+            step = _step_cost(self.n_y, self.n_t, self.n_s, pairs=pairs, cells=cells)[0]
+        self.step = step
 
     def take(self, idx: NDArray[np.intp]) -> _Problems:
         """The sub-batch of problems ``idx``."""
@@ -129,43 +133,50 @@ class _Problems:
         The gauge pin and the dummy variables are handled as in :meth:`schur_step`.
         """
         nb, n_y, n_t, n_s = self.n_b, self.n_y, self.n_t, self.n_s
-        n, k = n_t + n_s, n_t * n_s
         w = m[..., None] * r  # [B, t, s, y]
         inv_eps = 1.0 / eps
         ridge = 1e-13 * (np.abs(w).max(axis=(1, 2, 3)) * np.maximum(inv_eps, 1.0)) + 1e-300
+        from pidkd.estimators._woodbury_kernel import capacitance, label_inverses
+
+        minv, ok = label_inverses(w, self.dummy_a, self.dummy_b, ridge, self.pin)
+        ib, iy = np.arange(nb)[:, None], np.arange(n_y)[None, :]
+        pin = n_t + self.pin  # [B, y]: the pinned b(y, .) in each block
+        if not ok.all():  # a block the compiled Cholesky could not invert: pseudo-inverse or NaN
+            minv[~ok] = _inv_spd(self._label_blocks(w, ridge)[~ok])
+            minv[ib, iy, pin, :] = 0.0  # the pinned variable is not a variable: M^-1 acts on the others
+            minv[ib, iy, :, pin] = 0.0
+        # rho[b, t, s, y] = sqrt(c_ts) r_ts(y): the entries of u_ts at a(y,t) and at b(y,s)
+        c = np.maximum(m * (inv_eps - 1.0)[:, None, None], 0.0)
+        rho = np.sqrt(c)[..., None] * r
+        used = self.nonempty.any(axis=0)  # [t, s]: cells outside it have rho = 0 and z = 0
+        cap = capacitance(rho, minv, used)
+        cap[:, np.arange(cap.shape[1]), np.arange(cap.shape[1])] += 1.0
+        g = -np.concatenate([ga, gb], axis=1).transpose(0, 2, 1)  # [B, y, n]: -gradient
+        g[ib, iy, pin] = 0.0
+        mg = np.matmul(minv, g[..., None])[..., 0]
+        mt, ms = mg[..., :n_t].transpose(0, 2, 1), mg[..., n_t:].transpose(0, 2, 1)  # [B, t, y], [B, s, y]
+        utmg = (rho * (mt[:, :, None, :] + ms[:, None, :, :])).sum(axis=3)  # U^T M^-1 g, [B, t, s]
+        z = np.zeros((nb, n_t, n_s))
+        z[:, used] = _solve_spd(cap, utmg[:, used])
+        rz = rho * z[..., None]  # [B, t, s, y]
+        uz = np.concatenate([rz.sum(axis=2), rz.sum(axis=1)], axis=1).transpose(0, 2, 1)  # U z, [B, y, n]
+        d = mg - np.matmul(minv, uz[..., None])[..., 0]
+        return d[..., :n_t].transpose(0, 2, 1), d[..., n_t:].transpose(0, 2, 1)
+
+    def _label_blocks(self, w, ridge):
+        """The per-label blocks M_y [B, y, n, n] in numpy (pinned variable: unit row and column)."""
+        nb, n_y, n_t, n_s = self.n_b, self.n_y, self.n_t, self.n_s
         it, is_ = np.arange(n_t), n_t + np.arange(n_s)
-        mat = np.zeros((nb, n_y, n, n))
+        mat = np.zeros((nb, n_y, n_t + n_s, n_t + n_s))
         mat[:, :, it, it] = (w.sum(axis=2) + self.dummy_a).transpose(0, 2, 1) + ridge[:, None, None]
         mat[:, :, is_, is_] = (w.sum(axis=1) + self.dummy_b).transpose(0, 2, 1) + ridge[:, None, None]
         mat[:, :, :n_t, n_t:] = w.transpose(0, 3, 1, 2)  # d2F / da(y,t) db(y,s) = w_ts(y)
         mat[:, :, n_t:, :n_t] = w.transpose(0, 3, 2, 1)
-        ib, iy = np.arange(nb)[:, None], np.arange(n_y)[None, :]
-        pin = n_t + self.pin  # [B, y]: the pinned b(y, .) in each block
+        ib, iy, pin = np.arange(nb)[:, None], np.arange(n_y)[None, :], n_t + self.pin
         mat[ib, iy, pin, :] = 0.0
         mat[ib, iy, :, pin] = 0.0
         mat[ib, iy, pin, pin] = 1.0
-        minv = _inv_spd(mat)
-        minv[ib, iy, pin, :] = 0.0  # the pinned variable is not a variable: M^-1 acts on the others
-        minv[ib, iy, :, pin] = 0.0
-        # rho[b, y, (t, s)] = sqrt(c_ts) r_ts(y): the entries of u_ts at a(y,t) and at b(y,s)
-        c = np.maximum(m * (inv_eps - 1.0)[:, None, None], 0.0)
-        rho = (np.sqrt(c)[..., None] * r).reshape(nb, k, n_y).transpose(0, 2, 1)  # [B, y, K]
-        rr = rho.reshape(nb, n_y, n_t, n_s)
-        cap = np.zeros((nb, k, k))
-        per = max(1, _WOODBURY_CHUNK // (nb * k * max(n_t, n_s)))  # labels per chunk: memory stays bounded
-        for lo in range(0, n_y, per):
-            sl = slice(lo, lo + per)
-            cap += _capacitance(rr[:, sl], minv[:, sl, :n_t, :n_t], minv[:, sl, :n_t, n_t:], minv[:, sl, n_t:, n_t:])
-        cap[:, np.arange(k), np.arange(k)] += 1.0
-        g = -np.concatenate([ga, gb], axis=1).transpose(0, 2, 1)  # [B, y, n]: -gradient
-        g[ib, iy, pin] = 0.0
-        mg = np.matmul(minv, g[..., None])[..., 0]
-        utmg = (rho * (mg[..., :n_t, None] + mg[..., None, n_t:]).reshape(nb, n_y, k)).sum(axis=1)
-        z = _solve_spd(cap, utmg)
-        rz = (rho * z[:, None, :]).reshape(nb, n_y, n_t, n_s)
-        uz = np.concatenate([rz.sum(axis=3), rz.sum(axis=2)], axis=2)  # U z, [B, y, n]
-        d = mg - np.matmul(minv, uz[..., None])[..., 0]
-        return d[..., :n_t].transpose(0, 2, 1), d[..., n_t:].transpose(0, 2, 1)
+        return mat
 
     def schur_step(self, r, m, ga, gb, eps):
         """Solve H d = -g for every problem of the batch (Schur complement on the s side)."""
@@ -201,38 +212,19 @@ class _Problems:
         return da, db.reshape(nb, n_s, n_y)
 
 
-def _capacitance(rr, a_blk, b_blk, d_blk) -> NDArray[np.float64]:
-    """sum_y (rho_y rho_y^T) * (P^T M_y^-1 P) for a chunk of labels, as batched matrix products.
-
-    ``rr[b, y, t, s]`` = rho; ``M_y^-1`` in blocks a_blk (t, t'), b_blk (t, s'), d_blk (s, s').
-    Entry ((t,s), (t',s')) is sum_y rho(y,t,s) rho(y,t',s') (A[t,t'] + B[t,s'] + B[t',s] + D[s,s']):
-    each of the three distinct terms is one product (|T||S| x |Y|) @ (|Y| x .) per t' or s'.
-    """
-    nb, n_y, n_t, n_s = rr.shape
-    k = n_t * n_s
-    rt = rr.transpose(0, 2, 1, 3)  # [b, t', y, s']
-    rs = rr.transpose(0, 3, 1, 2)  # [b, s', y, t']
-    # A-term: batch over t'; x1[b, t', (t,s), y] = rho(y,t,s) A[y,t,t']
-    x1 = (rr[..., None] * a_blk[:, :, :, None, :]).transpose(0, 4, 2, 3, 1).reshape(nb, n_t, k, n_y)
-    t1 = np.matmul(x1, rt).transpose(0, 2, 1, 3).reshape(nb, k, k)
-    # B-term and D-term: batch over s'; rho(y,t,s) B[y,t,s'] and rho(y,t,s) D[y,s,s']
-    x2 = (rr[..., None] * b_blk[:, :, :, None, :]).transpose(0, 4, 2, 3, 1).reshape(nb, n_s, k, n_y)
-    x4 = (rr[..., None] * d_blk[:, :, None, :, :]).transpose(0, 4, 2, 3, 1).reshape(nb, n_s, k, n_y)
-    t2 = np.matmul(x2, rs).transpose(0, 2, 3, 1).reshape(nb, k, k)
-    t4 = np.matmul(x4, rs).transpose(0, 2, 3, 1).reshape(nb, k, k)
-    return t1 + t2 + t2.transpose(0, 2, 1) + t4
-
-
-def _step_cost(n_y: int, n_t: int, n_s: int) -> tuple[str, float]:
+def _step_cost(n_y: int, n_t: int, n_s: int, pairs: float | None = None, cells: int | None = None) -> tuple[str, float]:
     """The cheaper Newton factorisation of a problem shape, and its flop count per step.
 
     "schur": the dense Schur complement on the s side, (|S||Y|)^3 / 3 for the Cholesky plus
-    2 |T||Y| (|S||Y|)^2 for forming it. "woodbury": per-label blocks plus the |T||S| capacitance
-    system (see :meth:`_Problems.woodbury_step`).
+    2 |T||Y| (|S||Y|)^2 for forming it. "woodbury": per-label blocks plus the capacitance system
+    over the ``cells`` (t, s) that some label reaches (default |T||S|), see
+    :meth:`_Problems.woodbury_step`; ``pairs`` is the sum over labels of the squared number of
+    cells the label reaches (default |Y| (|T||S|)^2), which is what the capacitance kernel visits.
     """
-    k = n_t * n_s
+    cells = n_t * n_s if cells is None else cells
+    pairs = n_y * (n_t * n_s) ** 2 if pairs is None else pairs
     schur = (n_s * n_y) ** 3 / 3 + 2 * (n_t * n_y) * (n_s * n_y) ** 2
-    woodbury = n_y * (n_t + n_s) ** 3 + 6 * n_y * k * k + k**3 / 3
+    woodbury = n_y * (n_t + n_s) ** 3 + 3 * pairs + cells**3 / 3
     return ("woodbury", woodbury) if woodbury < schur else ("schur", schur)
 
 

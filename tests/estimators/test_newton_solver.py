@@ -188,3 +188,47 @@ def test_block_inverse_never_raises():
     np.testing.assert_allclose(out[0], np.eye(2) / 2)
     np.testing.assert_allclose(out[1], 0.0)
     assert np.isnan(out[2]).all()
+
+
+@pytest.mark.parametrize("shape, zero_frac", [((30, 4, 5), 0.0), ((60, 5, 3), 0.7)])
+def test_compiled_woodbury_step_equals_the_dense_schur_step(shape, zero_frac, monkeypatch):
+    """At every Newton step of a real solve, the step through the compiled kernels equals the dense
+    Schur step; with a non-finite block one problem gets a NaN step and the others are unaffected."""
+    from pidkd.estimators import _dual_newton
+
+    ps = np.stack([random_pmf(shape, s, zero_frac) for s in range(3)])
+    ps[1, 2] = 0.0  # a label that never occurs
+    ps[1] /= ps[1].sum()
+    seen = []
+    wood = _dual_newton._Problems.woodbury_step
+
+    def both(self, r, m, ga, gb, eps):
+        dw, ds = wood(self, r, m, ga, gb, eps), self.schur_step(r, m, ga, gb, eps)
+        for x, y in zip(dw, ds):
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6 * np.abs(y).max())
+        if self.n_b > 1:
+            m_bad = m.copy()
+            m_bad[-1, 0, 0] = np.nan
+            da, db = wood(self, r, m_bad, ga, gb, eps)
+            assert np.isnan(da[-1]).any() and np.isfinite(da[:-1]).all() and np.isfinite(db[:-1]).all()
+            np.testing.assert_array_equal(da[:-1], dw[0][:-1])
+        seen.append(eps.min())
+        return dw
+
+    monkeypatch.setattr(_dual_newton._Problems, "woodbury_step", both)
+    res = _dual_newton.solve(ps, gap_tol=1e-9, residual_tol=1e-10, kernel="numpy", step="woodbury")
+    assert res.converged.all() and len(seen) >= 10 and min(seen) < 1e-3  # through the stiff stages
+
+
+def test_solves_from_several_threads_at_once_agree_with_the_main_thread():
+    """Worker threads take the serial kernels (numba's thread pool admits one launcher at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ps = [random_pmf((80, 4, 4), seed, 0.3) for seed in range(4)]
+    main = [atoms(pidkd.pid(p)) for p in ps]
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(pidkd.pid, p) for p in ps]
+        also_main = atoms(pidkd.pid(ps[0]))  # the main thread runs the parallel kernels meanwhile
+        threaded = [atoms(f.result()) for f in futures]
+    np.testing.assert_allclose(threaded, main, atol=1e-12)
+    np.testing.assert_allclose(also_main, main[0], atol=1e-12)

@@ -1,0 +1,213 @@
+"""Numba kernels of the Woodbury Newton step of :mod:`pidkd.estimators._dual_newton`.
+
+Two pieces dominate that step when there are many labels: the inverses of the per-label blocks
+M_y (size |T|+|S|) and the |T||S|-square capacitance matrix sum_y (rho_y rho_y^T) * (P^T M_y^-1 P).
+Both are loops over labels here. The capacitance loop visits only the cells (t, s) that label y
+can reach (rho(y, t, s) != 0): a sampled pmf, where each label meets a few teacher and student
+codes, then costs the square of those cells per label instead of (|T||S|)^2.
+
+Every kernel has a serial and a parallel driver. The parallel one runs only from the main thread:
+numba's default thread pool must not be entered from two threads at once, and pidkd's probes solve
+in a background thread.
+
+Compiled on first use and cached on disk (``cache=True``); imported lazily by the solver.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numba as nb
+import numpy as np
+
+__all__ = ["capacitance", "label_inverses"]
+
+
+@nb.njit(cache=True, nogil=True)
+def _inv_one(a, out) -> bool:
+    """out = a^-1 for a symmetric positive definite a, by Cholesky; False if a is not.
+
+    Rows without off-diagonal entries (variables of codes a label never meets, the pinned
+    variable) are inverted as scalars; the Cholesky factorisation runs on the coupled rest only.
+    """
+    n = a.shape[0]
+    idx = np.empty(n, dtype=np.int64)
+    m = 0
+    out[:, :] = 0.0
+    for i in range(n):
+        coupled = False
+        for j in range(n):
+            if j != i and a[i, j] != 0.0:
+                coupled = True
+                break
+        if coupled:
+            idx[m] = i
+            m += 1
+        elif a[i, i] > 0.0:
+            out[i, i] = 1.0 / a[i, i]
+        else:
+            return False
+    low = np.zeros((m, m))
+    for j in range(m):
+        d = a[idx[j], idx[j]]
+        for k in range(j):
+            d -= low[j, k] * low[j, k]
+        if not d > 0.0:  # also catches NaN
+            return False
+        d = np.sqrt(d)
+        low[j, j] = d
+        for i in range(j + 1, m):
+            v = a[idx[i], idx[j]]
+            for k in range(j):
+                v -= low[i, k] * low[j, k]
+            low[i, j] = v / d
+    inv_low = np.zeros((m, m))  # L^-1, lower triangular
+    for j in range(m):
+        inv_low[j, j] = 1.0 / low[j, j]
+        for i in range(j + 1, m):
+            v = 0.0
+            for k in range(j, i):
+                v -= low[i, k] * inv_low[k, j]
+            inv_low[i, j] = v / low[i, i]
+    for i in range(m):  # a^-1 = L^-T L^-1 on the coupled rows
+        for j in range(i + 1):
+            v = 0.0
+            for k in range(i, m):
+                v += inv_low[k, i] * inv_low[k, j]
+            out[idx[i], idx[j]] = v
+            out[idx[j], idx[i]] = v
+    return np.isfinite(out).all()
+
+
+@nb.njit(cache=True, nogil=True)
+def _label_block(w, dummy_a, dummy_b, ridge, pin, y, blk, out) -> bool:
+    """Build M_y of one problem in ``blk`` and write its inverse (pinned b(y) row and column 0) to out."""
+    n_t, n_s = w.shape[0], w.shape[1]
+    blk[:, :] = 0.0
+    for t in range(n_t):
+        blk[t, t] = dummy_a[t, y] + ridge
+    for s in range(n_s):
+        blk[n_t + s, n_t + s] = dummy_b[s, y] + ridge
+    for t in range(n_t):
+        for s in range(n_s):
+            v = w[t, s, y]
+            blk[t, t] += v
+            blk[n_t + s, n_t + s] += v
+            blk[t, n_t + s] = v
+            blk[n_t + s, t] = v
+    p = n_t + pin[y]
+    blk[p, :] = 0.0
+    blk[:, p] = 0.0
+    blk[p, p] = 1.0
+    good = _inv_one(blk, out)
+    out[p, :] = 0.0
+    out[:, p] = 0.0
+    return good
+
+
+@nb.njit(cache=True, nogil=True)
+def _blocks_serial(w, dummy_a, dummy_b, ridge, pin, out, ok):
+    n_b, n_y = out.shape[0], out.shape[1]
+    blk = np.empty(out.shape[2:])
+    for item in range(n_b * n_y):
+        b, y = item // n_y, item % n_y
+        ok[b, y] = _label_block(w[b], dummy_a[b], dummy_b[b], ridge[b], pin[b], y, blk, out[b, y])
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _blocks_parallel(w, dummy_a, dummy_b, ridge, pin, out, ok):
+    n_b, n_y = out.shape[0], out.shape[1]
+    for item in nb.prange(n_b * n_y):
+        b, y = item // n_y, item % n_y
+        blk = np.empty(out.shape[2:])
+        ok[b, y] = _label_block(w[b], dummy_a[b], dummy_b[b], ridge[b], pin[b], y, blk, out[b, y])
+
+
+@nb.njit(cache=True, nogil=True)
+def _cap_labels(rr, minv, n_t, index, y_lo, y_hi, c):
+    """Add sum over labels y_lo..y_hi-1 of one problem to the upper triangle of c (cells by ``index``)."""
+    n_s = rr.shape[1]
+    k = n_t * n_s
+    cells = np.empty(k, dtype=np.int64)
+    vals = np.empty(k)
+    for y in range(y_lo, y_hi):
+        mi = minv[y]
+        nc = 0
+        for t in range(n_t):
+            for s in range(n_s):
+                v = rr[t, s, y]
+                if v != 0.0:
+                    cells[nc] = t * n_s + s
+                    vals[nc] = v
+                    nc += 1
+        for i in range(nc):
+            ci = cells[i]
+            t1, s1 = ci // n_s, n_t + ci % n_s
+            vi = vals[i]
+            for j in range(i, nc):
+                cj = cells[j]
+                t2, s2 = cj // n_s, n_t + cj % n_s
+                c[index[ci], index[cj]] += vi * vals[j] * (mi[t1, t2] + mi[t1, s2] + mi[t2, s1] + mi[s1, s2])
+
+
+@nb.njit(cache=True, nogil=True)
+def _cap_serial(rr, minv, n_t, index, parts, out):
+    n_b, n_y = rr.shape[0], rr.shape[3]
+    step = (n_y + parts - 1) // parts
+    for item in range(n_b * parts):
+        b, part = item // parts, item % parts
+        _cap_labels(rr[b], minv[b], n_t, index, part * step, min(n_y, (part + 1) * step), out[item])
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _cap_parallel(rr, minv, n_t, index, parts, out):
+    n_b, n_y = rr.shape[0], rr.shape[3]
+    step = (n_y + parts - 1) // parts
+    for item in nb.prange(n_b * parts):
+        b, part = item // parts, item % parts
+        _cap_labels(rr[b], minv[b], n_t, index, part * step, min(n_y, (part + 1) * step), out[item])
+
+
+def _parallel() -> bool:
+    return nb.get_num_threads() > 1 and threading.current_thread() is threading.main_thread()
+
+
+def label_inverses(
+    w: np.ndarray, dummy_a: np.ndarray, dummy_b: np.ndarray, ridge: np.ndarray, pin: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverses of the per-label blocks M_y of a batch, and which ones succeeded.
+
+    ``w[b, t, s, y]`` = m_ts r_ts(y); ``dummy_a[b, t, y]``, ``dummy_b[b, s, y]`` are 1 on variables
+    that touch no cell; ``ridge[b]`` is added to every diagonal; ``pin[b, y]`` is the pinned s.
+    Returns ``minv[b, y]`` of shape (|T|+|S|, |T|+|S|) with the pinned row and column 0. A block
+    whose Cholesky factorisation fails (not positive definite to round-off, or non-finite) is
+    flagged False and its entry left undefined; the caller inverts it another way.
+    """
+    n_b, n_t, n_s, n_y = w.shape
+    out = np.empty((n_b, n_y, n_t + n_s, n_t + n_s))
+    ok = np.empty((n_b, n_y), dtype=np.bool_)
+    args = (np.ascontiguousarray(w), dummy_a, dummy_b, ridge, pin.astype(np.int64), out, ok)
+    (_blocks_parallel if _parallel() and n_b * n_y > 1 else _blocks_serial)(*args)
+    return out, ok
+
+
+def capacitance(rr: np.ndarray, minv: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """sum_y (rho_y rho_y^T) * (P^T M_y^-1 P) for every problem, P mapping cell (t, s) to a(t) + b(s).
+
+    ``rr[b, t, s, y]`` is rho; ``minv[b, y]`` is M_y^-1 over (a(y, .), b(y, .)); ``used[t, s]`` marks
+    the cells any label of any problem reaches (rho is 0 elsewhere). Returns the symmetric matrix
+    over the used cells in row-major (t, s) order, without the identity: ``cap[b, u, v]``.
+    """
+    n_b, n_t, n_s, n_y = rr.shape
+    flat = used.ravel()
+    k = int(flat.sum())
+    index = np.where(flat, np.cumsum(flat) - 1, -1).astype(np.int64)
+    parallel = _parallel()
+    # One problem alone is split by labels so that both halves of a 2-core machine work on it.
+    parts = nb.get_num_threads() if parallel and n_b == 1 and n_y >= 8 and k * k * 8 <= 2**26 else 1
+    out = np.zeros((n_b * parts, k, k))
+    rr, minv = np.ascontiguousarray(rr), np.ascontiguousarray(minv)
+    (_cap_parallel if parallel and n_b * parts > 1 else _cap_serial)(rr, minv, n_t, index, parts, out)
+    cap = out.reshape(n_b, parts, k, k).sum(axis=1) if parts > 1 else out
+    upper = np.triu(cap)
+    return upper + np.triu(cap, 1).transpose(0, 2, 1)
