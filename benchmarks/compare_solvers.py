@@ -16,6 +16,10 @@ Usage::
 
     python benchmarks/compare_solvers.py            # the full grid (about 40 minutes)
     python benchmarks/compare_solvers.py --quick    # small sizes only (a minute)
+    python benchmarks/compare_solvers.py --solvers NEWTON NEWTON-0.1.0   # rerun these, keep the rest
+
+With ``--solvers`` only the named solvers are rerun; the other peers' results are kept from the
+existing JSON, and the page says which run measured which solver.
 
 Writes ``docs/benchmarks/solvers.json``, ``solvers.md`` and ``solvers.png`` (the docs show them).
 """
@@ -141,6 +145,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600, help="wall-clock limit per run (s)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--render", action="store_true", help="only re-render the markdown and plot from the JSON")
+    parser.add_argument("--solvers", nargs="+", choices=SOLVERS, help="rerun only these; keep the others' results")
     args = parser.parse_args()
     if args.render:
         data = json.loads((args.out / "solvers.json").read_text())
@@ -148,11 +153,21 @@ def main() -> None:
         plot(data["rows"], args.out / "solvers.png")
         return
     sizes = QUICK_SIZES if args.quick else SIZES
+    today = time.strftime("%Y-%m-%d")
+    kept, measured = {}, dict.fromkeys(SOLVERS, today)
+    if args.solvers:
+        old = json.loads((args.out / "solvers.json").read_text())
+        kept = {tuple(r["shape"]): r["results"] for r in old["rows"]}
+        measured = {n: old["meta"].get("measured", {}).get(n, old["meta"]["date"]) for n in SOLVERS}
+        measured.update(dict.fromkeys(args.solvers, today))
     rows = []
     for shape in sizes:
         cells = int(np.prod(shape))
         results = {}
         for solver in SOLVERS:
+            if args.solvers and solver not in args.solvers:
+                results[solver] = kept.get(tuple(shape), {}).get(solver, {"error": "not measured"})
+                continue
             if cells > LIMITS[solver]:
                 results[solver] = {"error": f"not run (> {LIMITS[solver]} cells)"}
                 continue
@@ -179,7 +194,8 @@ def main() -> None:
         rows.append({"shape": list(shape), "cells": cells, "reference": ref_name, "results": results})
     batch = batch_benchmark()
     meta = {
-        "date": time.strftime("%Y-%m-%d"),
+        "date": today,
+        "measured": measured,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
         "seed": SEED,
@@ -215,6 +231,17 @@ def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _measured(meta: dict) -> str:
+    """When each solver was measured: one date, or the date of each run."""
+    by_date: dict[str, list[str]] = {}
+    for name, date in meta.get("measured", dict.fromkeys(SOLVERS, meta["date"])).items():
+        by_date.setdefault(date, []).append(name)
+    if len(by_date) == 1:
+        return next(iter(by_date))
+    runs = "; ".join(f"{', '.join(names)} on {date}" for date, names in sorted(by_date.items()))
+    return f"in separate runs on the same machine ({runs}; ratios across runs carry that run-to-run noise too)"
+
+
 def _ratios(row: dict, peers: list[str]) -> list[str]:
     """NEWTON's speed-up over each peer that finished."""
     t = {n: r.get("median_s") for n, r in row["results"].items()}
@@ -236,7 +263,7 @@ def markdown(rows, batch, meta) -> str:
         "",
         "![time per PID against problem size](solvers.png)",
         "",
-        f"Measured {meta['date']} on {meta['machine']}, Python {meta['python']}; "
+        f"Measured {_measured(meta)} on {meta['machine']}, Python {meta['python']}; "
         "median wall time per PID (validation included) and NEWTON's speed-up over each peer. "
         "Only the problems with many labels against |T||S| (here 100x10x10, 200x10x10, 1000x10x10 and "
         "100x64x64) take the structured Newton step; on the others NEWTON runs the same code as "

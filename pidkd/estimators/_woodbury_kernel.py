@@ -125,11 +125,19 @@ def _blocks_parallel(w, dummy_a, dummy_b, ridge, pin, out, ok):
 
 @nb.njit(cache=True, nogil=True)
 def _cap_labels(rr, minv, n_t, index, y_lo, y_hi, c):
-    """Add sum over labels y_lo..y_hi-1 of one problem to the upper triangle of c (cells by ``index``)."""
+    """Add sum over labels y_lo..y_hi-1 of one problem to the upper triangle of c (cells by ``index``).
+
+    Entry (i, j) gains rho_i rho_j (M[t_i, t_j] + M[t_i, s_j] + M[s_i, t_j] + M[s_i, s_j]) with M = M_y^-1
+    symmetric, i.e. rho_i rho_j (row_i[t_j] + row_i[s_j]) with row_i = M[t_i] + M[s_i].
+    """
     n_s = rr.shape[1]
     k = n_t * n_s
-    cells = np.empty(k, dtype=np.int64)
+    n = minv.shape[1]
+    at = np.empty(k, dtype=np.int64)  # per reached cell: its a-variable, b-variable and place in c
+    bs = np.empty(k, dtype=np.int64)
+    place = np.empty(k, dtype=np.int64)
     vals = np.empty(k)
+    row = np.empty(n)
     for y in range(y_lo, y_hi):
         mi = minv[y]
         nc = 0
@@ -137,17 +145,14 @@ def _cap_labels(rr, minv, n_t, index, y_lo, y_hi, c):
             for s in range(n_s):
                 v = rr[t, s, y]
                 if v != 0.0:
-                    cells[nc] = t * n_s + s
-                    vals[nc] = v
+                    at[nc], bs[nc], place[nc], vals[nc] = t, n_t + s, index[t * n_s + s], v
                     nc += 1
         for i in range(nc):
-            ci = cells[i]
-            t1, s1 = ci // n_s, n_t + ci % n_s
-            vi = vals[i]
+            for x in range(n):
+                row[x] = mi[at[i], x] + mi[bs[i], x]
+            ci, vi = c[place[i]], vals[i]
             for j in range(i, nc):
-                cj = cells[j]
-                t2, s2 = cj // n_s, n_t + cj % n_s
-                c[index[ci], index[cj]] += vi * vals[j] * (mi[t1, t2] + mi[t1, s2] + mi[t2, s1] + mi[s1, s2])
+                ci[place[j]] += vi * vals[j] * (row[at[j]] + row[bs[j]])
 
 
 @nb.njit(cache=True, nogil=True)
