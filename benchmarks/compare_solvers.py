@@ -17,6 +17,7 @@ Usage::
     python benchmarks/compare_solvers.py            # the full grid (about 40 minutes)
     python benchmarks/compare_solvers.py --quick    # small sizes only (a minute)
     python benchmarks/compare_solvers.py --solvers NEWTON NEWTON-0.1.0   # rerun these, keep the rest
+    python benchmarks/compare_solvers.py --solvers NEWTON NEWTON-0.1.0 --sizes 4x4x4 10x10x10
 
 With ``--solvers`` only the named solvers are rerun; the other peers' results are kept from the
 existing JSON, and the page says which run measured which solver.
@@ -57,6 +58,7 @@ QUICK_SIZES = [(2, 2, 2), (4, 4, 4), (10, 10, 10), (10, 32, 32)]
 SOLVERS = ("NEWTON", "NEWTON-0.1.0", "CLARABEL", "SCS", "dit-cone", "dit")
 LIMITS = {"NEWTON": 10**6, "NEWTON-0.1.0": 10**6, "CLARABEL": 45_000, "SCS": 1_000, "dit-cone": 20_000, "dit": 64}
 NEWTON_MAX_SCHUR = 2_600
+STRUCTURED = {(100, 10, 10), (200, 10, 10), (1000, 10, 10), (100, 64, 64)}  # sizes that take the Woodbury step
 SEED = 20241107
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 
@@ -146,6 +148,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--render", action="store_true", help="only re-render the markdown and plot from the JSON")
     parser.add_argument("--solvers", nargs="+", choices=SOLVERS, help="rerun only these; keep the others' results")
+    parser.add_argument("--sizes", nargs="+", help="with --solvers: rerun only these sizes (e.g. 4x4x4)")
     args = parser.parse_args()
     if args.render:
         data = json.loads((args.out / "solvers.json").read_text())
@@ -163,6 +166,9 @@ def main() -> None:
     rows = []
     for shape in sizes:
         cells = int(np.prod(shape))
+        if args.solvers and args.sizes and "x".join(map(str, shape)) not in args.sizes:
+            rows += [r for r in old["rows"] if tuple(r["shape"]) == tuple(shape)]
+            continue
         results = {}
         for solver in SOLVERS:
             if args.solvers and solver not in args.solvers:
@@ -231,6 +237,14 @@ def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _noise(rows: list[dict]) -> str:
+    """Range of the NEWTON / NEWTON-0.1.0 time ratio over the sizes where both run the same code."""
+    kept = [r["results"] for r in rows if tuple(r["shape"]) not in STRUCTURED]
+    pairs = [(res["NEWTON"], res["NEWTON-0.1.0"]) for res in kept]
+    same = [new["median_s"] / old["median_s"] for new, old in pairs if "median_s" in new and "median_s" in old]
+    return f"time ratios {min(same):.2f} to {max(same):.2f}" if same else "not measured"
+
+
 def _measured(meta: dict) -> str:
     """When each solver was measured: one date, or the date of each run."""
     by_date: dict[str, list[str]] = {}
@@ -267,7 +281,7 @@ def markdown(rows, batch, meta) -> str:
         "median wall time per PID (validation included) and NEWTON's speed-up over each peer. "
         "Only the problems with many labels against |T||S| (here 100x10x10, 200x10x10, 1000x10x10 and "
         "100x64x64) take the structured Newton step; on the others NEWTON runs the same code as "
-        "NEWTON-0.1.0, and their ratio shows the run-to-run noise (about 10%).",
+        f"NEWTON-0.1.0, and their ratio shows the run-to-run noise ({_noise(rows)} in this table).",
         "",
         *_table(
             ["size", "cells", *(f"{n} time" for n in names), *(f"vs {n}" for n in peers)],
