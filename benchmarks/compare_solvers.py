@@ -242,7 +242,7 @@ def _noise(rows: list[dict]) -> str:
     kept = [r["results"] for r in rows if tuple(r["shape"]) not in STRUCTURED]
     pairs = [(res["NEWTON"], res["NEWTON-0.1.0"]) for res in kept]
     same = [new["median_s"] / old["median_s"] for new, old in pairs if "median_s" in new and "median_s" in old]
-    return f"time ratios {min(same):.2f} to {max(same):.2f}" if same else "not measured"
+    return f"NEWTON / NEWTON-0.1.0 time {min(same):.2f} to {max(same):.2f}" if same else "not measured"
 
 
 def _measured(meta: dict) -> str:
