@@ -21,6 +21,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from pidkd.estimators import distributions
 from pidkd.estimators._result import PIDResult
 from pidkd.estimators.api import pid
 from pidkd.estimators.broja import SOLVERS
+from pidkd.estimators.samples import MIN_SAMPLES_PER_CELL, SampleSizeWarning
 from pidkd.exceptions import SolverError
 
 __all__ = ["main"]
@@ -175,21 +177,32 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             "checkpoints of a student MLP distilled on scikit-learn's digits).",
             file=sys.stderr,
         )
-    df = sweep(
-        files,
-        teacher_layers=args.teacher_layer,
-        student_layers=args.student_layer,
-        quantizer=Quantizer(args.quantizer, args.clusters, n_components=args.components),
-        n_bootstrap=args.bootstrap,
-        n_permutations=args.permutations,
-        base=math.e if args.nats else 2.0,
-        n_jobs=args.n_jobs,
-        progress=not args.no_progress,
-    )
+    if args.bias_correction == "bootstrap" and args.bootstrap == 0:
+        raise UsageError("--bias-correction bootstrap needs bootstrap resamples; give --bootstrap > 0.")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SampleSizeWarning)
+        df = sweep(
+            files,
+            teacher_layers=args.teacher_layer,
+            student_layers=args.student_layer,
+            quantizer=Quantizer(args.quantizer, args.clusters, n_components=args.components),
+            n_bootstrap=args.bootstrap,
+            n_permutations=args.permutations,
+            base=math.e if args.nats else 2.0,
+            n_jobs=args.n_jobs,
+            progress=not args.no_progress,
+            bias_correction=args.bias_correction,
+        )
+    for w in caught:
+        if issubclass(w.category, SampleSizeWarning):
+            print(f"pidkd measure: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     cols = [
         "checkpoint",
         "teacher_layer",
         "student_layer",
+        "reliable",
         "red",
         "red_lo",
         "red_hi",
@@ -207,8 +220,10 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         print(df.to_json(orient="records", indent=2))
     else:
         print(
-            f"PID of I(Y; T, S) in {_unit(math.e if args.nats else 2.0)}; *_lo/*_hi: "
-            f"{int(100 * 0.9)}% bootstrap interval, *_null: mean under shuffled labels (bias)"
+            f"PID of I(Y; T, S) in {_unit(math.e if args.nats else 2.0)}; atoms: {args.bias_correction}-corrected "
+            f"estimates (plug-in atoms: *_plugin in --out/--json); *_lo/*_hi: {int(100 * 0.9)}% interval around them; "
+            "*_null: plug-in mean under shuffled labels (bias); reliable: at least "
+            f"{MIN_SAMPLES_PER_CELL:g} samples per occupied cell"
         )
         print(_format_table(df[cols].to_dict("records"), cols))
     if args.out:
@@ -297,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--quantizer", choices=("kmeans", "uniform", "quantile"), default="kmeans")
     m.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples (default 100)")
     m.add_argument("--permutations", type=int, default=10, help="label permutations for the null (default 10)")
+    m.add_argument(
+        "--bias-correction",
+        choices=("jackknife", "bootstrap", "none"),
+        default="jackknife",
+        help="correction of the plug-in bias (default jackknife; none: the plug-in)",
+    )
     m.add_argument("--nats", action="store_true", help="report in nats")
     m.add_argument("--n-jobs", type=int, default=1, help="parallel processes (default 1)")
     m.add_argument("--out", help="write the table to this file; the suffix picks the format: .csv, .parquet or .json")

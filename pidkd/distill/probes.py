@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +34,13 @@ from pidkd._validation import check_bool, check_int
 from pidkd.distill._checks import as_tensor_pair, describe
 from pidkd.distill.hooks import capture, module_names
 from pidkd.estimators.quantize import Quantizer, fresh_quantizer
-from pidkd.estimators.samples import ATOMS, pid_from_samples
+from pidkd.estimators.samples import (
+    ATOMS,
+    MIN_SAMPLES_PER_CELL,
+    SampleSizeWarning,
+    check_bias_correction,
+    pid_from_samples,
+)
 
 __all__ = ["PIDProbe"]
 
@@ -56,6 +63,10 @@ class PIDProbe:
         fits them again on its first capture).
     n_bootstrap, n_permutations : int
         For the intervals and the null level (defaults 20 and 2; 0 turns them off).
+    bias_correction : {"jackknife", "bootstrap", "none"}, default "jackknife"
+        As in :func:`~pidkd.estimators.pid_from_samples`: the atom columns hold the corrected
+        estimates, ``*_plugin`` the plug-in atoms, ``*_samples_per_cell`` the samples per occupied
+        cell. A probe set too small for that (fewer than 5 per occupied cell) is warned about once.
     background : bool, default True
         Quantize and decompose in a worker thread, off the training loop (the training thread only
         runs the probe set through the two networks). ``False``: everything inline.
@@ -78,7 +89,7 @@ class PIDProbe:
     >>> probe.name
     'probe_1_1'
     >>> row = probe.measure(teacher, student, nn.ModuleDict(), None, torch.device("cpu"), epoch=1)
-    >>> abs(row["probe_1_1_red"] + row["probe_1_1_uni_t"] - row["probe_1_1_mi_t"]) < 1e-9
+    >>> abs(row["probe_1_1_red_plugin"] + row["probe_1_1_uni_t_plugin"] - row["probe_1_1_mi_t"]) < 1e-9
     True
     """
 
@@ -91,7 +102,9 @@ class PIDProbe:
     n_permutations: int = 2
     background: bool = True
     name: str | None = None
+    bias_correction: str = "jackknife"
     _quantizers: dict[str, Quantizer] = field(default_factory=dict, repr=False)
+    _warned: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         caller = "PIDProbe()"
@@ -113,6 +126,7 @@ class PIDProbe:
         self.n_bootstrap = check_int(self.n_bootstrap, name="n_bootstrap", caller=caller, minimum=0)
         self.n_permutations = check_int(self.n_permutations, name="n_permutations", caller=caller, minimum=0)
         self.background = check_bool(self.background, name="background", caller=caller)
+        check_bias_correction(self.bias_correction, self.n_bootstrap, caller)
         if self.quantizer is not None and not isinstance(self.quantizer, Quantizer):
             raise TypeError(
                 f"The 'quantizer' parameter of {caller} must be a pidkd Quantizer or None. "
@@ -182,20 +196,38 @@ class PIDProbe:
         return self._quantizers[key].transform(arr)
 
     def _atoms(self, prefix: str, y: np.ndarray, t: np.ndarray, s: np.ndarray, seed: int) -> dict[str, float]:
-        r = pid_from_samples(
-            y,
-            self._codes(f"{prefix}/t", t),
-            self._codes(f"{prefix}/s", s),
-            n_bootstrap=self.n_bootstrap,
-            n_permutations=self.n_permutations,
-            rng=seed,
-        )
-        out = {f"{prefix}_{a}": float(getattr(r.pid, a)) for a in (*ATOMS, "mi_t", "mi_s")}
-        for a in ATOMS:  # plain floats: history rows go into checkpoints loaded with weights_only=True
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SampleSizeWarning)
+            r = pid_from_samples(
+                y,
+                self._codes(f"{prefix}/t", t),
+                self._codes(f"{prefix}/s", s),
+                n_bootstrap=self.n_bootstrap,
+                n_permutations=self.n_permutations,
+                rng=seed,
+                bias_correction=self.bias_correction,
+            )
+        if not self._warned and any(issubclass(w.category, SampleSizeWarning) for w in caught):
+            self._warned = True
+            warnings.warn(
+                SampleSizeWarning(
+                    f"PIDProbe {self.name!r}: {r.samples_per_cell:.2g} samples per occupied cell ({r.n_samples} probe "
+                    f"samples, {r.occupied_cells} cells), fewer than {MIN_SAMPLES_PER_CELL:g}: its atoms keep much of "
+                    "the plug-in bias (column *_samples_per_cell). Give more probe samples or a Quantizer with fewer "
+                    "bins. Warned once per probe."
+                ),
+                stacklevel=2,
+            )
+        # plain floats: history rows go into checkpoints loaded with weights_only=True
+        out = {f"{prefix}_{a}": float(r.estimate[a]) for a in ATOMS}
+        out |= {f"{prefix}_{a}": float(getattr(r.pid, a)) for a in ("mi_t", "mi_s")}
+        for a in ATOMS:
+            out[f"{prefix}_{a}_plugin"] = float(getattr(r.pid, a))
             if r.ci:
                 out[f"{prefix}_{a}_lo"], out[f"{prefix}_{a}_hi"] = (float(v) for v in r.ci[a])
             if r.null_mean:
                 out[f"{prefix}_{a}_null"] = float(r.null_mean[a])
+        out[f"{prefix}_samples_per_cell"] = float(r.samples_per_cell)
         return out
 
 

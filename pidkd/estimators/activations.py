@@ -14,6 +14,7 @@ A ``.pt`` file may instead hold the nested dict ``{"labels": ..., "teacher": {la
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,12 @@ from numpy.typing import NDArray
 from pidkd._optional import import_optional
 from pidkd._validation import check_base, check_bool, check_int
 from pidkd.estimators.quantize import Quantizer, fresh_quantizer
-from pidkd.estimators.samples import pid_from_samples
+from pidkd.estimators.samples import (
+    MIN_SAMPLES_PER_CELL,
+    SampleSizeWarning,
+    check_bias_correction,
+    pid_from_samples,
+)
 
 __all__ = ["Activations", "load_activations", "save_activations", "sweep"]
 
@@ -218,7 +224,9 @@ def _checkpoint_names(items: Sequence[str | Path | Activations]) -> list[str]:
 
 def _one(job: tuple[Any, ...]) -> dict[str, Any]:
     name, t_layer, s_layer, y, t_codes, s_codes, kw = job
-    res = pid_from_samples(y, t_codes, s_codes, **kw)
+    with warnings.catch_warnings():  # sweep() sums these up in one warning
+        warnings.simplefilter("ignore", SampleSizeWarning)
+        res = pid_from_samples(y, t_codes, s_codes, **kw)
     return {"checkpoint": name, "teacher_layer": t_layer, "student_layer": s_layer, **res.as_dict()}
 
 
@@ -240,6 +248,7 @@ def sweep(
     n_jobs: int = 1,
     progress: bool = True,
     rng: int = 0,
+    bias_correction: str = "jackknife",
 ) -> Any:
     """PID of every (checkpoint, teacher layer, student layer) as a tidy pandas DataFrame.
 
@@ -252,7 +261,7 @@ def sweep(
     quantizer : Quantizer, optional
         Template fitted separately on every array (default: k-means to 10 clusters after L2
         normalisation and PCA to 10 components, the RID paper's pipeline).
-    n_bootstrap, n_permutations, confidence, base, rng
+    n_bootstrap, n_permutations, confidence, base, rng, bias_correction
         As in :func:`pidkd.estimators.pid_from_samples`.
     n_jobs : int, default 1
         Parallel processes (joblib); -1 uses all cores.
@@ -262,14 +271,19 @@ def sweep(
     Returns
     -------
     pandas.DataFrame
-        One row per pair and checkpoint: red, uni_t, uni_s, syn, the mutual informations, their
-        intervals (``*_lo``, ``*_hi``), null levels (``*_null``), n_samples, alphabet sizes,
-        solver status and gap. ``df.to_csv(...)`` / ``df.to_parquet(...)`` save it.
+        One row per pair and checkpoint: red, uni_t, uni_s, syn (estimates after
+        ``bias_correction``, named in the ``bias_correction`` column), their intervals (``*_lo``,
+        ``*_hi``), the plug-in atoms (``*_plugin``), null levels (``*_null``), the mutual
+        informations, n_samples, samples per occupied cell and ``reliable``, alphabet sizes, solver
+        status and gap. ``df.to_csv(...)`` / ``df.to_parquet(...)`` save it. Pairs with too few
+        samples per occupied cell are summed up in one :class:`SampleSizeWarning`.
     """
     pd = import_optional("pandas", purpose="sweep()")
     caller = "sweep()"
     base = check_base(base, caller=caller)  # checked before the (long) loading and quantizing
     progress = check_bool(progress, name="progress", caller=caller)
+    n_bootstrap = check_int(n_bootstrap, name="n_bootstrap", caller=caller, minimum=0)
+    check_bias_correction(bias_correction, n_bootstrap, caller)
     if check_int(n_jobs, name="n_jobs", caller=caller, minimum=-(os.cpu_count() or 1)) == 0:
         raise ValueError(f"The 'n_jobs' parameter of {caller} must be a non-zero int (-1: all cores). Got 0 instead.")
     items = [sources] if isinstance(sources, (str, Path, Activations)) else list(sources)
@@ -281,6 +295,7 @@ def sweep(
         "confidence": confidence,
         "base": base,
         "rng": rng,
+        "bias_correction": bias_correction,
     }
     jobs = []
     for item, name in zip(items, _checkpoint_names(items)):
@@ -299,4 +314,17 @@ def sweep(
     else:
         joblib = import_optional("joblib", purpose="sweep(n_jobs != 1)")
         rows = joblib.Parallel(n_jobs=n_jobs, verbose=5 if progress else 0)(joblib.delayed(_one)(j) for j in jobs)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    few = df.loc[~df["reliable"]]
+    if len(few):
+        worst = few.loc[few["samples_per_cell"].idxmin()]
+        warnings.warn(
+            SampleSizeWarning(
+                f"sweep: {len(few)} of {len(df)} rows have fewer than {MIN_SAMPLES_PER_CELL:g} samples per occupied "
+                f"cell (column 'reliable' is False; the fewest: {worst['samples_per_cell']:.2g} in "
+                f"{worst['checkpoint']}, {worst['teacher_layer']} x {worst['student_layer']}). Their estimates keep "
+                "much of the plug-in bias: use more samples or fewer codes."
+            ),
+            stacklevel=2,
+        )
+    return df

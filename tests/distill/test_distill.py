@@ -345,7 +345,10 @@ def test_probes_record_pid_of_layers_and_filters(digits, teacher):
     for col in ("probe_red", "probe_uni_t", "probe_red_lo", "probe_red_null", "probe_filters_red", "probe_mi_t"):
         assert col in h.columns
     # the identities tie the probed atoms to the mutual informations of the codes
-    np.testing.assert_allclose(measured["probe_red"] + measured["probe_uni_t"], measured["probe_mi_t"], atol=1e-9)
+    plug = measured["probe_red_plugin"] + measured["probe_uni_t_plugin"]  # the identity holds for the plug-in
+    np.testing.assert_allclose(plug, measured["probe_mi_t"], atol=1e-9)
+    assert (measured["probe_samples_per_cell"] > 1).all()
+    assert (measured["probe_red"] != measured["probe_red_plugin"]).any()  # the jackknife estimate
     assert (measured["probe_red"] >= 0).all() and (measured["probe_mi_t"] > 1.0).all()
     with pytest.raises(ValueError, match="'every' parameter of PIDProbe"):
         PIDProbe(val, teacher_layer="2", student_layer="0", every=0)
@@ -374,7 +377,8 @@ def test_probe_equals_offline_pid_from_samples_and_changes_nothing(digits, teach
     offline = pid_from_samples(val[1].numpy(), codes_t, codes_s, n_bootstrap=20, n_permutations=2, rng=1)
     row = with_probe.history.iloc[0]
     for atom in ("red", "uni_t", "uni_s", "syn"):
-        assert row[f"probe_2_0_{atom}"] == pytest.approx(getattr(offline.pid, atom), abs=1e-12)
+        assert row[f"probe_2_0_{atom}"] == pytest.approx(offline.estimate[atom], abs=1e-12)
+        assert row[f"probe_2_0_{atom}_plugin"] == pytest.approx(getattr(offline.pid, atom), abs=1e-12)
         assert row[f"probe_2_0_{atom}_lo"] == pytest.approx(offline.ci[atom][0], abs=1e-12)
         assert row[f"probe_2_0_{atom}_null"] == pytest.approx(offline.null_mean[atom], abs=1e-12)
 

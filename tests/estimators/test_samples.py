@@ -1,7 +1,10 @@
+import warnings
+
 import numpy as np
 import pytest
 
-from pidkd.estimators.samples import pid_from_samples
+import pidkd
+from pidkd.estimators.samples import ATOMS, SampleSizeWarning, pid_from_samples
 
 
 def test_xor_from_samples_with_interval_and_null():
@@ -37,13 +40,15 @@ def test_permutation_null_of_independent_label_is_near_zero_for_large_n():
     r = pid_from_samples(y, t, s, n_bootstrap=0, n_permutations=10)
     assert max(r.null_mean.values()) < 2e-3
     assert max(abs(r.pid.red), r.pid.uni_t, r.pid.uni_s, r.pid.syn) < 5e-3
-    assert r.ci == {}
+    assert max(r.estimate.values()) < 2e-3 and all(lo == 0.0 for lo, _ in r.ci.values())  # jackknife interval
+    assert pid_from_samples(y, t, s, n_bootstrap=0, n_permutations=0, bias_correction="none").ci == {}
 
 
 def test_small_sample_bias_is_visible_in_the_null():
     rng = np.random.default_rng(4)
     y, t, s = rng.integers(0, 5, 200), rng.integers(0, 10, 200), rng.integers(0, 10, 200)
-    r = pid_from_samples(y, t, s, n_bootstrap=0, n_permutations=20)
+    with pytest.warns(SampleSizeWarning):
+        r = pid_from_samples(y, t, s, n_bootstrap=0, n_permutations=20)
     assert r.pid.syn > 0.5  # all spurious: Y is independent of (T, S)
     assert r.null_mean["syn"] == pytest.approx(r.pid.syn, rel=0.25)
 
@@ -74,3 +79,110 @@ def test_bad_parameters(kwargs, match):
 def test_bad_labels():
     with pytest.raises(ValueError, match="expects `y` to be 1-d labels"):
         pid_from_samples([[0, 1]], [0, 1], [0, 1])
+
+
+def test_no_correction_reproduces_the_plug_in_and_intervals_of_pidkd_0_1_0():
+    """Golden values computed with the previous release's pid_from_samples on the same input."""
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 3, 400)
+    t, s = (y + rng.integers(0, 2, 400)) % 4, rng.integers(0, 3, 400)
+    r = pid_from_samples(y, t, s, n_bootstrap=30, n_permutations=4, rng=3, bias_correction="none")
+    golden_ci = {
+        "red": (0.0, 0.015674540248858514),
+        "uni_t": (0.934855997938362, 1.0066197390370253),
+        "uni_s": (0.0, 0.0),
+        "syn": (0.0, 0.01432810016471382),
+    }
+    golden_null = {"red": 0.002383038559548155, "uni_t": 0.0068939196485777, "syn": 0.031786233470811984}
+    for a, (lo, hi) in golden_ci.items():
+        assert r.ci[a] == pytest.approx((lo, hi), abs=1e-12)
+    for a, v in golden_null.items():
+        assert r.null_mean[a] == pytest.approx(v, abs=1e-12)
+    assert r.estimate == {a: getattr(r.pid, a) for a in ATOMS} and r.bias_correction == "none"
+    # the default draws its jackknife groups last: bootstrap and null resamples are the same
+    d = pid_from_samples(y, t, s, n_bootstrap=30, n_permutations=4, rng=3)
+    assert d.null_mean == r.null_mean and d.bias_correction == "jackknife" and d.pid.red == r.pid.red
+
+
+def test_pid_from_samples_is_the_composition_the_bias_study_measures():
+    from pidkd.estimators.samples import _corrected, _decompose_counts, _jackknife_counts
+
+    rng = np.random.default_rng(12)
+    y = rng.integers(0, 3, 3000)
+    t, s = (y + rng.integers(0, 2, 3000)) % 3, (y * rng.integers(0, 2, 3000)) % 3
+    for method in ("jackknife", "bootstrap"):
+        r = pid_from_samples(y, t, s, n_bootstrap=40, n_permutations=0, rng=9, bias_correction=method)
+        gen = np.random.default_rng(9)
+        counts = np.zeros((3, 3, 3), dtype=np.int64)
+        flat = (y * 3 + t) * 3 + s
+        np.add.at(counts.ravel(), flat, 1)
+        boots = [np.bincount(flat[gen.integers(0, 3000, 3000)], minlength=27) for _ in range(40)]
+        boot = _decompose_counts(np.stack(boots).reshape(40, 3, 3, 3))
+        jack = _decompose_counts(_jackknife_counts(flat, counts, 20, gen)) if method == "jackknife" else None
+        est, ci = _corrected(np.array([getattr(r.pid, a) for a in ATOMS]), boot, jack, method, 0.9)
+        np.testing.assert_allclose([r.estimate[a] for a in ATOMS], est, atol=1e-12)
+        np.testing.assert_allclose([r.ci[a] for a in ATOMS], ci.T, atol=1e-12)
+
+
+def _draw(p, n, rng):
+    flat = rng.choice(p.size, n, p=p.ravel())
+    return np.unravel_index(flat, p.shape)
+
+
+def test_jackknife_removes_most_of_the_bias_of_a_known_pmf_and_its_intervals_cover():
+    """Random 4x4x4 pmf, 5 samples per cell, 40 seeded draws: known truth from the pmf itself."""
+    p = np.random.default_rng(5).dirichlet(np.ones(64)).reshape(4, 4, 4)
+    truth = np.array([getattr(pidkd.pid(p), a) for a in ATOMS])
+    rng = np.random.default_rng(13)
+    plug, corr, covered = [], [], np.zeros(4)
+    for i in range(40):
+        y, t, s = _draw(p, 320, rng)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SampleSizeWarning)
+            r = pid_from_samples(y, t, s, n_bootstrap=50, n_permutations=0, rng=i)
+        plug.append([getattr(r.pid, a) for a in ATOMS])
+        corr.append([r.estimate[a] for a in ATOMS])
+        covered += [r.ci[a][0] <= v <= r.ci[a][1] for a, v in zip(ATOMS, truth)]
+    bias_plug, bias_corr = np.mean(plug, axis=0) - truth, np.mean(corr, axis=0) - truth
+    assert abs(bias_corr[3]) < abs(bias_plug[3]) / 3  # Syn, the atom with most bias
+    assert np.all(np.abs(bias_corr) <= np.maximum(np.std(corr, axis=0), 0.02))
+    # 90% nominal; 40 draws: a binomial(40, 0.9) falls below 31 with probability < 1%
+    assert np.all(covered >= 31), covered
+
+
+def test_sample_size_warning_and_reliable_flag():
+    rng = np.random.default_rng(4)
+    y, t, s = rng.integers(0, 5, 200), rng.integers(0, 10, 200), rng.integers(0, 10, 200)
+    with pytest.warns(SampleSizeWarning, match=r"1.2 samples per occupied cell \(200 samples, 160 of 500"):
+        r = pid_from_samples(y, t, s, n_bootstrap=0, n_permutations=0)
+    assert not r.reliable and r.as_dict()["reliable"] is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SampleSizeWarning)
+        big = pid_from_samples(rng.integers(0, 2, 400), rng.integers(0, 2, 400), rng.integers(0, 2, 400))
+    assert big.reliable
+
+
+def test_row_has_estimates_plug_in_columns_and_the_correction():
+    rng = np.random.default_rng(0)
+    t, s = rng.integers(0, 2, 3000), rng.integers(0, 2, 3000)
+    row = pid_from_samples(t ^ s, t, s, n_bootstrap=20, n_permutations=2).as_dict()
+    assert row["bias_correction"] == "jackknife" and row["syn_plugin"] == pytest.approx(1.0, abs=0.01)
+    assert row["syn"] != row["syn_plugin"] and row["syn_lo"] <= row["syn"] <= row["syn_hi"]
+    assert {"mi_ts", "status", "gap", "samples_per_cell", "reliable", "red_null"} <= set(row)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (
+            {"bias_correction": "jack"},
+            ValueError,
+            r"'bias_correction' parameter of pid_from_samples\(\) must be one of",
+        ),
+        ({"bias_correction": None}, ValueError, r"must be one of 'jackknife', 'bootstrap', 'none'. Got None"),
+        ({"bias_correction": "bootstrap", "n_bootstrap": 0}, ValueError, r"bias_correction='bootstrap' with n_boot"),
+    ],
+)
+def test_bad_bias_correction(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        pid_from_samples([0, 1], [0, 1], [0, 1], **kwargs)
