@@ -87,3 +87,12 @@ def test_measure_bad_layer_is_a_clear_error(capsys):
     assert main(["measure", "--teacher-layer", "nope", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "teacher layer(s) ['nope'] not in checkpoint 'epoch_001'; available: ['hidden1', 'hidden2']" in err
+
+
+def test_measure_bias_correction_option(capsys):
+    base = ["measure", "--teacher-layer", "hidden2", "--student-layer", "hidden1", "--permutations", "0"]
+    assert main([*base, "--bootstrap", "5", "--no-progress", "--json", "--bias-correction", "none"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(r["bias_correction"] == "none" and r["red"] == r["red_plugin"] for r in rows)
+    assert main([*base, "--bootstrap", "0", "--bias-correction", "bootstrap"]) == 2
+    assert "--bias-correction bootstrap needs bootstrap resamples" in capsys.readouterr().err

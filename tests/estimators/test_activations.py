@@ -108,3 +108,24 @@ def test_sweep_table(tmp_path):
         sweep(files, teacher_layers=["zz"], progress=False)
     with pytest.raises(ValueError, match="at least one checkpoint"):
         sweep([], progress=False)
+
+
+def test_sweep_reports_the_correction_the_plug_in_and_one_warning_for_thin_tables():
+    import warnings
+
+    from pidkd.estimators.samples import SampleSizeWarning
+
+    acts = make_acts(3, n=120)
+    kw = {"quantizer": Quantizer("kmeans", 6), "n_bootstrap": 10, "n_permutations": 0, "progress": False}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = sweep(acts, **kw)
+    thin = [w for w in caught if issubclass(w.category, SampleSizeWarning)]
+    assert len(thin) == 1 and "of 2 rows have fewer than 5 samples per occupied cell" in str(thin[0].message)
+    assert (df["bias_correction"] == "jackknife").all() and not df["reliable"].all()
+    plain = sweep(acts, bias_correction="none", **kw)
+    np.testing.assert_allclose(plain["red"], plain["red_plugin"])
+    np.testing.assert_allclose(plain["red_plugin"], df["red_plugin"])  # same plug-in either way
+    assert (df["syn"] < df["syn_plugin"]).any()  # the correction lowers the spurious synergy
+    with pytest.raises(ValueError, match=r"'bias_correction' parameter of sweep\(\) must be one of"):
+        sweep(acts, bias_correction="jk", progress=False)
