@@ -220,9 +220,14 @@ def markdown(data: dict) -> str:
 
 
 def targets(rows: list[dict]) -> list[str]:
-    """The issue's targets, checked row by row for the default (jackknife)."""
+    """The issue's targets, checked case by case for the default (jackknife).
+
+    Coverage is judged on atoms whose truth is positive: for an atom that is exactly 0 the interval
+    is clipped at 0 and covers it nearly always, so there the criterion is the rate of intervals
+    that exclude 0 (table below).
+    """
     out = []
-    ok_bias = ok_cov = total = 0
+    ok_bias = ok_cov = total = positive = 0
     misses = []
     for r in rows:
         if r["samples_per_support_cell"] < 5:
@@ -232,23 +237,27 @@ def targets(rows: list[dict]) -> list[str]:
             total += 1
             b, sd, cov = s["bias"][i], s["sd"][i], s["coverage"][i]
             fine_bias = abs(b) <= max(sd, 0.02)
-            fine_cov = 0.80 <= cov <= 0.97
             ok_bias += fine_bias
-            ok_cov += fine_cov
+            fine_cov = True
+            if r["truth"][i] > 1e-9:
+                positive += 1
+                fine_cov = 0.80 <= cov <= 0.97
+                ok_cov += fine_cov
             if not (fine_bias and fine_cov):
                 misses.append(f"{r['pmf']}, N={r['n']}, {a}: bias {b:+.3f} (sd {sd:.3f}), coverage {cov:.2f}")
     out.append(
         f"At >= 5 samples per support cell, jackknife: {ok_bias} of {total} (pmf, N, atom) cases have |bias| "
-        f"within one standard deviation or 0.02 bits; {ok_cov} of {total} have coverage in [0.80, 0.97]."
+        f"within one standard deviation or 0.02 bits; {ok_cov} of the {positive} cases with a positive true atom "
+        "have 90% coverage in [0.80, 0.97]."
     )
     if misses:
         out += ["", "Cases that miss either target:", ""] + [f"- {m}" for m in misses]
+    out.append("")
     for r in rows:
-        if r["pmf"].startswith("structured 10") or r["pmf"].startswith("sharp 10"):
-            if r["n"] == 540:
-                pb, jb = r["methods"]["none"]["bias"], r["methods"]["jackknife"]["bias"]
-                ratios = ", ".join(f"{a} {abs(jb[i]) / abs(pb[i]):.2f}" for i, a in enumerate(ATOMS) if a != "red")
-                out.append(f"- 540 samples, {r['pmf']}: |jackknife bias| / |plug-in bias|: {ratios}")
+        if r["n"] == 540:
+            pb, jb = r["methods"]["none"]["bias"], r["methods"]["jackknife"]["bias"]
+            ratios = ", ".join(f"{a} {abs(jb[i]) / abs(pb[i]):.2f}" for i, a in enumerate(ATOMS) if a != "red")
+            out.append(f"- 540 samples (a probe set), {r['pmf']}: |jackknife bias| / |plug-in bias|: {ratios}")
     return out
 
 
