@@ -10,10 +10,12 @@ device and are read once per epoch (no host synchronisation inside the step loop
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -184,12 +186,53 @@ class DistillConfig:
 
 @dataclass
 class FitResult:
-    """The trained student, the trained filters/regressors, and the per-epoch history."""
+    """The trained student, the trained filters/regressors, the per-epoch history, and model selection.
+
+    ``student`` is the student after the last epoch. With ``val_data``, the epoch of best validation
+    accuracy (the earliest of ties) is ``best_epoch``, and :meth:`best_student` returns the student
+    as it was then; ``test_data`` is only reported (``test_acc`` column), never used to select.
+    """
 
     student: nn.Module
     modules: nn.ModuleDict
     history: Any  # pandas.DataFrame
     config: DistillConfig = field(repr=False)
+    best_epoch: int | None = None
+    best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    def _at(self, column: str, epoch: int | None) -> float:
+        if epoch is None or column not in self.history:
+            return math.nan
+        return float(self.history.loc[self.history["epoch"] == epoch, column].iloc[0])
+
+    @property
+    def best_val_acc(self) -> float:
+        """Validation accuracy at ``best_epoch`` (NaN without ``val_data``)."""
+        return self._at("val_acc", self.best_epoch)
+
+    @property
+    def best_test_acc(self) -> float:
+        """Test accuracy at ``best_epoch``, the epoch chosen on validation (NaN without both data sets)."""
+        return self._at("test_acc", self.best_epoch)
+
+    @property
+    def last_val_acc(self) -> float:
+        return self._at("val_acc", int(self.history["epoch"].iloc[-1]) if len(self.history) else None)
+
+    @property
+    def last_test_acc(self) -> float:
+        return self._at("test_acc", int(self.history["epoch"].iloc[-1]) if len(self.history) else None)
+
+    def best_student(self) -> nn.Module:
+        """A copy of the student with the weights of ``best_epoch`` (needs ``val_data``)."""
+        if self.best_state is None:
+            raise ValueError(
+                "FitResult.best_student() needs the best-validation weights, which fit() keeps only when it is given "
+                "val_data. Pass val_data=(inputs, labels) to fit(), or use FitResult.student (the last epoch)."
+            )
+        model = copy.deepcopy(self.student)
+        model.load_state_dict(self.best_state)
+        return model
 
 
 def _loader(
@@ -300,6 +343,7 @@ def fit(
     config: DistillConfig | None = None,
     resume_from: str | os.PathLike[str] | None = None,
     probes: Sequence[Any] = (),
+    test_data: Any = None,
 ) -> FitResult:
     """Train ``student`` with ``method``; the teacher stays frozen (eval mode, no gradients).
 
@@ -311,11 +355,13 @@ def fit(
     teacher, student : nn.Module
         Classifiers returning logits (a tensor of shape (batch, classes); a model that returns a
         tuple or a dict must be wrapped).
-    train_data, val_data
+    train_data, val_data, test_data
         An (inputs, labels) pair of tensors or numpy arrays, as a tuple or a list of two (batched
         with ``config.batch_size``, shuffled with a generator seeded by ``config.seed``), or an
         iterable of (inputs, labels) batches such as a DataLoader. Labels are integer class indices
-        in [0, number of logits).
+        in [0, number of logits). ``val_data`` selects the best epoch (``FitResult.best_epoch``,
+        :meth:`FitResult.best_student`); ``test_data`` is only measured (``test_acc`` column), so no
+        number is selected on the test set.
     method : {"student", "kd", "vid", "ted", "rid"}
         ``"student"``: task loss only (the paper's BAS); ``"kd"``: Hinton soft targets;
         ``"vid"``: variational information distillation; ``"ted"``: task-aware filters with heads on
@@ -344,7 +390,16 @@ def fit(
     Returns
     -------
     FitResult
-        ``student`` is the model passed in, trained in place (and moved to the device).
+        ``student`` is the model passed in, trained in place (and moved to the device), as after
+        the last epoch; ``best_epoch``, ``best_val_acc``, ``best_test_acc``, ``last_val_acc`` and
+        ``last_test_acc`` give both the selected and the last epoch.
+
+    Warns
+    -----
+    UserWarning
+        Once per term, when a distillation term's mean over the first epoch of its phase is more
+        than 100 times the task loss's: the message names the term, the ratio and the weight to
+        lower.
 
     Notes
     -----
@@ -374,14 +429,17 @@ def fit(
     dev = _device(teacher, student, device)
     frozen = _freeze(teacher)
     try:
-        rows, student, mods = _train(
-            method, cfg, teacher.to(dev), student.to(dev), train_data, val_data, dev, t_layers, s_layers, state, probes
+        data = {"train": train_data, "val": val_data, "test": test_data}
+        rows, student, mods, best = _train(
+            method, cfg, teacher.to(dev), student.to(dev), data, dev, t_layers, s_layers, state, probes
         )
     finally:
         _unfreeze(teacher, frozen)
     history = pd.DataFrame(rows)
     history.attrs["config"] = asdict(cfg) | {"method": method}
-    return FitResult(student=student, modules=mods, history=history, config=cfg)
+    return FitResult(
+        student=student, modules=mods, history=history, config=cfg, best_epoch=best["epoch"], best_state=best["state"]
+    )
 
 
 def _effective_config(config: DistillConfig | None, epochs: int | None) -> DistillConfig:
@@ -484,12 +542,15 @@ def _first_batch(
     return ta, sa, t_out
 
 
-def _train(method, cfg, teacher, student, train_data, val_data, dev, t_layers, s_layers, state, probes):
-    """Everything of :func:`fit` after the argument checks: returns (history rows, student, modules)."""
+def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, probes):
+    """Everything of :func:`fit` after the argument checks: returns (rows, student, modules, best epoch)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    train, train_labels = _loader(train_data, cfg.batch_size, True, gen, name="train_data")
-    val = _loader(val_data, cfg.batch_size, False, None, name="val_data")[0] if val_data is not None else None
+    train, train_labels = _loader(data["train"], cfg.batch_size, True, gen, name="train_data")
+    val, test = (
+        _loader(data[k], cfg.batch_size, False, None, name=f"{k}_data")[0] if data[k] is not None else None
+        for k in ("val", "test")
+    )
     use_amp = cfg.amp and dev.type == "cuda"
 
     # One batch sizes the filters and fails early on wrong layer names, shapes, labels or empty data.
@@ -519,8 +580,11 @@ def _train(method, cfg, teacher, student, train_data, val_data, dev, t_layers, s
 
     rows: list[dict[str, Any]] = []
     start_epoch = 0
+    best: dict[str, Any] = {"epoch": None, "val_acc": -math.inf, "state": None}
     if state is not None:
         rows, start_epoch = _restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev)
+        if state.get("best") is not None:
+            best = dict(state["best"])
 
     tqdm = import_optional("tqdm", purpose="fit(progress=True)").tqdm if cfg.progress else None
     start = time.perf_counter() - (rows[-1].get("wall_time", 0.0) if rows else 0.0)
@@ -534,6 +598,8 @@ def _train(method, cfg, teacher, student, train_data, val_data, dev, t_layers, s
             mods=mods,
             train=train,
             val=val,
+            test=test,
+            best=best,
             dev=dev,
             use_amp=use_amp,
             t_layers=t_layers,
@@ -552,7 +618,7 @@ def _train(method, cfg, teacher, student, train_data, val_data, dev, t_layers, s
         finally:
             if run.probes is not None:
                 run.probes.close()
-    return rows, student, mods
+    return rows, student, mods, run.best
 
 
 @dataclass
@@ -566,6 +632,8 @@ class _Run:
     mods: Any
     train: Any
     val: Any
+    test: Any
+    best: dict[str, Any]  # epoch, val_acc and student weights (on the CPU) of the best validation so far
     dev: Any
     use_amp: Any
     t_layers: Any
@@ -578,6 +646,36 @@ class _Run:
     gen: Any
     tqdm: Any
     probes: Any
+    seen_phases: set[str] = field(default_factory=set)
+    warned: set[str] = field(default_factory=set)
+
+
+#: distillation loss term -> the configuration knob that scales it (for the loss-scale warning)
+_KNOBS = {
+    "kd": "kd_alpha (or kd_temperature)",
+    "vid": "vid_lambda",
+    "ted": "ted_lambda",
+    "rid": "lambda_distill (or reduction='mean')",
+}
+LOSS_SCALE_LIMIT = 100.0
+
+
+def _warn_loss_scale(method: str, row: dict[str, Any], warned: set[str]) -> None:
+    """Warn once per term when a distillation term's epoch mean exceeds LOSS_SCALE_LIMIT x the task loss."""
+    task = row.get("loss_task")
+    if task is None or not task > 0:
+        return
+    for term, knob in _KNOBS.items():
+        value = row.get(f"loss_{term}")
+        if value is None or term in warned or not value > LOSS_SCALE_LIMIT * task:
+            continue
+        warned.add(term)
+        warnings.warn(
+            f"fit(method={method!r}): the {term!r} loss term averaged {value:.4g} over epoch {row['epoch']}, "
+            f"{value / task:.0f}x the task loss ({task:.4g}); a distillation term that large swamps the task and "
+            f"often collapses the student. Lower DistillConfig.{knob}.",
+            stacklevel=5,  # the caller of fit()
+        )
 
 
 def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: float) -> list[dict[str, Any]]:
@@ -669,8 +767,16 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
             )
         row: dict[str, Any] = {"epoch": epoch + 1, "phase": phase}
         row.update({f"loss_{k}": float(v) / (step + 1) for k, v in sums.items()})
+        if phase not in run.seen_phases:  # the first epoch of this phase in this run
+            run.seen_phases.add(phase)
+            _warn_loss_scale(method, row, run.warned)
         row["train_acc"] = float(correct / count)
         row["val_acc"] = _accuracy(student, val, dev) if val is not None else math.nan
+        if run.test is not None:
+            row["test_acc"] = _accuracy(student, run.test, dev)  # reported, never used to select
+        if val is not None and row["val_acc"] > run.best["val_acc"]:
+            weights = {k: v.detach().to("cpu", copy=True) for k, v in student.state_dict().items()}
+            run.best = {"epoch": epoch + 1, "val_acc": row["val_acc"], "state": weights}
         row["lr"] = opt.param_groups[0]["lr"]
         row["wall_time"] = time.perf_counter() - start
         if probes is not None:  # captures now; the PID analysis runs in a worker while training goes on
@@ -685,7 +791,7 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
             if probes is not None:
                 probes.collect(wait=True)  # a checkpoint holds complete rows
-            _save_checkpoint(cfg, method, epoch + 1, student, mods, opt_s, opt_t, sched, rows, gen, dev)
+            _save_checkpoint(cfg, method, epoch + 1, student, mods, opt_s, opt_t, sched, rows, gen, dev, run.best)
     if probes is not None:
         probes.collect(wait=True)
     return rows
@@ -710,7 +816,7 @@ def _check_checkpoint_files(cfg: DistillConfig, method: str, start_epoch: int) -
         )
 
 
-def _save_checkpoint(cfg, method, epoch, student, mods, opt_s, opt_t, sched, rows, gen, dev) -> Path:
+def _save_checkpoint(cfg, method, epoch, student, mods, opt_s, opt_t, sched, rows, gen, dev, best) -> Path:
     """Write the run's state; tensors and plain Python values only, so ``weights_only=True`` loads it."""
     path = _checkpoint_path(cfg, method, epoch)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -729,6 +835,7 @@ def _save_checkpoint(cfg, method, epoch, student, mods, opt_s, opt_t, sched, row
             "rng": torch.get_rng_state(),
             "data_rng": gen.get_state(),
             "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+            "best": {"epoch": best["epoch"], "val_acc": float(best["val_acc"]), "state": best["state"]},
         },
         path,
     )

@@ -261,6 +261,8 @@ def test_resume_equals_an_uninterrupted_run(method, digits, teacher, tmp_path):
     assert resumed.history[cols].equals(full.history[cols])
     for a, b in zip(full.student.parameters(), resumed.student.parameters()):
         assert torch.equal(a, b)
+    assert resumed.best_epoch == full.best_epoch is not None  # the best-validation weights survive a resume
+    assert all(torch.equal(full.best_state[k], resumed.best_state[k]) for k in full.best_state)
 
 
 def test_authors_preset_schedule_and_terms(digits, teacher):
