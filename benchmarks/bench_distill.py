@@ -83,7 +83,8 @@ def main() -> None:
     mnist1d_teacher = mnist1d.train_teacher(mnist1d_data[0], 10)
 
     def config() -> DistillConfig:
-        return DistillConfig(
+        return DistillConfig.preset(
+            "paper",
             epochs=args.epochs + 1,
             warmup_epochs=1,
             cycle_epochs=2,

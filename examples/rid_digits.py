@@ -86,7 +86,8 @@ def config(epochs: int, seed: int = 0) -> DistillConfig:
     example uses lambda_2 = 0.01.
     """
     cycle = max(2, epochs // 3)
-    return DistillConfig(
+    return DistillConfig.preset(
+        "paper",
         epochs=epochs,
         batch_size=64,
         lr=0.05,

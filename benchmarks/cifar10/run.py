@@ -79,7 +79,8 @@ def schedule(epochs: int, variant: str) -> DistillConfig:
     r = 0.25 if q > 2 else 0.5  # round(0.25 * 2) = 0 phase-1 epochs per cycle: fit refuses it for RID
     if variant == "authors":
         return DistillConfig.preset("authors", epochs=epochs, cycle_epochs=q, phase1_fraction=r, batch_size=64)
-    return DistillConfig(
+    return DistillConfig.preset(
+        "paper",
         epochs=epochs,
         lr=0.05,
         lr_milestones=milestones,
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.teacher_ckpt and args.teacher_ckpt.exists():
         teacher.load_state_dict(torch.load(args.teacher_ckpt, map_location="cpu", weights_only=True))
     else:
-        cfg = DistillConfig(
+        cfg = DistillConfig.preset(
+            "paper",
             epochs=args.teacher_epochs,
             lr=0.05,
             progress=not args.smoke,

@@ -45,6 +45,8 @@ from pidkd.distill.probes import ProbeRunner, check_probes
 __all__ = ["METHODS", "DistillConfig", "FitResult", "fit"]
 
 METHODS = ("student", "kd", "vid", "ted", "rid")
+#: Optimizers by name (DistillConfig.optimizer); a callable factory(params, lr=...) is taken as well.
+OPTIMIZERS = ("adamw", "adam", "sgd")
 
 #: The marker and format version of the checkpoints :func:`fit` writes (``checkpoint_every``).
 CHECKPOINT_FORMAT = "pidkd-checkpoint"
@@ -68,35 +70,42 @@ _CHECKPOINT_KEYS = (
 
 @dataclass
 class DistillConfig:
-    """Every knob of :func:`fit`, with the RID paper's CIFAR-10 defaults where they apply.
+    """Every knob of :func:`fit`. The defaults train plain networks; the paper's settings are a preset.
 
-    Every value is checked when the configuration is made (and again by :func:`fit`, which works
-    on a copy): counts are ints, rates and weights finite numbers in range, switches real bools
-    (``amp="no"`` is refused, not read as true).
+    Defaults: AdamW (lr 1e-3), gradient-norm clipping at 5, distillation terms as per-element
+    means (``reduction="mean"``, ``sigma_penalty="meansq"``, VID weight 1), so that their scale
+    does not grow with channels x positions. ``DistillConfig.preset("paper")`` is the RID paper's
+    Algorithm 1 and CIFAR-10 settings (SGD with Nesterov momentum, lr 0.05, sums over channels and
+    positions, lambda_2 = 1, VID weight 100, no clipping); ``preset("authors")`` what the authors'
+    code runs. Every value is checked when the configuration is made (and again by :func:`fit`,
+    which works on a copy): counts are ints, rates and weights finite numbers in range, switches
+    real bools (``amp="no"`` is refused, not read as true).
     """
 
     epochs: int = 10
     batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
+    optimizer: Any = "adamw"  # "adamw", "adam", "sgd", or a factory(params, lr=...) -> torch.optim.Optimizer
+    lr: float = 3e-3
+    momentum: float = 0.9  # SGD only
+    nesterov: bool = True  # SGD only
+    weight_decay: float = 1e-4
     lr_milestones: Sequence[int] = ()
     lr_gamma: float = 0.2
-    warmup_epochs: int = 2  # n_w
-    cycle_epochs: int = 4  # q
-    phase1_fraction: float = 0.25  # r
+    # RID / TED schedule; None: scaled to the run's epochs (see DistillConfig.schedule)
+    warmup_epochs: int | None = None  # n_w
+    cycle_epochs: int | None = None  # q
+    phase1_fraction: float | None = None  # r
     lambda_task: float = 1.0  # lambda_1
     lambda_distill: float = 1.0  # lambda_2 (RID)
-    vid_lambda: float = 100.0
-    kd_alpha: float = 0.9
+    vid_lambda: float = 1.0
+    kd_alpha: float = 0.5
     kd_temperature: float = 4.0
     filter_channels: int | None = None  # C_out of the filters (default: the student layer's channels)
     filter_lr: float | None = None  # learning rate of f_t and g_t (default: lr)
-    grad_clip: float | None = None
-    reduction: str = "sum"  # RID mismatch: sum over (c, h, w) as the paper; "mean" as the authors' code
-    sigma_penalty: str = "sumsq"  # phase-2 penalty ||sigma||^2 (paper) or "meansq" (authors)
-    coupling_from_cycle: int = 0  # phase-1 coupling term from this cycle on (authors: 1)
+    grad_clip: float | None = 5.0
+    reduction: str = "mean"  # RID mismatch: per-element mean (authors' code); "sum" over (c, h, w) as the paper
+    sigma_penalty: str = "meansq"  # phase-2 penalty mean_c sigma_c^2 (authors); "sumsq": ||sigma||^2 (paper)
+    coupling_from_cycle: int | None = None  # phase-1 coupling term from this cycle on (None: see schedule())
     ted_lambda: float = 1.0  # TED stage-2 MSE weight
     checkpoint_every: int = 0  # epochs between checkpoints (0: none)
     checkpoint_dir: str | None = None
@@ -107,9 +116,14 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         c = "DistillConfig()"
-        for name in ("epochs", "batch_size", "cycle_epochs"):
+        for name in ("epochs", "batch_size"):
             setattr(self, name, check_int(getattr(self, name), name=name, caller=c, minimum=1))
-        for name in ("warmup_epochs", "coupling_from_cycle", "checkpoint_every", "seed"):
+        self.cycle_epochs = check_int(self.cycle_epochs, name="cycle_epochs", caller=c, minimum=1, optional=True)
+        self.warmup_epochs = check_int(self.warmup_epochs, name="warmup_epochs", caller=c, minimum=0, optional=True)
+        self.coupling_from_cycle = check_int(
+            self.coupling_from_cycle, name="coupling_from_cycle", caller=c, minimum=0, optional=True
+        )
+        for name in ("checkpoint_every", "seed"):
             setattr(self, name, check_int(getattr(self, name), name=name, caller=c, minimum=0))
         self.filter_channels = check_int(self.filter_channels, name="filter_channels", caller=c, optional=True)
         numbers = {
@@ -122,13 +136,15 @@ class DistillConfig:
             "lambda_distill": "non-negative",
             "vid_lambda": "non-negative",
             "ted_lambda": "non-negative",
-            "phase1_fraction": "fraction",
             "kd_alpha": "probability",
         }
         for name, kind in numbers.items():
             setattr(self, name, check_number(getattr(self, name), name=name, caller=c, kind=kind))
         for name in ("filter_lr", "grad_clip"):
             setattr(self, name, check_number(getattr(self, name), name=name, caller=c, optional=True))
+        self.phase1_fraction = check_number(
+            self.phase1_fraction, name="phase1_fraction", caller=c, kind="fraction", optional=True
+        )
         for name in ("nesterov", "amp", "progress", "overwrite_checkpoints"):
             setattr(self, name, check_bool(getattr(self, name), name=name, caller=c))
         self.reduction = check_choice(self.reduction, ["sum", "mean"], name="reduction", caller=c)
@@ -139,7 +155,14 @@ class DistillConfig:
                 f"The 'lr_milestones' parameter of {c} must be a sequence of epochs (ints). Got {milestones!r} instead."
             )
         self.lr_milestones = tuple(check_int(m, name="lr_milestones", caller=c, minimum=1) for m in milestones)
-        if self.nesterov and self.momentum == 0:
+        if isinstance(self.optimizer, str):
+            self.optimizer = check_choice(self.optimizer.lower(), list(OPTIMIZERS), name="optimizer", caller=c)
+        elif not callable(self.optimizer):
+            raise TypeError(
+                f"The 'optimizer' parameter of {c} must be one of {list(OPTIMIZERS)} or a callable "
+                f"factory(params, lr=...) returning a torch.optim.Optimizer. Got {self.optimizer!r} instead."
+            )
+        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError(
                 f"The 'momentum' parameter of {c} must be positive with nesterov=True (Nesterov momentum needs "
                 "momentum). Got 0.0 instead; set momentum > 0 or nesterov=False."
@@ -160,16 +183,36 @@ class DistillConfig:
     def preset(cls, variant: str = "paper", **overrides: Any) -> DistillConfig:
         """``"paper"``: the paper's Algorithm 1. ``"authors"``: what the authors' code runs.
 
-        The authors' code differs from the paper in: no separate warm-up (the first cycle's phase-1
-        epochs are cross-entropy only); per-element means instead of sums over (c, h, w); the
-        phase-2 penalty mean_c sigma_c^2 instead of ||sigma||^2; gradient-norm clipping at 100;
-        lambda = (1, 10); a constant student learning rate of 0.0025 (a scheduler bug in their code)
-        and a teacher-filter learning rate of 0.05.
+        The paper (arXiv 2411.07483, CIFAR-10): SGD with Nesterov momentum 0.9, lr 0.05, weight
+        decay 5e-4; the RID mismatch summed over channels and positions with the penalty
+        ||sigma||^2, lambda = (1, 1); VID weight 100; no gradient clipping. These were pidkd
+        0.1.0's defaults. The authors' code differs from the paper in: no separate warm-up (the
+        first cycle's phase-1 epochs are cross-entropy only); per-element means instead of sums
+        over (c, h, w); the phase-2 penalty mean_c sigma_c^2 instead of ||sigma||^2; gradient-norm
+        clipping at 100; lambda = (1, 10); a constant student learning rate of 0.0025 (a scheduler
+        bug in their code) and a teacher-filter learning rate of 0.05.
         """
         variant = check_choice(variant, ["paper", "authors"], name="variant", caller="DistillConfig.preset()")
-        base: dict[str, Any] = {}
+        base: dict[str, Any] = dict(
+            optimizer="sgd",
+            lr=0.05,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=5e-4,
+            reduction="sum",
+            sigma_penalty="sumsq",
+            lambda_task=1.0,
+            lambda_distill=1.0,
+            vid_lambda=100.0,
+            kd_alpha=0.9,
+            grad_clip=None,
+            warmup_epochs=2,
+            cycle_epochs=4,
+            phase1_fraction=0.25,
+            coupling_from_cycle=0,
+        )
         if variant == "authors":
-            base = dict(
+            base |= dict(
                 warmup_epochs=0,
                 coupling_from_cycle=1,
                 reduction="mean",
@@ -182,6 +225,26 @@ class DistillConfig:
                 filter_lr=0.05,
             )
         return cls(**(base | overrides))
+
+    def schedule(self, method: str = "rid") -> tuple[int, int, float, int]:
+        """(warmup_epochs, cycle_epochs, phase1_fraction, coupling_from_cycle) of ``method`` for this run.
+
+        Unset values are scaled to ``epochs`` so that a short run still trains the student in most
+        of its epochs: RID gets no separate warm-up, the first cycle's phase-1 epochs being the
+        heads' cross-entropy warm-up (as the authors' code), cycles of epochs // 3 epochs (at least
+        3) with phase 1 a quarter of each (one of three in a 3-epoch cycle); TED's filter stage is
+        epochs // 6 epochs (at least 1).
+        """
+        cycle = self.cycle_epochs if self.cycle_epochs is not None else max(3, self.epochs // 3)
+        fraction = self.phase1_fraction if self.phase1_fraction is not None else (1 / 3 if cycle == 3 else 0.25)
+        if self.warmup_epochs is not None:
+            warmup = self.warmup_epochs
+        else:
+            warmup = max(1, self.epochs // 6) if method == "ted" else 0
+        coupling = self.coupling_from_cycle
+        if coupling is None:
+            coupling = 1 if method == "rid" and warmup == 0 else 0
+        return warmup, cycle, fraction, coupling
 
 
 @dataclass
@@ -233,6 +296,23 @@ class FitResult:
         model = copy.deepcopy(self.student)
         model.load_state_dict(self.best_state)
         return model
+
+
+def _optimizer(cfg: DistillConfig, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg`` over ``params`` (one parameter group)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
+    if cfg.optimizer in ("adam", "adamw"):
+        cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        return cls(params, lr=lr, weight_decay=cfg.weight_decay)
+    opt = cfg.optimizer(params, lr=lr)
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(
+            f"DistillConfig.optimizer must return a torch.optim.Optimizer; the factory returned {describe(opt)}."
+        )
+    return opt
 
 
 def _loader(
@@ -412,8 +492,8 @@ def fit(
     pd = import_optional("pandas", purpose="fit()")
     teacher = check_module(teacher, name="teacher", caller="fit()")
     student = check_module(student, name="student", caller="fit()")
-    cfg = _effective_config(config, epochs)
     method = check_choice(method, METHODS, name="method", caller="fit()")
+    cfg = _effective_config(config, epochs, method)
     t_layers = _layer_names(teacher_layers, "teacher_layers")
     s_layers = _layer_names(student_layers, "student_layers")
     if method in ("vid", "ted", "rid") and (not t_layers or len(t_layers) != len(s_layers)):
@@ -442,7 +522,7 @@ def fit(
     )
 
 
-def _effective_config(config: DistillConfig | None, epochs: int | None) -> DistillConfig:
+def _effective_config(config: DistillConfig | None, epochs: int | None, method: str) -> DistillConfig:
     """A checked copy of ``config`` (the caller's object is never changed) with ``epochs`` applied."""
     if config is not None and not isinstance(config, DistillConfig):
         raise TypeError(
@@ -452,7 +532,11 @@ def _effective_config(config: DistillConfig | None, epochs: int | None) -> Disti
     if epochs is not None:
         changes["epochs"] = check_int(epochs, name="epochs", caller="fit()", minimum=1)
     # replace() runs __post_init__ again: a config changed after it was made is checked too
-    return dataclasses.replace(config or DistillConfig(), **changes)
+    cfg = dataclasses.replace(config or DistillConfig(), **changes)
+    warmup, cycle, fraction, coupling = cfg.schedule(method)
+    return dataclasses.replace(
+        cfg, warmup_epochs=warmup, cycle_epochs=cycle, phase1_fraction=fraction, coupling_from_cycle=coupling
+    )
 
 
 def _layer_names(layers: Any, name: str) -> list[str]:
@@ -564,19 +648,14 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
             if f"shead{k}" in mods:
                 mods[f"shead{k}"](mods[f"fs{k}"](sa[s_layers[k]].float()))
 
-    def sgd(params, lr):
-        return torch.optim.SGD(
-            params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
-        )
-
     def params_of(prefixes):
         return [p_ for name, m in mods.items() if name.startswith(prefixes) for p_ in m.parameters()]
 
     student_side = _trained(method, "phase2" if method == "rid" else "train")[0]
-    opt_s = sgd(list(student.parameters()) + params_of(student_side), cfg.lr)
+    opt_s = _optimizer(cfg, list(student.parameters()) + params_of(student_side), cfg.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt_s, list(cfg.lr_milestones), cfg.lr_gamma)
     filter_side = _trained(method, "warmup")[0] if method in ("rid", "ted") else ()
-    opt_t = sgd(params_of(filter_side), cfg.filter_lr or cfg.lr) if filter_side else None
+    opt_t = _optimizer(cfg, params_of(filter_side), cfg.filter_lr or cfg.lr) if filter_side else None
 
     rows: list[dict[str, Any]] = []
     start_epoch = 0

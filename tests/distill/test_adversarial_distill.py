@@ -281,7 +281,7 @@ def test_fit_restores_the_teachers_flags_and_modes(fails, data):
         ({"phase1_fraction": 1.0}, ValueError, r"'phase1_fraction' parameter .* in \(0, 1\)"),
         ({"reduction": "avg"}, ValueError, r"'reduction' parameter of DistillConfig\(\) must be one of"),
         ({"sigma_penalty": "l2"}, ValueError, r"'sigma_penalty' parameter of DistillConfig\(\) must be one of"),
-        ({"warmup_epochs": -1}, ValueError, "'warmup_epochs' parameter .* non-negative int. Got -1"),
+        ({"warmup_epochs": -1}, ValueError, "'warmup_epochs' parameter .* non-negative int or None. Got -1"),
         ({"batch_size": 0}, ValueError, "'batch_size' parameter"),
         ({"lr": 0.0}, ValueError, "'lr' parameter .* positive number. Got 0.0"),
         ({"lr": "0.1"}, TypeError, "'lr' parameter .* Got '0.1'"),

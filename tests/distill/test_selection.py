@@ -77,3 +77,56 @@ def test_a_distillation_term_that_swamps_the_task_is_warned_about_once(splits):
             epochs=1,
             config=DistillConfig(progress=False),
         )
+
+
+def test_paper_preset_is_pidkd_0_1_0s_defaults_and_the_defaults_are_per_element():
+    """Golden values: DistillConfig() of pidkd 0.1.0, field by field, is preset("paper")."""
+    golden = dict(
+        epochs=10, batch_size=64, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, lr_milestones=(),
+        lr_gamma=0.2, warmup_epochs=2, cycle_epochs=4, phase1_fraction=0.25, lambda_task=1.0, lambda_distill=1.0,
+        vid_lambda=100.0, kd_alpha=0.9, kd_temperature=4.0, filter_channels=None, filter_lr=None, grad_clip=None,
+        reduction="sum", sigma_penalty="sumsq", coupling_from_cycle=0, ted_lambda=1.0,
+    )  # fmt: skip
+    paper = DistillConfig.preset("paper")
+    assert {k: getattr(paper, k) for k in golden} == golden and paper.optimizer == "sgd"
+    authors = DistillConfig.preset("authors")
+    assert (authors.optimizer, authors.lr, authors.filter_lr, authors.reduction, authors.lambda_distill) == (
+        "sgd",
+        0.0025,
+        0.05,
+        "mean",
+        10.0,
+    )
+    default = DistillConfig()
+    assert (default.optimizer, default.reduction, default.sigma_penalty, default.vid_lambda, default.grad_clip) == (
+        "adamw",
+        "mean",
+        "meansq",
+        1.0,
+        5.0,
+    )
+    assert DistillConfig(epochs=3).schedule("rid") == (0, 3, 1 / 3, 1)  # cycle 1's phase 1 is the warm-up
+    assert DistillConfig(epochs=30).schedule("rid") == (0, 10, 0.25, 1)
+    assert DistillConfig(epochs=30).schedule("ted")[0] == 5 and DistillConfig(epochs=3).schedule("ted")[0] == 1
+    assert DistillConfig.preset("paper", epochs=3).schedule() == (2, 4, 0.25, 0)  # a preset's schedule is its own
+
+
+def test_optimizer_by_name_or_factory(splits):
+    train, val, _ = splits
+    made = []
+
+    def factory(params, lr):
+        made.append(lr)
+        return torch.optim.RMSprop(params, lr=lr)
+
+    cfg = DistillConfig(epochs=1, optimizer=factory, lr=3e-3, progress=False)
+    res = fit(mlp([64, 10], 0), mlp([64, 10], 1), train, method="student", val_data=val, config=cfg)
+    assert made == [3e-3] and res.last_val_acc > 0.5
+    assert DistillConfig(optimizer="SGD").optimizer == "sgd"
+    with pytest.raises(ValueError, match=r"'optimizer' parameter of DistillConfig\(\) must be one of"):
+        DistillConfig(optimizer="lbfgs")
+    with pytest.raises(TypeError, match=r"'optimizer' parameter .* or a callable factory"):
+        DistillConfig(optimizer=3)
+    bad = DistillConfig(epochs=1, optimizer=lambda params, lr: None, progress=False)
+    with pytest.raises(TypeError, match="must return a torch.optim.Optimizer"):
+        fit(mlp([64, 10], 0), mlp([64, 10], 1), train, method="student", config=bad)

@@ -1,0 +1,247 @@
+"""Do fit()'s defaults train? Every method, no configuration, on networks the paper did not tune for.
+
+Setups (issue 13): (a) MNIST-1D, a three-layer 1-d CNN student with 8 channels distilled from a
+64-channel teacher (8,000 training sequences, batch 128), layers given by name and nothing else
+set; (b) a small 2-d CNN on synthetic 12x12 images with two layer pairs; (c) scikit-learn's digits
+with the CNNs of examples/rid_digits.py. For each: the plain student, and KD, VID, TED and RID from
+a trained and from an untrained teacher, with ``DistillConfig()`` (epochs and batch size aside),
+over several seeds; and the same with ``DistillConfig.preset("paper")`` for comparison. Records
+final and best-validation test accuracy and whether training stopped on a non-finite loss.
+
+Run: python benchmarks/defaults/run.py [--seeds 3] [--setups a b c] [--quick]
+Writes results.{json,md} next to this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pidkd.distill import DistillConfig, fit, untrained_copy
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+METHODS = ("student", "kd", "vid", "ted", "rid")
+
+
+def _module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _split(x, y, n_val, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(y), generator=g)
+    return (x[idx[n_val:]], y[idx[n_val:]]), (x[idx[:n_val]], y[idx[:n_val]])
+
+
+def cnn1d(width: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv1d(1, width, 5, padding=2),
+        nn.ReLU(),
+        nn.Conv1d(width, width, 5, padding=2),
+        nn.ReLU(),
+        nn.Conv1d(width, width, 5, padding=2),
+        nn.ReLU(),  # "5": the distilled layer, (width, 40)
+        nn.Flatten(),
+        nn.Linear(width * 40, 10),
+    )
+
+
+def cnn2d(width: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1),
+        nn.ReLU(),  # "1": first layer pair, (width, 12, 12)
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),  # "3": second layer pair, (2 width, 12, 12)
+        nn.AdaptiveAvgPool2d(3),
+        nn.Flatten(),
+        nn.Linear(2 * width * 9, 4),
+    )
+
+
+def synthetic_images(n: int, seed: int = 0):
+    """12x12 images of 4 classes: a bright bar (horizontal/vertical) x a corner blob, in noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    x = rng.normal(0, 0.6, (n, 1, 12, 12)).astype(np.float32)
+    for i, c in enumerate(y):
+        pos = rng.integers(2, 10)
+        if c % 2 == 0:
+            x[i, 0, pos, :] += 1.5
+        else:
+            x[i, 0, :, pos] += 1.5
+        if c >= 2:
+            x[i, 0, :3, :3] += 1.0
+    return torch.tensor(x), torch.tensor(y)
+
+
+def setups(quick: bool) -> dict:
+    """name -> (train, val, test, teacher factory, student factory, layer pairs, epochs, batch size)."""
+    out = {}
+    ex = _module(ROOT / "examples" / "rid_digits.py", "rid_digits")
+
+    def train_net(net, train, epochs, lr=1e-3):
+        return fit(nn.Identity(), net, train, method="student", epochs=epochs,
+                   config=DistillConfig(batch_size=128, lr=lr, progress=False)).student  # fmt: skip
+
+    import_ok = importlib.util.find_spec("mnist1d") is not None
+    if import_ok:
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        args = get_dataset_args()
+        args.num_samples = 10_000
+        d = make_dataset(args)
+        x = torch.tensor(d["x"], dtype=torch.float32)[:, None]
+        y = torch.tensor(d["y"], dtype=torch.int64)
+        test = (torch.tensor(d["x_test"], dtype=torch.float32)[:, None], torch.tensor(d["y_test"], dtype=torch.int64))
+        train, val = _split(x, y, 1000)
+        out["a: MNIST-1D, 1-d CNN 64 -> 8 channels"] = (
+            train, val, test, lambda tr: train_net(cnn1d(64, 0), tr, 3 if quick else 15),
+            lambda seed: cnn1d(8, seed), (["5"], ["5"]), 2 if quick else 20, 128,
+        )  # fmt: skip
+    xi, yi = synthetic_images(4000)
+    train, rest = _split(xi, yi, 1600)
+    val, test = _split(*rest, 800)
+    out["b: synthetic 12x12 images, 2-d CNN, two layer pairs"] = (
+        train, val, test, lambda tr: train_net(cnn2d(16, 0), tr, 3 if quick else 8),
+        lambda seed: cnn2d(4, seed), (["1", "3"], ["1", "3"]), 2 if quick else 3, 64,
+    )  # fmt: skip
+    (xd, yd), test_d = ex.data()
+    train_d, val_d = _split(xd, yd, 200)
+    out["c: digits, 2-d CNN (examples/rid_digits.py)"] = (
+        train_d, val_d, test_d, lambda tr: ex.train_teacher(tr, 3 if quick else 15),
+        lambda seed: ex.cnn(4, 8, seed), (["3"], ["3"]), 2 if quick else 12, 64,
+    )  # fmt: skip
+    return out
+
+
+def run_one(teacher, student, data, method, layers, cfg) -> dict:
+    train, val, test = data
+    kw = {"teacher_layers": layers[0], "student_layers": layers[1]} if method in ("vid", "ted", "rid") else {}
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = fit(teacher, student, train, method=method, val_data=val, test_data=test, config=cfg, **kw)
+    except FloatingPointError as err:
+        return {"finite": False, "error": str(err).split(".")[0], "seconds": time.perf_counter() - t0}
+    return {
+        "finite": True,
+        "last_test_acc": res.last_test_acc,
+        "best_test_acc": res.best_test_acc,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--setups", nargs="+", default=["a", "b", "c"])
+    parser.add_argument("--configs", nargs="+", default=["default", "paper"])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    results = []
+    for name, (train, val, test, make_teacher, make_student, layers, epochs, bs) in setups(args.quick).items():
+        if name[0] not in args.setups:
+            continue
+        trained = make_teacher(train)
+        teachers = {"trained": trained, "untrained": untrained_copy(trained, seed=1)}
+        for config_name in args.configs:
+            for seed in range(args.seeds):
+                base = {"epochs": epochs, "batch_size": bs, "seed": seed, "progress": False}
+                cfg = DistillConfig(**base) if config_name == "default" else DistillConfig.preset("paper", **base)
+                for method in METHODS:
+                    for t_name, teacher in teachers.items():
+                        if method == "student" and t_name == "untrained":
+                            continue
+                        r = run_one(teacher, make_student(seed), (train, val, test), method, layers, cfg)
+                        r |= {"setup": name, "config": config_name, "seed": seed, "method": method, "teacher": t_name}
+                        results.append(r)
+                        print(json.dumps(r), flush=True)
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, 2 threads", "seeds": args.seeds}
+    data = {"meta": meta, "results": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(data, indent=1))
+    (args.out / "results.md").write_text(markdown(data))
+    print((args.out / "results.md").read_text())
+    return data
+
+
+def markdown(data: dict) -> str:
+    res = data["results"]
+    lines = [
+        "# Do fit()'s defaults train?",
+        "",
+        "Generated by `python benchmarks/defaults/run.py` (do not edit by hand). Test accuracy (mean ± std over "
+        f"{data['meta']['seeds']} seeds) of the last epoch; `NaN k/n`: k of n runs stopped on a non-finite loss. "
+        f"Measured {data['meta']['date']} on {data['meta']['machine']}.",
+        "",
+    ]
+    for setup in dict.fromkeys(r["setup"] for r in res):
+        lines += [f"## {setup}", "", "| config | method | trained teacher | untrained teacher |", "|---|---|---|---|"]
+        for config in dict.fromkeys(r["config"] for r in res if r["setup"] == setup):
+            for method in METHODS:
+                cells = []
+                for teacher in ("trained", "untrained"):
+                    runs = [
+                        r for r in res
+                        if (r["setup"], r["config"], r["method"], r["teacher"]) == (setup, config, method, teacher)
+                    ]  # fmt: skip
+                    cells.append(_cell(runs))
+                lines.append(f"| {config} | {method} | {' | '.join(cells)} |")
+        lines.append("")
+    lines += ["## Against the targets (defaults)", ""] + targets(res)
+    return "\n".join(lines) + "\n"
+
+
+def _cell(runs: list[dict]) -> str:
+    if not runs:
+        return "—"
+    acc = [r["last_test_acc"] for r in runs if r["finite"]]
+    bad = sum(not r["finite"] for r in runs)
+    text = f"{np.mean(acc):.3f} ± {np.std(acc):.3f}" if acc else "—"
+    return text + (f" (NaN {bad}/{len(runs)})" if bad else "")
+
+
+def _mean(res, **key) -> float:
+    acc = [r["last_test_acc"] if r["finite"] else math.nan for r in res if all(r[k] == v for k, v in key.items())]
+    return float(np.mean(acc)) if acc else math.nan
+
+
+def targets(res: list[dict]) -> list[str]:
+    out = []
+    for setup in dict.fromkeys(r["setup"] for r in res):
+        d = [r for r in res if r["setup"] == setup and r["config"] == "default"]
+        if not d:
+            continue
+        base = _mean(d, method="student")
+        nan = sum(not r["finite"] for r in d)
+        ok = [m for m in ("kd", "vid", "ted", "rid") if _mean(d, method=m, teacher="trained") >= base - 0.02]
+        rid_u, rid_t = _mean(d, method="rid", teacher="untrained"), _mean(d, method="rid", teacher="trained")
+        out.append(
+            f"- {setup}: non-finite runs {nan}; trained teacher within 0.02 of the plain student ({base:.3f}) or "
+            f"above: {', '.join(ok) or 'none'}; RID untrained {rid_u:.3f} (>= student - 0.05: "
+            f"{rid_u >= base - 0.05}); RID trained {rid_t:.3f} > untrained: {rid_t > rid_u}"
+        )
+    return out
+
+
+if __name__ == "__main__":
+    main()
