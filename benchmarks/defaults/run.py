@@ -8,8 +8,8 @@ a trained and from an untrained teacher, with ``DistillConfig()`` (epochs and ba
 over several seeds; and the same with ``DistillConfig.preset("paper")`` for comparison. Records
 final and best-validation test accuracy and whether training stopped on a non-finite loss.
 
-Run: python benchmarks/defaults/run.py [--seeds 3] [--setups a b c] [--quick]
-Writes results.{json,md} next to this script.
+Run: python benchmarks/defaults/run.py [--seeds 3] [--setups a b c] [--quick] [--render]
+Writes docs/benchmarks/defaults.{json,md} (the docs show them).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pidkd.distill import DistillConfig, fit, untrained_copy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+OUT = ROOT / "docs" / "benchmarks"
 METHODS = ("student", "kd", "vid", "ted", "rid")
 
 
@@ -154,8 +155,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--setups", nargs="+", default=["a", "b", "c"])
     parser.add_argument("--configs", nargs="+", default=["default", "paper"])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--render", action="store_true", help="only re-render the page from the JSON")
     args = parser.parse_args(argv)
+    if args.render:
+        data = json.loads((args.out / "defaults.json").read_text())
+        (args.out / "defaults.md").write_text(markdown(data))
+        return data
     torch.set_num_threads(2)
     results = []
     for name, (train, val, test, make_teacher, make_student, layers, epochs, bs) in setups(args.quick).items():
@@ -178,9 +184,9 @@ def main(argv: list[str] | None = None) -> dict:
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, 2 threads", "seeds": args.seeds}
     data = {"meta": meta, "results": results}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(data, indent=1))
-    (args.out / "results.md").write_text(markdown(data))
-    print((args.out / "results.md").read_text())
+    (args.out / "defaults.json").write_text(json.dumps(data, indent=1))
+    (args.out / "defaults.md").write_text(markdown(data))
+    print((args.out / "defaults.md").read_text())
     return data
 
 

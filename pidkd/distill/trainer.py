@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pidkd._optional import import_optional
@@ -37,14 +36,14 @@ from pidkd.distill._checks import (
     check_module,
     describe,
 )
-from pidkd.distill.filters import Head, StudentFilter, TeacherFilter, VIDRegressor
 from pidkd.distill.hooks import capture
-from pidkd.distill.losses import kd_loss, rid_phase1_loss, rid_phase2_loss, vid_loss
+from pidkd.distill.methods import METHODS as _METHODS
+from pidkd.distill.methods import DistillMethod, Step, Student, resolve
 from pidkd.distill.probes import ProbeRunner, check_probes
 
 __all__ = ["METHODS", "DistillConfig", "FitResult", "fit"]
 
-METHODS = ("student", "kd", "vid", "ted", "rid")
+METHODS = tuple(_METHODS)
 #: Optimizers by name (DistillConfig.optimizer); a callable factory(params, lr=...) is taken as well.
 OPTIMIZERS = ("adamw", "adam", "sgd")
 
@@ -331,68 +330,6 @@ def _loader(
     )
 
 
-def _phase(method: str, epoch: int, cfg: DistillConfig) -> str:
-    """ "train" (one-stage methods), TED's "warmup" / "train", or RID's "warmup" / "phase1" / "phase2".
-
-    RID phase-1 epochs before ``coupling_from_cycle`` are reported as "warmup" (no coupling term).
-    """
-    if method not in ("rid", "ted"):
-        return "train"
-    if epoch < cfg.warmup_epochs:
-        return "warmup"
-    if method == "ted":
-        return "train"
-    cycle, pos = divmod(epoch - cfg.warmup_epochs, cfg.cycle_epochs)
-    if pos < round(cfg.phase1_fraction * cfg.cycle_epochs):
-        return "phase1" if cycle >= cfg.coupling_from_cycle else "warmup"
-    return "phase2"
-
-
-# Module-name prefixes trained in each (method, phase), and whether the student is trained.
-def _trained(method: str, phase: str) -> tuple[tuple[str, ...], bool]:
-    if method == "rid":
-        return (("ft", "head"), False) if phase in ("warmup", "phase1") else (("fs", "sigma"), True)
-    if method == "ted":
-        return (("ft", "head", "fs", "shead"), False) if phase == "warmup" else (("fs",), True)
-    return (("vid",), True)
-
-
-def _build_modules(method, t_feats, s_feats, n_classes, cfg) -> nn.ModuleDict:
-    mods = nn.ModuleDict()
-    for k, (t, s) in enumerate(zip(t_feats, s_feats)):
-        spatial = t.dim() - 2  # vectors 0, sequences 1, feature maps 2, volumes 3
-        if t.dim() != s.dim() or t.shape[2:] != s.shape[2:] or not 0 <= spatial <= 3:
-            raise ValueError(
-                f"fit(): layer pair {k} has teacher output {tuple(t.shape[1:])} and student output "
-                f"{tuple(s.shape[1:])}; RID/VID filters are pointwise maps over channels (axis 1), so both must "
-                "be vectors, sequences or feature maps of the same spatial size. Pick layer pairs with matching "
-                "spatial size."
-            )
-        if method == "vid":
-            mods[f"vid{k}"] = VIDRegressor(s.shape[1], t.shape[1], spatial=spatial)
-        elif method in ("rid", "ted"):
-            c_out = cfg.filter_channels or s.shape[1]
-            mods[f"ft{k}"] = TeacherFilter(t.shape[1], c_out, spatial=spatial)
-            mods[f"head{k}"] = Head(n_classes)
-            mods[f"fs{k}"] = StudentFilter(s.shape[1], c_out, spatial=spatial)
-            if method == "rid":
-                mods[f"sigma{k}"] = _Sigma(c_out)
-            else:
-                mods[f"shead{k}"] = Head(n_classes)
-    return mods
-
-
-class _Sigma(nn.Module):
-    """sigma = softplus(a) + 1e-3 per channel, a = 5 at start (as the authors' code)."""
-
-    def __init__(self, c: int):
-        super().__init__()
-        self.a = nn.Parameter(torch.full((c,), 5.0))
-
-    def forward(self) -> torch.Tensor:
-        return F.softplus(self.a) + 1e-3
-
-
 def _device(teacher: nn.Module, student: nn.Module, device: str | torch.device | None) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -414,7 +351,7 @@ def fit(
     student: nn.Module,
     train_data: Any,
     *,
-    method: str = "rid",
+    method: str | DistillMethod = "rid",
     teacher_layers: Sequence[str] = (),
     student_layers: Sequence[str] = (),
     epochs: int | None = None,
@@ -442,11 +379,13 @@ def fit(
         in [0, number of logits). ``val_data`` selects the best epoch (``FitResult.best_epoch``,
         :meth:`FitResult.best_student`); ``test_data`` is only measured (``test_acc`` column), so no
         number is selected on the test set.
-    method : {"student", "kd", "vid", "ted", "rid"}
+    method : {"student", "kd", "vid", "ted", "rid"} or DistillMethod
         ``"student"``: task loss only (the paper's BAS); ``"kd"``: Hinton soft targets;
         ``"vid"``: variational information distillation; ``"ted"``: task-aware filters with heads on
         both sides (stage 1 = ``warmup_epochs``), then plain MSE between the filters; ``"rid"``:
-        redundant information distillation.
+        redundant information distillation. Or an instance of a
+        :class:`~pidkd.distill.methods.DistillMethod` subclass: your own method, which the training
+        loop asks what to build, which phase each epoch is, what it trains and what its loss is.
     teacher_layers, student_layers : sequence of str
         Paired layer names (``model.named_modules()``) for VID, TED and RID.
     epochs : int, optional
@@ -492,20 +431,23 @@ def fit(
     pd = import_optional("pandas", purpose="fit()")
     teacher = check_module(teacher, name="teacher", caller="fit()")
     student = check_module(student, name="student", caller="fit()")
-    method = check_choice(method, METHODS, name="method", caller="fit()")
-    cfg = _effective_config(config, epochs, method)
+    method = resolve(method)
+    cfg = _effective_config(config, epochs, method.name)
     t_layers = _layer_names(teacher_layers, "teacher_layers")
     s_layers = _layer_names(student_layers, "student_layers")
-    if method in ("vid", "ted", "rid") and (not t_layers or len(t_layers) != len(s_layers)):
+    if method.needs_layers and (not t_layers or len(t_layers) != len(s_layers)):
         raise ValueError(
-            f"fit(method={method!r}) needs paired layers: teacher_layers and student_layers of equal, non-zero "
+            f"fit(method={method.name!r}) needs paired layers: teacher_layers and student_layers of equal, non-zero "
             f"length; got {t_layers} and {s_layers}."
         )
-    if method == "rid":
-        _check_rid_schedule(cfg)
+    if len(t_layers) != len(s_layers):
+        raise ValueError(
+            f"fit(): teacher_layers and student_layers pair up one to one; got {len(t_layers)} and {len(s_layers)}."
+        )
+    method.check(cfg)
     probes = check_probes(probes, teacher, student)
-    state = _load_checkpoint(resume_from, method) if resume_from is not None else None
-    _check_checkpoint_files(cfg, method, state["epoch"] if state else 0)
+    state = _load_checkpoint(resume_from, method.name) if resume_from is not None else None
+    _check_checkpoint_files(cfg, method.name, state["epoch"] if state else 0)
     dev = _device(teacher, student, device)
     frozen = _freeze(teacher)
     try:
@@ -516,7 +458,7 @@ def fit(
     finally:
         _unfreeze(teacher, frozen)
     history = pd.DataFrame(rows)
-    history.attrs["config"] = asdict(cfg) | {"method": method}
+    history.attrs["config"] = asdict(cfg) | {"method": method.name}
     return FitResult(
         student=student, modules=mods, history=history, config=cfg, best_epoch=best["epoch"], best_state=best["state"]
     )
@@ -549,20 +491,6 @@ def _layer_names(layers: Any, name: str) -> list[str]:
     return names
 
 
-def _check_rid_schedule(cfg: DistillConfig) -> None:
-    """RID's cycles must hold at least one phase-1 and one phase-2 epoch."""
-    n1 = round(cfg.phase1_fraction * cfg.cycle_epochs)
-    if 0 < n1 < cfg.cycle_epochs:
-        return
-    never = "phase 1 (training f_t and g_t)" if n1 == 0 else "phase 2 (training the student)"
-    raise ValueError(
-        f"fit(method='rid'): round(phase1_fraction * cycle_epochs) = round({cfg.phase1_fraction} * "
-        f"{cfg.cycle_epochs}) = {n1} phase-1 epochs in every cycle of {cfg.cycle_epochs}, so {never} would never "
-        "run. Choose DistillConfig(cycle_epochs=..., phase1_fraction=...) with 1 <= round(phase1_fraction * "
-        "cycle_epochs) < cycle_epochs, e.g. cycle_epochs=4 and phase1_fraction=0.25 (cycle_epochs >= 2)."
-    )
-
-
 def _freeze(model: nn.Module) -> tuple[list[bool], list[bool]]:
     """Eval mode and no gradients for ``model``; returns its flags and modes for :func:`_unfreeze`."""
     saved = [p.requires_grad for p in model.parameters()], [m.training for m in model.modules()]
@@ -583,7 +511,7 @@ def _unfreeze(model: nn.Module, saved: tuple[list[bool], list[bool]]) -> None:
 def _first_batch(
     train: Iterable[Any],
     labels: torch.Tensor | None,
-    method: str,
+    method: DistillMethod,
     teacher: nn.Module,
     student: nn.Module,
     dev: torch.device,
@@ -612,11 +540,11 @@ def _first_batch(
         student.train(was)
     n_student = check_logits(s_out, who="student", n_samples=len(x0))
     n_classes, who = n_student, "student"
-    if method != "student":  # the plain student never uses the teacher's output
+    if not isinstance(method, Student):  # the plain student never uses the teacher's output
         n_teacher = check_logits(t_out, who="teacher", n_samples=len(x0))
-        if method == "kd" and n_teacher != n_student:
+        if method.same_logits and n_teacher != n_student:
             raise ValueError(
-                f"fit(method='kd'): the teacher gives {n_teacher} logits and the student {n_student}; KD "
+                f"fit(method={method.name!r}): the teacher gives {n_teacher} logits and the student {n_student}; KD "
                 "compares their softened class distributions class by class, so both need one logit per class "
                 "of the same task."
             )
@@ -639,22 +567,18 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
 
     # One batch sizes the filters and fails early on wrong layer names, shapes, labels or empty data.
     ta, sa, t_out = _first_batch(train, train_labels, method, teacher, student, dev, use_amp, t_layers, s_layers)
-    n_classes = t_out.shape[1] if method in ("ted", "rid") else 0  # the heads predict the teacher's classes
-    mods = _build_modules(method, [ta[n] for n in t_layers], [sa[n] for n in s_layers], n_classes, cfg).to(dev)
-    with torch.no_grad():  # materialise the lazy heads
-        for k in range(len(t_layers)):
-            if f"head{k}" in mods:
-                mods[f"head{k}"](mods[f"ft{k}"](ta[t_layers[k]].float()))
-            if f"shead{k}" in mods:
-                mods[f"shead{k}"](mods[f"fs{k}"](sa[s_layers[k]].float()))
+    n_classes = 0 if isinstance(method, Student) else t_out.shape[1]  # heads predict the teacher's classes
+    mods = method.build([ta[n] for n in t_layers], [sa[n] for n in s_layers], n_classes, cfg)
+    if not isinstance(mods, nn.ModuleDict):
+        raise TypeError(f"{type(method).__name__}.build() must return an nn.ModuleDict; got {describe(mods)}.")
+    mods = mods.to(dev)
 
     def params_of(prefixes):
         return [p_ for name, m in mods.items() if name.startswith(prefixes) for p_ in m.parameters()]
 
-    student_side = _trained(method, "phase2" if method == "rid" else "train")[0]
-    opt_s = _optimizer(cfg, list(student.parameters()) + params_of(student_side), cfg.lr)
+    opt_s = _optimizer(cfg, list(student.parameters()) + params_of(method.student_modules), cfg.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt_s, list(cfg.lr_milestones), cfg.lr_gamma)
-    filter_side = _trained(method, "warmup")[0] if method in ("rid", "ted") else ()
+    filter_side = method.filter_modules
     opt_t = _optimizer(cfg, params_of(filter_side), cfg.filter_lr or cfg.lr) if filter_side else None
 
     rows: list[dict[str, Any]] = []
@@ -729,28 +653,24 @@ class _Run:
     warned: set[str] = field(default_factory=set)
 
 
-#: distillation loss term -> the configuration knob that scales it (for the loss-scale warning)
-_KNOBS = {
-    "kd": "kd_alpha (or kd_temperature)",
-    "vid": "vid_lambda",
-    "ted": "ted_lambda",
-    "rid": "lambda_distill (or reduction='mean')",
-}
 LOSS_SCALE_LIMIT = 100.0
 
 
-def _warn_loss_scale(method: str, row: dict[str, Any], warned: set[str]) -> None:
+def _warn_loss_scale(method: DistillMethod, row: dict[str, Any], warned: set[str]) -> None:
     """Warn once per term when a distillation term's epoch mean exceeds LOSS_SCALE_LIMIT x the task loss."""
     task = row.get("loss_task")
     if task is None or not task > 0:
         return
-    for term, knob in _KNOBS.items():
-        value = row.get(f"loss_{term}")
-        if value is None or term in warned or not value > LOSS_SCALE_LIMIT * task:
+    for key, value in row.items():
+        term = key[5:]
+        if not key.startswith("loss_") or term in ("task", "filters") or term in warned:
+            continue
+        if not value > LOSS_SCALE_LIMIT * task:
             continue
         warned.add(term)
+        knob = method.knobs.get(term, f"weight of the {term!r} term in {type(method).__name__}.terms()")
         warnings.warn(
-            f"fit(method={method!r}): the {term!r} loss term averaged {value:.4g} over epoch {row['epoch']}, "
+            f"fit(method={method.name!r}): the {term!r} loss term averaged {value:.4g} over epoch {row['epoch']}, "
             f"{value / task:.0f}x the task loss ({task:.4g}); a distillation term that large swamps the task and "
             f"often collapses the student. Lower DistillConfig.{knob}.",
             stacklevel=5,  # the caller of fit()
@@ -758,69 +678,46 @@ def _warn_loss_scale(method: str, row: dict[str, Any], warned: set[str]) -> None
 
 
 def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: float) -> list[dict[str, Any]]:
-    """The epoch loop of :func:`fit` (captured activations arrive in ``run.ta`` and ``run.sa``)."""
-    (
-        method,
-        cfg,
-        teacher,
-        student,
-        mods,
-        train,
-        val,
-        dev,
-        use_amp,
-        t_layers,
-        s_layers,
-        ta,
-        sa,
-        opt_s,
-        opt_t,
-        sched,
-        gen,
-        tqdm,
-        probes,
-    ) = (
-        run.method,
-        run.cfg,
-        run.teacher,
-        run.student,
-        run.mods,
-        run.train,
-        run.val,
-        run.dev,
-        run.use_amp,
-        run.t_layers,
-        run.s_layers,
-        run.ta,
-        run.sa,
-        run.opt_s,
-        run.opt_t,
-        run.sched,
-        run.gen,
-        run.tqdm,
-        run.probes,
-    )
+    """The epoch loop of :func:`fit`: it asks ``run.method`` for each epoch's phase, what the phase trains
+    and the loss terms of each step (captured activations arrive in ``run.ta`` and ``run.sa``)."""
+    method, cfg, student, dev = run.method, run.cfg, run.student, run.dev
     for epoch in range(start_epoch, cfg.epochs):
-        phase = _phase(method, epoch, cfg)
-        prefixes, train_student = _trained(method, phase)
+        phase = method.phase(epoch, cfg)
+        prefixes, train_student = method.trains(phase)
         student.train(train_student)
-        for name, m in mods.items():  # only the modules trained in this phase update BN statistics
+        for name, m in run.mods.items():  # only the modules trained in this phase update BN statistics
             m.train(name.startswith(prefixes))
-        opt = opt_s if train_student else opt_t
+        opt = run.opt_s if train_student else run.opt_t
+        if opt is None:
+            raise ValueError(
+                f"fit(method={method.name!r}): phase {phase!r} trains neither the student nor any of the method's "
+                "filter_modules, so no optimizer updates anything; check the method's trains() and filter_modules."
+            )
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=dev)
         count = torch.zeros((), device=dev)
         bad_step = torch.full((), -1, device=dev, dtype=torch.long)
         step = -1
-        it = tqdm(train, desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase}]", leave=False) if tqdm else train
+        it = (
+            run.tqdm(run.train, desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase}]", leave=False)
+            if run.tqdm
+            else run.train
+        )
         for step, (x, y) in enumerate(it):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True).long()  # int32 labels too
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.use_amp):
                 with torch.no_grad():
-                    t_logits = teacher(x)
+                    t_logits = run.teacher(x)
                 with torch.set_grad_enabled(train_student):
                     logits = student(x)
-                terms = _terms(method, phase, cfg, mods, t_layers, s_layers, ta, sa, logits, t_logits, y)
+                captured = Step(
+                    y=y,
+                    logits=logits,
+                    teacher_logits=t_logits,
+                    teacher=[run.ta[a] for a in run.t_layers],
+                    student=[run.sa[b] for b in run.s_layers],
+                )
+                terms = method.terms(phase, cfg, run.mods, captured)
             loss = sum(terms.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -835,12 +732,12 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         if step < 0:
             raise ValueError(f"fit(): train_data gave no batches in epoch {epoch + 1}.")
         if train_student:
-            sched.step()
+            run.sched.step()
         # One host synchronisation per epoch.
         if int(bad_step) >= 0:
             bad_terms = [k for k, v in sums.items() if not math.isfinite(float(v))]
             raise FloatingPointError(
-                f"fit(method={method!r}): non-finite loss at epoch {epoch + 1}, step {int(bad_step) + 1} "
+                f"fit(method={method.name!r}): non-finite loss at epoch {epoch + 1}, step {int(bad_step) + 1} "
                 f"(phase {phase}; non-finite terms: {bad_terms}). Lower the learning rate, enable grad_clip, or "
                 "check the inputs for NaN."
             )
@@ -850,29 +747,29 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
             run.seen_phases.add(phase)
             _warn_loss_scale(method, row, run.warned)
         row["train_acc"] = float(correct / count)
-        row["val_acc"] = _accuracy(student, val, dev) if val is not None else math.nan
+        row["val_acc"] = _accuracy(student, run.val, dev) if run.val is not None else math.nan
         if run.test is not None:
             row["test_acc"] = _accuracy(student, run.test, dev)  # reported, never used to select
-        if val is not None and row["val_acc"] > run.best["val_acc"]:
+        if run.val is not None and row["val_acc"] > run.best["val_acc"]:
             weights = {k: v.detach().to("cpu", copy=True) for k, v in student.state_dict().items()}
             run.best = {"epoch": epoch + 1, "val_acc": row["val_acc"], "state": weights}
         row["lr"] = opt.param_groups[0]["lr"]
         row["wall_time"] = time.perf_counter() - start
-        if probes is not None:  # captures now; the PID analysis runs in a worker while training goes on
-            probes.run(epoch + 1, row, teacher, student, mods, dev)
-            probes.collect(wait=False)
+        if run.probes is not None:  # captures now; the PID analysis runs in a worker while training goes on
+            run.probes.run(epoch + 1, row, run.teacher, student, run.mods, dev)
+            run.probes.collect(wait=False)
         rows.append(row)
-        if tqdm:
-            tqdm.write(
+        if run.tqdm:
+            run.tqdm.write(
                 f"epoch {epoch + 1} [{phase}] "
                 + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k.startswith(("loss", "train", "val")))
             )
         if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
-            if probes is not None:
-                probes.collect(wait=True)  # a checkpoint holds complete rows
-            _save_checkpoint(cfg, method, epoch + 1, student, mods, opt_s, opt_t, sched, rows, gen, dev, run.best)
-    if probes is not None:
-        probes.collect(wait=True)
+            if run.probes is not None:
+                run.probes.collect(wait=True)  # a checkpoint holds complete rows
+            _save_checkpoint(run, epoch + 1, rows)
+    if run.probes is not None:
+        run.probes.collect(wait=True)
     return rows
 
 
@@ -895,24 +792,25 @@ def _check_checkpoint_files(cfg: DistillConfig, method: str, start_epoch: int) -
         )
 
 
-def _save_checkpoint(cfg, method, epoch, student, mods, opt_s, opt_t, sched, rows, gen, dev, best) -> Path:
+def _save_checkpoint(run: _Run, epoch: int, rows: list[dict[str, Any]]) -> Path:
     """Write the run's state; tensors and plain Python values only, so ``weights_only=True`` loads it."""
-    path = _checkpoint_path(cfg, method, epoch)
+    path = _checkpoint_path(run.cfg, run.method.name, epoch)
     path.parent.mkdir(parents=True, exist_ok=True)
+    best, dev = run.best, run.dev
     torch.save(
         {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
-            "method": method,
+            "method": run.method.name,
             "epoch": epoch,
-            "student": student.state_dict(),
-            "modules": mods.state_dict(),
-            "opt_s": opt_s.state_dict(),
-            "opt_t": None if opt_t is None else opt_t.state_dict(),
-            "sched": sched.state_dict(),
+            "student": run.student.state_dict(),
+            "modules": run.mods.state_dict(),
+            "opt_s": run.opt_s.state_dict(),
+            "opt_t": None if run.opt_t is None else run.opt_t.state_dict(),
+            "sched": run.sched.state_dict(),
             "history": [{k: _plain(v) for k, v in row.items()} for row in rows],
             "rng": torch.get_rng_state(),
-            "data_rng": gen.get_state(),
+            "data_rng": run.gen.get_state(),
             "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
             "best": {"epoch": best["epoch"], "val_acc": float(best["val_acc"]), "state": best["state"]},
         },
@@ -999,62 +897,6 @@ def _restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev) -> 
             "the same models, layers and method."
         ) from err
     return rows, epoch
-
-
-def _terms(method, phase, cfg, mods, t_layers, s_layers, ta, sa, logits, t_logits, y) -> dict[str, torch.Tensor]:
-    """The loss terms of one step; which ones exist is the whole difference between methods."""
-    terms: dict[str, torch.Tensor] = {}
-    pairs = list(enumerate(zip(t_layers, s_layers)))
-    if method == "student":
-        terms["task"] = F.cross_entropy(logits, y)
-    elif method == "kd":
-        terms["task"] = (1 - cfg.kd_alpha) * F.cross_entropy(logits, y)
-        terms["kd"] = cfg.kd_alpha * kd_loss(logits, t_logits, temperature=cfg.kd_temperature)
-    elif method == "vid":
-        terms["task"] = F.cross_entropy(logits, y)
-        terms["vid"] = cfg.vid_lambda * sum(
-            vid_loss(ta[a].float(), mods[f"vid{k}"](sa[b]), mods[f"vid{k}"].variance) for k, (a, b) in pairs
-        )
-    elif method == "ted" and phase == "warmup":
-        terms["filters"] = sum(
-            F.cross_entropy(mods[f"head{k}"](mods[f"ft{k}"](ta[a].float())), y)
-            + F.cross_entropy(mods[f"shead{k}"](mods[f"fs{k}"](sa[b].detach())), y)
-            for k, (a, b) in pairs
-        )
-    elif method == "ted":
-        terms["task"] = F.cross_entropy(logits, y)
-        total = 0.0
-        for k, (a, b) in pairs:
-            with torch.no_grad():
-                ft = mods[f"ft{k}"](ta[a].float())
-            total = total + F.mse_loss(mods[f"fs{k}"](sa[b]), ft)
-        terms["ted"] = cfg.ted_lambda * total
-    elif phase in ("warmup", "phase1"):
-        total = 0.0
-        for k, (a, b) in pairs:
-            ft = mods[f"ft{k}"](ta[a].float())
-            fs = mods[f"fs{k}"](sa[b].detach())
-            total = total + rid_phase1_loss(
-                mods[f"head{k}"](ft),
-                y,
-                ft,
-                fs,
-                mods[f"sigma{k}"](),
-                coupling=phase == "phase1",
-                reduction=cfg.reduction,
-            )
-        terms["filters"] = total
-    else:
-        terms["task"] = cfg.lambda_task * F.cross_entropy(logits, y)
-        total = 0.0
-        for k, (a, b) in pairs:
-            with torch.no_grad():
-                ft = mods[f"ft{k}"](ta[a].float())
-            total = total + rid_phase2_loss(
-                ft, mods[f"fs{k}"](sa[b]), mods[f"sigma{k}"](), reduction=cfg.reduction, sigma_penalty=cfg.sigma_penalty
-            )
-        terms["rid"] = cfg.lambda_distill * total
-    return terms
 
 
 @torch.no_grad()

@@ -130,3 +130,46 @@ def test_optimizer_by_name_or_factory(splits):
     bad = DistillConfig(epochs=1, optimizer=lambda params, lr: None, progress=False)
     with pytest.raises(TypeError, match="must return a torch.optim.Optimizer"):
         fit(mlp([64, 10], 0), mlp([64, 10], 1), train, method="student", config=bad)
+
+
+def _fitnets():
+    """FitNets' hint loss (Romero et al. 2015) as a user-defined method: defined here, pidkd unedited."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from pidkd.distill.methods import DistillMethod
+
+    class Hint(DistillMethod):
+        name = "fitnets"
+        needs_layers = True
+        knobs = {"hint": "the hint weight"}
+
+        def build(self, teacher, student, n_classes, cfg):
+            pairs = enumerate(zip(teacher, student))
+            return nn.ModuleDict({f"hint{k}": nn.Linear(s.shape[1], t.shape[1]) for k, (t, s) in pairs})
+
+        def terms(self, phase, cfg, modules, step):
+            pairs = enumerate(zip(step.teacher, step.student))
+            hint = sum(F.mse_loss(modules[f"hint{k}"](s), t.float()) for k, (t, s) in pairs)
+            return {"task": F.cross_entropy(step.logits, step.y), "hint": hint}
+
+    return Hint()
+
+
+def test_a_user_defined_method_trains_without_editing_pidkd(splits, tmp_path):
+    train, val, _ = splits
+    teacher = mlp([64, 24, 10], 2)
+    before = [p.detach().clone() for p in teacher.parameters()]
+    cfg = DistillConfig(epochs=10, progress=False, checkpoint_every=5, checkpoint_dir=str(tmp_path))
+    res = fit(
+        teacher, mlp([64, 12, 10], 1), train, method=_fitnets(), teacher_layers=["1"], student_layers=["1"],
+        val_data=val, config=cfg,
+    )  # fmt: skip
+    h = res.history
+    assert list(res.modules) == ["hint0"] and h["loss_hint"].iloc[-1] < h["loss_hint"].iloc[0]
+    assert res.last_val_acc > 0.5 and all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
+    assert (tmp_path / "fitnets_epoch0010.pt").exists()
+    with pytest.raises(ValueError, match=r"'method' parameter of fit\(\) must be one of .* or a DistillMethod"):
+        fit(teacher, mlp([64, 12, 10], 1), train, method="fitnets", config=cfg)
+    with pytest.raises(TypeError, match="takes a DistillMethod instance; got the class"):
+        fit(teacher, mlp([64, 12, 10], 1), train, method=type(_fitnets()), config=cfg)
