@@ -2,8 +2,8 @@
 
 Needs PyTorch (``pip install 'pidkd[torch]'``); :mod:`pidkd` and :mod:`pidkd.estimators` work
 without it. :func:`fit` trains a student with ``method`` "student", "kd", "vid" or "rid"; the
-building blocks are :func:`capture` (activations by module name), the RID and VID filters, and
-the losses as functions of tensors.
+building blocks are :func:`capture` (activations by module name), the RID and VID filters, the
+losses as functions of tensors, and :class:`DistillMethod` for methods of your own.
 """
 
 from pidkd._optional import import_optional
@@ -13,15 +13,18 @@ import_optional("torch", purpose="pidkd.distill")
 from pidkd.distill.filters import Head, StudentFilter, TeacherFilter, VIDRegressor  # noqa: E402
 from pidkd.distill.hooks import capture, module_names  # noqa: E402
 from pidkd.distill.losses import kd_loss, rid_phase1_loss, rid_phase2_loss, vid_loss  # noqa: E402
+from pidkd.distill.methods import DistillMethod, Step  # noqa: E402
 from pidkd.distill.nuisance import noisy_copy, untrained_copy  # noqa: E402
 from pidkd.distill.probes import PIDProbe  # noqa: E402
 from pidkd.distill.trainer import DistillConfig, FitResult, fit  # noqa: E402
 
 __all__ = [
     "DistillConfig",
+    "DistillMethod",
     "FitResult",
     "Head",
     "PIDProbe",
+    "Step",
     "StudentFilter",
     "TeacherFilter",
     "VIDRegressor",

@@ -1,11 +1,10 @@
-"""``fit``: one training loop for the plain student, KD, VID and RID (methods are configuration).
+"""``fit``: one training loop for every distillation method; the method objects say what differs.
 
-RID (Dissanayake et al., arXiv 2411.07483, Algorithm 1), per distilled layer pair k: a teacher
-filter f_t^k with a head g_t^k, a student filter f_s^k and per-channel sigma^k > 0. After
-``warmup_epochs`` epochs of the heads' cross-entropy, training runs in cycles of ``cycle_epochs``
-epochs: the first ``round(phase1_fraction * cycle_epochs)`` train f_t and g_t (phase 1), the rest
-train the student, f_s and sigma (phase 2). The device is chosen once; metrics accumulate on the
-device and are read once per epoch (no host synchronisation inside the step loop).
+The loop (:func:`_epochs`) asks the :class:`~pidkd.distill.methods.DistillMethod` for each
+epoch's phase, the modules that phase trains and the loss terms of each step; the shipped methods
+(plain student, KD, VID, TED, RID) live in :mod:`pidkd.distill.methods`. The device is chosen
+once; metrics accumulate on the device and are read once per epoch (no host synchronisation
+inside the step loop).
 """
 
 from __future__ import annotations

@@ -58,6 +58,17 @@ class DistillMethod:
         loss-scale warning).
     same_logits : bool
         The teacher must give as many logits as the student (KD).
+
+    Examples
+    --------
+    >>> import torch.nn.functional as F
+    >>> class PlainCE(DistillMethod):
+    ...     name = "plain"
+    ...     def terms(self, phase, cfg, modules, step):
+    ...         return {"task": F.cross_entropy(step.logits, step.y)}
+    >>> method = PlainCE()
+    >>> method.phase(0, None), method.trains("train")
+    ('train', (('',), True))
     """
 
     name: str = "method"
