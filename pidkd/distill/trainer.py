@@ -70,14 +70,16 @@ _CHECKPOINT_KEYS = (
 class DistillConfig:
     """Every knob of :func:`fit`. The defaults train plain networks; the paper's settings are a preset.
 
-    Defaults: AdamW (lr 1e-3), gradient-norm clipping at 5, distillation terms as per-element
-    means (``reduction="mean"``, ``sigma_penalty="meansq"``, VID weight 1), so that their scale
-    does not grow with channels x positions. ``DistillConfig.preset("paper")`` is the RID paper's
-    Algorithm 1 and CIFAR-10 settings (SGD with Nesterov momentum, lr 0.05, sums over channels and
-    positions, lambda_2 = 1, VID weight 100, no clipping); ``preset("authors")`` what the authors'
-    code runs. Every value is checked when the configuration is made (and again by :func:`fit`,
-    which works on a copy): counts are ints, rates and weights finite numbers in range, switches
-    real bools (``amp="no"`` is refused, not read as true).
+    Defaults: AdamW (lr 3e-3), gradient-norm clipping at 5, distillation terms as per-element
+    means (``reduction="mean"``, ``sigma_penalty="meansq"``, VID weight 1, KD alpha 0.5), so that
+    their scale does not grow with channels x positions; the schedule fields left at None are set
+    by the method for the run's length (:meth:`~pidkd.distill.methods.DistillMethod.schedule`).
+    ``DistillConfig.preset("paper")`` is the RID paper's Algorithm 1 and CIFAR-10 settings (SGD
+    with Nesterov momentum, lr 0.05, sums over channels and positions, lambda_2 = 1, VID weight
+    100, no clipping); ``preset("authors")`` what the authors' code runs. Every value is checked
+    when the configuration is made (and again by :func:`fit`, which works on a copy): counts are
+    ints, rates and weights finite numbers in range, switches real bools (``amp="no"`` is
+    refused, not read as true).
     """
 
     epochs: int = 10
@@ -89,7 +91,7 @@ class DistillConfig:
     weight_decay: float = 1e-4
     lr_milestones: Sequence[int] = ()
     lr_gamma: float = 0.2
-    # RID / TED schedule; None: scaled to the run's epochs (see DistillConfig.schedule)
+    # RID / TED schedule; None: the method's choice for the run's epochs (DistillMethod.schedule)
     warmup_epochs: int | None = None  # n_w
     cycle_epochs: int | None = None  # q
     phase1_fraction: float | None = None  # r
@@ -103,7 +105,7 @@ class DistillConfig:
     grad_clip: float | None = 5.0
     reduction: str = "mean"  # RID mismatch: per-element mean (authors' code); "sum" over (c, h, w) as the paper
     sigma_penalty: str = "meansq"  # phase-2 penalty mean_c sigma_c^2 (authors); "sumsq": ||sigma||^2 (paper)
-    coupling_from_cycle: int | None = None  # phase-1 coupling term from this cycle on (None: see schedule())
+    coupling_from_cycle: int | None = None  # phase-1 coupling term from this cycle on (None: the method's)
     ted_lambda: float = 1.0  # TED stage-2 MSE weight
     checkpoint_every: int = 0  # epochs between checkpoints (0: none)
     checkpoint_dir: str | None = None
@@ -223,26 +225,6 @@ class DistillConfig:
                 filter_lr=0.05,
             )
         return cls(**(base | overrides))
-
-    def schedule(self, method: str = "rid") -> tuple[int, int, float, int]:
-        """(warmup_epochs, cycle_epochs, phase1_fraction, coupling_from_cycle) of ``method`` for this run.
-
-        Unset values are scaled to ``epochs`` so that a short run still trains the student in most
-        of its epochs: RID gets no separate warm-up, the first cycle's phase-1 epochs being the
-        heads' cross-entropy warm-up (as the authors' code), cycles of epochs // 3 epochs (at least
-        3) with phase 1 a quarter of each (one of three in a 3-epoch cycle); TED's filter stage is
-        epochs // 6 epochs (at least 1).
-        """
-        cycle = self.cycle_epochs if self.cycle_epochs is not None else max(3, self.epochs // 3)
-        fraction = self.phase1_fraction if self.phase1_fraction is not None else (1 / 3 if cycle == 3 else 0.25)
-        if self.warmup_epochs is not None:
-            warmup = self.warmup_epochs
-        else:
-            warmup = max(1, self.epochs // 6) if method == "ted" else 0
-        coupling = self.coupling_from_cycle
-        if coupling is None:
-            coupling = 1 if method == "rid" and warmup == 0 else 0
-        return warmup, cycle, fraction, coupling
 
 
 @dataclass
@@ -431,7 +413,7 @@ def fit(
     teacher = check_module(teacher, name="teacher", caller="fit()")
     student = check_module(student, name="student", caller="fit()")
     method = resolve(method)
-    cfg = _effective_config(config, epochs, method.name)
+    cfg = _effective_config(config, epochs, method)
     t_layers = _layer_names(teacher_layers, "teacher_layers")
     s_layers = _layer_names(student_layers, "student_layers")
     if method.needs_layers and (not t_layers or len(t_layers) != len(s_layers)):
@@ -463,8 +445,9 @@ def fit(
     )
 
 
-def _effective_config(config: DistillConfig | None, epochs: int | None, method: str) -> DistillConfig:
-    """A checked copy of ``config`` (the caller's object is never changed) with ``epochs`` applied."""
+def _effective_config(config: DistillConfig | None, epochs: int | None, method: DistillMethod) -> DistillConfig:
+    """A checked copy of ``config`` (the caller's object is never changed) with ``epochs`` applied and
+    the schedule fields left unset filled in by ``method``."""
     if config is not None and not isinstance(config, DistillConfig):
         raise TypeError(
             f"The 'config' parameter of fit() must be a DistillConfig or None. Got {type(config).__name__} instead."
@@ -474,10 +457,7 @@ def _effective_config(config: DistillConfig | None, epochs: int | None, method: 
         changes["epochs"] = check_int(epochs, name="epochs", caller="fit()", minimum=1)
     # replace() runs __post_init__ again: a config changed after it was made is checked too
     cfg = dataclasses.replace(config or DistillConfig(), **changes)
-    warmup, cycle, fraction, coupling = cfg.schedule(method)
-    return dataclasses.replace(
-        cfg, warmup_epochs=warmup, cycle_epochs=cycle, phase1_fraction=fraction, coupling_from_cycle=coupling
-    )
+    return dataclasses.replace(cfg, **method.schedule(cfg))
 
 
 def _layer_names(layers: Any, name: str) -> list[str]:

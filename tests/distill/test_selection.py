@@ -105,10 +105,16 @@ def test_paper_preset_is_pidkd_0_1_0s_defaults_and_the_defaults_are_per_element(
         1.0,
         5.0,
     )
-    assert DistillConfig(epochs=3).schedule("rid") == (0, 3, 1 / 3, 1)  # cycle 1's phase 1 is the warm-up
-    assert DistillConfig(epochs=30).schedule("rid") == (0, 10, 0.25, 1)
-    assert DistillConfig(epochs=30).schedule("ted")[0] == 5 and DistillConfig(epochs=3).schedule("ted")[0] == 1
-    assert DistillConfig.preset("paper", epochs=3).schedule() == (2, 4, 0.25, 0)  # a preset's schedule is its own
+    from pidkd.distill.methods import RID, TED
+
+    def schedule(method, cfg):
+        s = method.schedule(cfg)
+        return s["warmup_epochs"], s["cycle_epochs"], s["phase1_fraction"], s["coupling_from_cycle"]
+
+    assert schedule(RID(), DistillConfig(epochs=3)) == (0, 3, 1 / 3, 1)  # cycle 1's phase 1 is the warm-up
+    assert schedule(RID(), DistillConfig(epochs=30)) == (0, 10, 0.25, 1)
+    assert schedule(TED(), DistillConfig(epochs=30))[0] == 5 and schedule(TED(), DistillConfig(epochs=3))[0] == 1
+    assert schedule(RID(), DistillConfig.preset("paper", epochs=3)) == (2, 4, 0.25, 0)  # a preset's own schedule
 
 
 def test_optimizer_by_name_or_factory(splits):

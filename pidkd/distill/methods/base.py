@@ -32,6 +32,7 @@ class DistillMethod:
 
     :func:`~pidkd.distill.fit` asks the method, and nothing else, what to do:
 
+    - :meth:`schedule`: the schedule fields the configuration leaves unset, for the run's length;
     - :meth:`build`: the trainable modules it needs, from the shapes of the captured layers
       (called once, on the first batch);
     - :meth:`phase`: the name of each epoch's phase;
@@ -80,6 +81,21 @@ class DistillMethod:
 
     def check(self, cfg: Any) -> None:
         """Refuse a configuration the method cannot run (before any training). Default: accept."""
+
+    def schedule(self, cfg: Any) -> dict[str, Any]:
+        """The schedule fields of ``cfg`` that are None (unset), set for a run of ``cfg.epochs`` epochs.
+
+        Default: no warm-up, cycles of epochs // 3 epochs (at least 3) with a quarter in phase 1 (a
+        third of a 3-epoch cycle), coupling from the first cycle; one-phase methods ignore them.
+        """
+        cycle = cfg.cycle_epochs if cfg.cycle_epochs is not None else max(3, cfg.epochs // 3)
+        fraction = cfg.phase1_fraction if cfg.phase1_fraction is not None else (1 / 3 if cycle == 3 else 0.25)
+        return {
+            "warmup_epochs": cfg.warmup_epochs if cfg.warmup_epochs is not None else 0,
+            "cycle_epochs": cycle,
+            "phase1_fraction": fraction,
+            "coupling_from_cycle": cfg.coupling_from_cycle if cfg.coupling_from_cycle is not None else 0,
+        }
 
     def build(
         self, teacher: list[torch.Tensor], student: list[torch.Tensor], n_classes: int, cfg: Any

@@ -60,6 +60,13 @@ class TED(DistillMethod):
     filter_modules = ("ft", "head", "fs", "shead")
     knobs = {"ted": "ted_lambda"}
 
+    def schedule(self, cfg: Any) -> dict[str, Any]:
+        """Unset: the filter stage (``warmup_epochs``) is epochs // 6 epochs, at least 1."""
+        out = super().schedule(cfg)
+        if cfg.warmup_epochs is None:
+            out["warmup_epochs"] = max(1, cfg.epochs // 6)
+        return out
+
     def build(self, teacher, student, n_classes, cfg) -> nn.ModuleDict:
         return _filters(teacher, student, n_classes, cfg, extra="shead")
 
@@ -108,6 +115,15 @@ class RID(DistillMethod):
             "run. Choose DistillConfig(cycle_epochs=..., phase1_fraction=...) with 1 <= round(phase1_fraction * "
             "cycle_epochs) < cycle_epochs, e.g. cycle_epochs=4 and phase1_fraction=0.25 (cycle_epochs >= 2)."
         )
+
+    def schedule(self, cfg: Any) -> dict[str, Any]:
+        """Unset: no separate warm-up, the first cycle's phase-1 epochs being the heads' cross-entropy
+        warm-up (coupling from the second cycle, as the authors' code), so that a short run still
+        trains the student in most of its epochs."""
+        out = super().schedule(cfg)
+        if cfg.coupling_from_cycle is None:
+            out["coupling_from_cycle"] = 1 if out["warmup_epochs"] == 0 else 0
+        return out
 
     def build(self, teacher, student, n_classes, cfg) -> nn.ModuleDict:
         return _filters(teacher, student, n_classes, cfg, extra="sigma")
