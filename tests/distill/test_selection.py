@@ -98,13 +98,9 @@ def test_paper_preset_is_pidkd_0_1_0s_defaults_and_the_defaults_are_per_element(
         10.0,
     )
     default = DistillConfig()
-    assert (default.optimizer, default.reduction, default.sigma_penalty, default.vid_lambda, default.grad_clip) == (
-        "adamw",
-        "mean",
-        "meansq",
-        1.0,
-        5.0,
-    )
+    fields = ("optimizer", "lr", "reduction", "sigma_penalty", "vid_lambda", "kd_alpha", "grad_clip")
+    assert [getattr(default, k) for k in fields] == ["sgd", 0.05, "mean", "meansq", 1.0, 0.5, 5.0]
+    assert DistillConfig(optimizer="AdamW").optimizer == "adamw"
     from pidkd.distill.methods import RID, TED
 
     def schedule(method, cfg):
