@@ -72,8 +72,9 @@ class DistillConfig:
 
     Defaults: SGD with Nesterov momentum (lr 0.05, as the paper) with gradient-norm clipping at 5,
     and distillation terms as per-element means (``reduction="mean"``, ``sigma_penalty="meansq"``,
-    VID weight 1, KD alpha 0.5), so that their scale does not grow with channels x positions; the schedule fields left at None are set
-    by the method for the run's length (:meth:`~pidkd.distill.methods.DistillMethod.schedule`).
+    VID weight 1, KD alpha 0.5), so that their scale does not grow with channels x positions; the
+    schedule fields left at None are set by the method for the run's length
+    (:meth:`~pidkd.distill.methods.DistillMethod.schedule`).
     ``DistillConfig.preset("paper")`` is the RID paper's Algorithm 1 and CIFAR-10 settings (SGD
     with Nesterov momentum, lr 0.05, sums over channels and positions, lambda_2 = 1, VID weight
     100, no clipping); ``preset("authors")`` what the authors' code runs. Every value is checked
@@ -260,10 +261,12 @@ class FitResult:
 
     @property
     def last_val_acc(self) -> float:
+        """Validation accuracy after the last epoch (NaN without ``val_data``)."""
         return self._at("val_acc", int(self.history["epoch"].iloc[-1]) if len(self.history) else None)
 
     @property
     def last_test_acc(self) -> float:
+        """Test accuracy after the last epoch (NaN without ``test_data``)."""
         return self._at("test_acc", int(self.history["epoch"].iloc[-1]) if len(self.history) else None)
 
     def best_student(self) -> nn.Module:
@@ -642,7 +645,7 @@ def _warn_loss_scale(method: DistillMethod, row: dict[str, Any], warned: set[str
         return
     for key, value in row.items():
         term = key[5:]
-        if not key.startswith("loss_") or term in ("task", "filters") or term in warned:
+        if not key.startswith("loss_") or term == "task" or term in warned:
             continue
         if not value > LOSS_SCALE_LIMIT * task:
             continue
