@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pidkd.estimators.activations import Activations, sweep
+from pidkd.estimators.activations import Activations
 from pidkd.estimators.histogram import joint_histogram
 from pidkd.estimators.quantize import Quantizer
+from pidkd.estimators.sweeps import sweep
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 SHAPE = (10, 256, 256)

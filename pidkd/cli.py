@@ -154,8 +154,8 @@ def _cmd_toys(args: argparse.Namespace) -> int:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from pidkd.estimators.activations import sweep
     from pidkd.estimators.quantize import Quantizer
+    from pidkd.estimators.sweeps import sweep
 
     files = args.files or sorted(str(p) for p in (Path(__file__).parent / "data" / "digits").glob("*.npz"))
     # Every check of the outputs runs before the computation, which can take long.

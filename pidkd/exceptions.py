@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["ConvergenceWarning", "SolverError"]
+from typing import Any
+
+__all__ = ["ConvergenceWarning", "SolverError", "SweepError"]
 
 
 class SolverError(RuntimeError):
@@ -16,3 +18,17 @@ class SolverError(RuntimeError):
 
 class ConvergenceWarning(UserWarning):
     """Issued instead of :class:`SolverError` when ``strict=False``."""
+
+
+class SweepError(RuntimeError):
+    """Some pairs of a :func:`~pidkd.estimators.sweep` failed; all the others finished.
+
+    ``failures`` lists each failed pair as a dict (checkpoint, teacher_layer, student_layer,
+    error); ``results`` is the DataFrame of the finished rows (also in the sweep's journal, when
+    it has one, so a rerun computes only the failed pairs).
+    """
+
+    def __init__(self, message: str, *, failures: list[dict[str, str]], results: Any):
+        super().__init__(message)
+        self.failures = failures
+        self.results = results

@@ -15,9 +15,10 @@ import pytest
 import pidkd
 from pidkd.cli import main
 from pidkd.estimators import distributions
-from pidkd.estimators.activations import Activations, load_activations, save_activations, sweep
+from pidkd.estimators.activations import Activations, load_activations, save_activations
 from pidkd.estimators.histogram import joint_histogram
 from pidkd.estimators.information import entropy
+from pidkd.estimators.sweeps import sweep
 from pidkd.exceptions import SolverError
 
 
@@ -143,12 +144,12 @@ def test_measure_refuses_to_overwrite_its_input(one_checkpoint, capsys):
 
 
 def test_measure_checks_outputs_before_computing(one_checkpoint, tmp_path, capsys, monkeypatch):
-    import pidkd.estimators.activations as activations
+    import pidkd.estimators.sweeps as sweeps
 
     def no_sweep(*args, **kwargs):
         raise AssertionError("sweep() ran before the outputs were checked")
 
-    monkeypatch.setattr(activations, "sweep", no_sweep)
+    monkeypatch.setattr(sweeps, "sweep", no_sweep)
     existing = tmp_path / "old.csv"
     existing.write_text("keep me")
     cases = [

@@ -5,7 +5,7 @@ sweeps). This subpackage never imports torch.
 
 from pidkd.estimators import distributions
 from pidkd.estimators._result import PIDResult, SolverDiagnostics
-from pidkd.estimators.activations import Activations, load_activations, save_activations, sweep
+from pidkd.estimators.activations import Activations, load_activations, save_activations
 from pidkd.estimators.api import pid, pid_batch
 from pidkd.estimators.histogram import JointHistogram, joint_histogram
 from pidkd.estimators.information import (
@@ -17,6 +17,7 @@ from pidkd.estimators.information import (
 from pidkd.estimators.intersection import gacs_korner_redundancy, intersection_redundancy
 from pidkd.estimators.quantize import Quantizer, quantize
 from pidkd.estimators.samples import SamplePID, pid_from_samples
+from pidkd.estimators.sweeps import sweep
 
 __all__ = [
     "Activations",

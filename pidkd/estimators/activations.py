@@ -1,10 +1,19 @@
-"""Saved activations -> PID per (teacher layer, student layer, checkpoint), as a pandas table.
+"""Saved activations: one checkpoint's labels and teacher/student layers, read without running code.
 
-File format (``.npz``, ``.pt`` or ``.safetensors``), one file per checkpoint:
+Layout, one file (or directory) per checkpoint:
 
 - ``labels``: (N,) task labels;
 - ``teacher/<layer>``: (N, ...) teacher activations of layer ``<layer>``;
 - ``student/<layer>``: (N, ...) student activations.
+
+Formats: ``.npz``, ``.pt`` and ``.safetensors`` files are read into memory. For activations
+larger than memory, a directory is read lazily (row ranges on demand):
+
+- a directory of ``.npy`` files: ``labels.npy``, ``teacher/<layer>.npy``, ``student/<layer>.npy``
+  (write them batch by batch with ``numpy.lib.format.open_memmap``);
+- a Zarr group (``pip install zarr``) with the arrays ``labels``, ``teacher/<layer>`` and
+  ``student/<layer>``; Zarr is what Dask and xarray users keep chunked arrays in, locally or on
+  object storage.
 
 A ``.pt`` file may instead hold the nested dict ``{"labels": ..., "teacher": {layer: tensor},
 "student": {layer: tensor}}``. Other key names are accepted through ``labels_key``,
@@ -13,10 +22,7 @@ A ``.pt`` file may instead hold the nested dict ``{"labels": ..., "teacher": {la
 
 from __future__ import annotations
 
-import os
-import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +30,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pidkd._optional import import_optional
-from pidkd._validation import check_base, check_bool, check_int
-from pidkd.estimators.quantize import Quantizer, fresh_quantizer
-from pidkd.estimators.samples import (
-    MIN_SAMPLES_PER_CELL,
-    SampleSizeWarning,
-    check_bias_correction,
-    pid_from_samples,
-)
+from pidkd._validation import check_bool
 
-__all__ = ["Activations", "load_activations", "save_activations", "sweep"]
+__all__ = ["Activations", "NpyArray", "load_activations", "save_activations"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,10 @@ def _flat_keys(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _to_numpy(v: Any) -> NDArray[Any]:
+def _to_numpy(v: Any) -> Any:
+    """A numpy array of ``v``; lazy arrays (NpyArray, Zarr) stay lazy."""
+    if _is_lazy(v):
+        return v
     return v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
 
 
@@ -87,8 +89,92 @@ def _read_npz(path: Path) -> dict[str, Any]:
             ) from None
 
 
+class NpyArray:
+    """A ``.npy`` file whose rows are read on demand (``x[a:b]``, ``x[rows]``, ``np.asarray(x)``).
+
+    Every read maps the file, copies the rows asked for and unmaps it again, so a file larger
+    than memory read chunk by chunk holds one chunk at a time (a memory map kept open would keep
+    every page it has touched). Object arrays are refused: numpy stores them as pickles, which
+    can run code.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+    >>> np.save(path, np.arange(12.0).reshape(6, 2))
+    >>> x = NpyArray(path)
+    >>> x.shape, x[4:].tolist()
+    ((6, 2), [[8.0, 9.0], [10.0, 11.0]])
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        m = self._map()
+        self.shape: tuple[int, ...] = tuple(m.shape)
+        self.dtype = m.dtype
+        del m
+
+    def _map(self) -> np.ndarray:
+        try:
+            return np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except ValueError:
+            raise ValueError(
+                f"{str(self.path)!r} is not a numeric .npy array (object arrays are pickles, which pidkd never "
+                "loads: they can run code). Store numeric arrays (np.asarray(x, dtype=np.float32))."
+            ) from None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> NDArray[Any]:
+        m = self._map()
+        try:
+            return np.array(m[key])
+        finally:
+            del m
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray[Any]:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"NpyArray({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _is_lazy(v: Any) -> bool:
+    """An array read on demand (a .npy file or a Zarr array), kept lazy by load_activations()."""
+    return isinstance(v, NpyArray) or type(v).__module__.startswith("zarr")
+
+
+def _read_npy_dir(path: Path) -> dict[str, Any]:
+    """Lazy arrays of a directory of .npy files, keyed by their paths without the suffix."""
+    return {f.relative_to(path).with_suffix("").as_posix(): NpyArray(f) for f in sorted(path.rglob("*.npy"))}
+
+
+def _read_zarr(path: Path) -> dict[str, Any]:
+    """Lazy arrays of a Zarr group; arrays of Python objects (stored as pickles) are refused before any read."""
+    zarr = import_optional("zarr", purpose="load_activations() of a Zarr group")
+    group = zarr.open_group(str(path), mode="r")
+    arrays = {name: a for name, a in group.members(max_depth=None) if hasattr(a, "shape") and hasattr(a, "dtype")}
+    bad = sorted(name for name, a in arrays.items() if np.dtype(a.dtype).kind not in "biufUS")
+    if bad:
+        raise ValueError(
+            f"load_activations(): the Zarr group {str(path)!r} holds non-numeric arrays {bad}; pidkd never decodes "
+            "object arrays (their codecs unpickle, which can run code). Store numeric arrays."
+        )
+    return arrays
+
+
 def _read(path: Path, suffix: str) -> dict[str, Any]:
-    """The raw key -> array mapping of one file, loaded without executing code."""
+    """The raw key -> array mapping of one file or directory, loaded without executing code."""
+    if suffix == "zarr":
+        return _read_zarr(path)
+    if suffix == "dir":
+        return _read_npy_dir(path)
     if suffix == ".npz":
         return _read_npz(path)
     if suffix == ".pt":
@@ -105,6 +191,27 @@ def _read(path: Path, suffix: str) -> dict[str, Any]:
     return st.load_file(str(path))
 
 
+def _format_of(path: Path) -> str:
+    """``.npz``, ``.pt``, ``.safetensors``, ``"zarr"`` (a Zarr group) or ``"dir"`` (a directory of .npy files)."""
+    if path.is_dir():
+        if (path / "zarr.json").exists() or (path / ".zgroup").exists():
+            return "zarr"
+        if (path / "labels.npy").exists():
+            return "dir"
+        raise ValueError(
+            f"load_activations(): {str(path)!r} is a directory but neither a Zarr group nor a directory of .npy "
+            "files with labels.npy, teacher/<layer>.npy and student/<layer>.npy; give one activations file or "
+            "such a directory."
+        )
+    suffix = path.suffix.lower()
+    if suffix not in (".npz", ".pt", ".safetensors"):
+        raise ValueError(
+            f"load_activations() reads .npz, .pt or .safetensors files, directories of .npy files and Zarr groups; "
+            f"got {path.name!r}."
+        )
+    return suffix
+
+
 def load_activations(
     path: str | Path,
     *,
@@ -112,11 +219,17 @@ def load_activations(
     teacher_prefix: str = "teacher/",
     student_prefix: str = "student/",
 ) -> Activations:
-    """Read one checkpoint's labels and activations from ``.npz``, ``.pt`` or ``.safetensors``.
+    """Read one checkpoint's labels and activations from a file or a directory (see the module notes).
 
-    Nothing in the file is executed: ``.npz`` archives are read with ``allow_pickle=False`` and
-    ``.pt`` files with ``torch.load(..., weights_only=True)``, so object arrays and pickled code
-    are refused with an error instead of loaded.
+    ``.npz``, ``.pt`` and ``.safetensors`` files are read into memory. A directory of ``.npy``
+    files or a Zarr group is read lazily: its arrays are :class:`NpyArray` or Zarr arrays that
+    read rows on demand (``np.asarray(x)`` reads all), so :func:`~pidkd.estimators.sweep` can
+    quantize them chunk by chunk; only the labels are read at once.
+
+    Nothing in the file is executed: ``.npz`` and ``.npy`` files are read with
+    ``allow_pickle=False``, ``.pt`` files with ``torch.load(..., weights_only=True)``, and Zarr
+    arrays of Python objects are refused, so object arrays and pickled code are refused with an
+    error instead of loaded.
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for an
     unreadable, corrupt or wrongly structured file, for missing labels or teacher/student arrays
@@ -125,11 +238,7 @@ def load_activations(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"load_activations(): no such file {str(path)!r}.")
-    if path.is_dir():
-        raise ValueError(f"load_activations(): {str(path)!r} is a directory; give the path of one activations file.")
-    suffix = path.suffix.lower()
-    if suffix not in (".npz", ".pt", ".safetensors"):
-        raise ValueError(f"load_activations() reads .npz, .pt or .safetensors files; got {path.name!r}.")
+    suffix = _format_of(path)
     try:
         data = _read(path, suffix)
     except (ValueError, ImportError):
@@ -160,7 +269,7 @@ def load_activations(
             f"load_activations(): {path.name} has no {missing} activations (keys starting with "
             f"{prefix!r}). Available keys: {available}. Pass {missing}_prefix=... to name them."
         )
-    labels = _to_numpy(data[labels_key]).reshape(-1)
+    labels = np.asarray(_to_numpy(data[labels_key])).reshape(-1)
     # Each side on its own: a layer name may occur on both sides (the same architecture).
     bad = {
         f"{prefix}{k}": v.shape[0] if v.ndim else "a scalar"
@@ -194,137 +303,3 @@ def save_activations(path: str | Path, acts: Activations, *, overwrite: bool = F
     arrays.update({f"student/{k}": np.asarray(v) for k, v in acts.student.items()})
     np.savez_compressed(path, **arrays)
     return path
-
-
-def _check_layers(requested: Sequence[str] | None, available: Iterable[str], side: str, name: str) -> list[str]:
-    avail = list(available)
-    if requested is None:
-        return avail
-    if isinstance(requested, str):  # one layer name, not a sequence of one-letter names
-        requested = [requested]
-    missing = [layer for layer in requested if layer not in avail]
-    if missing:
-        raise ValueError(f"sweep(): {side} layer(s) {missing} not in checkpoint {name!r}; available: {avail}.")
-    return list(requested)
-
-
-def _checkpoint_names(items: Sequence[str | Path | Activations]) -> list[str]:
-    """The ``checkpoint`` column: file stems, or the paths where two stems coincide; never ambiguous."""
-    stems = [item.name if isinstance(item, Activations) else Path(item).stem for item in items]
-    if len(set(stems)) < len(stems):
-        stems = [item.name if isinstance(item, Activations) else str(item) for item in items]
-    seen = {n for n in stems if stems.count(n) > 1}
-    if seen:
-        raise ValueError(
-            f"sweep() got checkpoints that would share a name in the table: {sorted(seen)}. Give each file once, "
-            "and distinct Activations(name=...)."
-        )
-    return stems
-
-
-def _one(job: tuple[Any, ...]) -> dict[str, Any]:
-    name, t_layer, s_layer, y, t_codes, s_codes, kw = job
-    with warnings.catch_warnings():  # sweep() sums these up in one warning
-        warnings.simplefilter("ignore", SampleSizeWarning)
-        res = pid_from_samples(y, t_codes, s_codes, **kw)
-    return {"checkpoint": name, "teacher_layer": t_layer, "student_layer": s_layer, **res.as_dict()}
-
-
-def _codes_of(x: Any, quantizer: Quantizer | None) -> NDArray[np.int64]:
-    q = fresh_quantizer(quantizer)
-    return q.fit_transform(x)
-
-
-def sweep(
-    sources: Sequence[str | Path | Activations] | str | Path | Activations,
-    *,
-    teacher_layers: Sequence[str] | None = None,
-    student_layers: Sequence[str] | None = None,
-    quantizer: Quantizer | None = None,
-    n_bootstrap: int = 100,
-    n_permutations: int = 10,
-    confidence: float = 0.9,
-    base: float = 2.0,
-    n_jobs: int = 1,
-    progress: bool = True,
-    rng: int = 0,
-    bias_correction: str = "jackknife",
-) -> Any:
-    """PID of every (checkpoint, teacher layer, student layer) as a tidy pandas DataFrame.
-
-    Parameters
-    ----------
-    sources : path, Activations, or a sequence of them
-        One entry per checkpoint, in order.
-    teacher_layers, student_layers : str or sequence of str, optional
-        Layers to pair (default: all in the file).
-    quantizer : Quantizer, optional
-        Template fitted separately on every array (default: k-means to 10 clusters after L2
-        normalisation and PCA to 10 components, the RID paper's pipeline).
-    n_bootstrap, n_permutations, confidence, base, rng, bias_correction
-        As in :func:`pidkd.estimators.pid_from_samples`.
-    n_jobs : int, default 1
-        Parallel processes (joblib); -1 uses all cores.
-    progress : bool, default True
-        Show a progress bar (tqdm).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per pair and checkpoint: red, uni_t, uni_s, syn (estimates after
-        ``bias_correction``, named in the ``bias_correction`` column), their intervals (``*_lo``,
-        ``*_hi``), the plug-in atoms (``*_plugin``), null levels (``*_null``), the mutual
-        informations, n_samples, samples per occupied cell and ``reliable``, alphabet sizes, solver
-        status and gap. ``df.to_csv(...)`` / ``df.to_parquet(...)`` save it. Pairs with too few
-        samples per occupied cell are summed up in one :class:`SampleSizeWarning`.
-    """
-    pd = import_optional("pandas", purpose="sweep()")
-    caller = "sweep()"
-    base = check_base(base, caller=caller)  # checked before the (long) loading and quantizing
-    progress = check_bool(progress, name="progress", caller=caller)
-    n_bootstrap = check_int(n_bootstrap, name="n_bootstrap", caller=caller, minimum=0)
-    check_bias_correction(bias_correction, n_bootstrap, caller)
-    if check_int(n_jobs, name="n_jobs", caller=caller, minimum=-(os.cpu_count() or 1)) == 0:
-        raise ValueError(f"The 'n_jobs' parameter of {caller} must be a non-zero int (-1: all cores). Got 0 instead.")
-    items = [sources] if isinstance(sources, (str, Path, Activations)) else list(sources)
-    if not items:
-        raise ValueError("sweep() needs at least one checkpoint (a path or an Activations).")
-    kw = {
-        "n_bootstrap": n_bootstrap,
-        "n_permutations": n_permutations,
-        "confidence": confidence,
-        "base": base,
-        "rng": rng,
-        "bias_correction": bias_correction,
-    }
-    jobs = []
-    for item, name in zip(items, _checkpoint_names(items)):
-        acts = item if isinstance(item, Activations) else load_activations(item)
-        acts = replace(acts, name=name)
-        tl = _check_layers(teacher_layers, acts.teacher, "teacher", acts.name)
-        sl = _check_layers(student_layers, acts.student, "student", acts.name)
-        # Each layer is quantized once per checkpoint, then paired with every layer of the other side.
-        t_codes = {a: _codes_of(acts.teacher[a], quantizer) for a in tl}
-        s_codes = {b: _codes_of(acts.student[b], quantizer) for b in sl}
-        jobs += [(acts.name, a, b, acts.labels, t_codes[a], s_codes[b], kw) for a in tl for b in sl]
-    if n_jobs == 1:
-        tqdm = import_optional("tqdm", purpose="sweep(progress=True)").tqdm if progress else None
-        it = tqdm(jobs, desc="PID sweep", unit="pair") if tqdm else jobs
-        rows = [_one(j) for j in it]
-    else:
-        joblib = import_optional("joblib", purpose="sweep(n_jobs != 1)")
-        rows = joblib.Parallel(n_jobs=n_jobs, verbose=5 if progress else 0)(joblib.delayed(_one)(j) for j in jobs)
-    df = pd.DataFrame(rows)
-    few = df.loc[~df["reliable"]]
-    if len(few):
-        worst = few.loc[few["samples_per_cell"].idxmin()]
-        warnings.warn(
-            SampleSizeWarning(
-                f"sweep: {len(few)} of {len(df)} rows have fewer than {MIN_SAMPLES_PER_CELL:g} samples per occupied "
-                f"cell (column 'reliable' is False; the fewest: {worst['samples_per_cell']:.2g} in "
-                f"{worst['checkpoint']}, {worst['teacher_layer']} x {worst['student_layer']}). Their estimates keep "
-                "much of the plug-in bias: use more samples or fewer codes."
-            ),
-            stacklevel=2,
-        )
-    return df

@@ -22,9 +22,14 @@ from numpy.typing import NDArray
 from pidkd._optional import import_optional, loaded_module
 from pidkd._validation import check_choice
 
-__all__ = ["STRATEGIES", "Quantizer", "fresh_quantizer", "quantize"]
+__all__ = ["FIT_SAMPLES", "STRATEGIES", "Quantizer", "fresh_quantizer", "quantize", "quantize_in_chunks"]
 
 STRATEGIES = ("kmeans", "uniform", "quantile")
+#: Rows a quantizer is fitted on by :func:`quantize_in_chunks` (a random subset when there are more).
+FIT_SAMPLES = 20_000
+_FIT_VALUES = 2**24  # at most this many values (128 MB in float64) in the fitting copy, for wide layers
+_MIN_FIT_ROWS = 1_000
+_CHUNK_VALUES = 2**22  # values per transformed chunk (32 MB in float64)
 
 
 def as_samples(x: Any, *, name: str = "x", caller: str = "Quantizer") -> NDArray[np.float64]:
@@ -180,3 +185,53 @@ def quantize(x: Any, *, n_bins: int = 10, strategy: str = "kmeans", **kwargs: An
     [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
     """
     return Quantizer(strategy, n_bins, **kwargs).fit_transform(x)
+
+
+def _rows(x: Any, sel: slice | NDArray[np.int64]) -> Any:
+    """Rows ``sel`` of an array, a torch tensor, an NpyArray or a Zarr array (orthogonal selection)."""
+    if not isinstance(sel, slice) and hasattr(x, "oindex"):  # zarr: x[list] means something else
+        return x.oindex[sel]
+    return x[sel]
+
+
+def fit_rows(n: int, row_size: int, fit_samples: int = FIT_SAMPLES, seed: int = 0) -> slice | NDArray[np.int64]:
+    """The rows :func:`quantize_in_chunks` fits on: all ``n`` when few enough, else a seeded random sorted subset.
+
+    At most ``fit_samples`` rows, and for wide rows at most ``2**24 / row_size`` (so the fitting
+    copy stays near 128 MB), but never fewer than 1,000.
+    """
+    m = min(n, fit_samples, max(_MIN_FIT_ROWS, _FIT_VALUES // max(row_size, 1)))
+    if m >= n:
+        return slice(0, n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
+
+
+def quantize_in_chunks(
+    x: Any, quantizer: Quantizer | None = None, *, fit_samples: int = FIT_SAMPLES
+) -> NDArray[np.int64]:
+    """Codes of every row of ``x``: a clone of ``quantizer`` fitted on at most ``fit_samples`` rows, then applied
+    chunk by chunk.
+
+    ``x`` may be larger than memory: a numpy array, a torch tensor, a memory map, an
+    :class:`~pidkd.estimators.activations.NpyArray` or a Zarr array, of shape (N, ...). The fit
+    uses the rows of :func:`fit_rows` (all rows when N <= ``fit_samples``, as
+    :meth:`Quantizer.fit_transform` does; else a random subset seeded by the quantizer's
+    ``random_state``); the rows are then coded about 4 million values at a time, so memory stays
+    near that of the fitting copy whatever N is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(500, 3))
+    >>> q = Quantizer("quantile", 4)
+    >>> bool((quantize_in_chunks(x, q) == q.clone().fit_transform(x)).all())
+    True
+    """
+    q = fresh_quantizer(quantizer)
+    shape = tuple(x.shape)
+    if len(shape) == 0 or shape[0] == 0:
+        raise ValueError(f"quantize_in_chunks() expects at least one sample (axis 0); got shape {shape}.")
+    n, row_size = shape[0], int(np.prod(shape[1:], dtype=np.int64))
+    q.fit(_rows(x, fit_rows(n, row_size, fit_samples, q.random_state)))
+    step = max(1, _CHUNK_VALUES // max(row_size, 1))
+    return np.concatenate([q.transform(_rows(x, slice(i, min(i + step, n)))) for i in range(0, n, step)])

@@ -1,0 +1,511 @@
+"""Sweeps: the PID of every (checkpoint, teacher layer, student layer) as one table.
+
+A sweep is a small task graph. Per checkpoint, the labels are read and every layer it needs is
+read and quantized once (chunk by chunk, so a layer may be larger than memory: see
+:func:`~pidkd.estimators.quantize.quantize_in_chunks`); then one PID task per (teacher layer,
+student layer) pair estimates the PID from the codes. Three engines run the same tasks and give
+the same numbers:
+
+- serial (the default): no extra packages, no cluster;
+- ``n_jobs``: joblib processes on this machine (quantizing runs here, the PID tasks in parallel);
+- ``client``: a ``dask.distributed`` client (``pip install 'pidkd[distributed]'``): every task
+  runs on the cluster's workers, which read the activations from their paths (give paths the
+  workers can see, e.g. on shared storage; only codes travel between workers, never raw
+  activations).
+
+A ``journal`` file gets one line per finished row as it finishes; a rerun with the same journal
+skips the rows already in it, so an interrupted sweep loses nothing. A task that fails for a
+data reason is reported with its checkpoint and layers while the others run on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pidkd._optional import import_optional
+from pidkd._validation import check_base, check_bool, check_choice, check_int
+from pidkd.estimators.activations import Activations, _format_of, load_activations
+from pidkd.estimators.quantize import FIT_SAMPLES, Quantizer, quantize_in_chunks
+from pidkd.estimators.samples import (
+    MIN_SAMPLES_PER_CELL,
+    SampleSizeWarning,
+    check_bias_correction,
+    pid_from_samples,
+)
+from pidkd.exceptions import SweepError
+
+__all__ = ["JOURNAL_FORMAT", "TIMING_COLUMNS", "sweep"]
+
+#: The marker in the first line of a sweep journal.
+JOURNAL_FORMAT = "pidkd-sweep-journal"
+JOURNAL_VERSION = 1
+#: Columns that measure time: the only ones that differ between two runs of one sweep.
+TIMING_COLUMNS = ("solve_time",)
+_KEY = ("checkpoint", "teacher_layer", "student_layer")
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    name: str
+    source: str | Activations  # an absolute path (read where the task runs) or activations in memory
+    teacher_layers: tuple[str, ...]
+    student_layers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Pair:
+    index: int  # the row's place in the table
+    checkpoint: str
+    teacher_layer: str
+    student_layer: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.checkpoint, self.teacher_layer, self.student_layer
+
+
+# ---------------------------------------------------------------------------------------------
+# The tasks (module-level functions: they run in joblib or Dask worker processes).
+
+
+def _read_array(source: str | Activations, key: str) -> Any:
+    """One array of a checkpoint (``labels``, ``teacher/<layer>``, ``student/<layer>``), read lazily where possible."""
+    if isinstance(source, Activations):
+        return source.labels if key == "labels" else getattr(source, key.split("/")[0])[key.split("/", 1)[1]]
+    path = Path(source)
+    if _format_of(path) == ".npz":  # only this member, not the whole archive
+        with np.load(path, allow_pickle=False) as f:
+            if key in f.files:
+                return f[key]
+    acts = load_activations(path)  # lazy for directories; raises a precise error for a bad file
+    return acts.labels if key == "labels" else getattr(acts, key.split("/")[0])[key.split("/", 1)[1]]
+
+
+def _labels_task(source: str | Activations) -> NDArray[Any]:
+    return np.asarray(_read_array(source, "labels")).reshape(-1)
+
+
+def _codes_task(
+    source: str | Activations, side: str, layer: str, quantizer: Quantizer | None, fit_samples: int
+) -> NDArray[np.int64]:
+    return quantize_in_chunks(_read_array(source, f"{side}/{layer}"), quantizer, fit_samples=fit_samples)
+
+
+def _pid_task(
+    pair: _Pair, labels: NDArray[Any], t_codes: NDArray[np.int64], s_codes: NDArray[np.int64], kw: dict[str, Any]
+) -> dict[str, Any]:
+    for side, layer, codes in (("teacher", pair.teacher_layer, t_codes), ("student", pair.student_layer, s_codes)):
+        if len(codes) != len(labels):
+            raise ValueError(
+                f"{side} layer {layer!r} has {len(codes)} rows but the checkpoint has {len(labels)} labels; every "
+                "array must hold the same samples in the same order."
+            )
+    with warnings.catch_warnings():  # sweep() sums these up in one warning
+        warnings.simplefilter("ignore", SampleSizeWarning)
+        res = pid_from_samples(labels, t_codes, s_codes, **kw)
+    row = dict(zip(_KEY, pair.key)) | res.as_dict()
+    return json.loads(json.dumps(row, default=_plain))  # the values a journal gives back, exactly
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"sweep(): cannot store a {type(v).__name__} in a row")
+
+
+def _guarded(pair: _Pair, labels: Any, t_codes: Any, s_codes: Any, kw: dict[str, Any]) -> tuple[_Pair, Any]:
+    """(pair, row) or (pair, the exception): one failed pair does not stop a joblib batch."""
+    try:
+        return pair, _pid_task(pair, labels, t_codes, s_codes, kw)
+    except Exception as err:  # reported with its checkpoint and layers by sweep()
+        return pair, err
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning: checkpoints, layers and pairs, from file listings (no activations are read here).
+
+
+def _checkpoint_names(items: Sequence[str | Path | Activations]) -> list[str]:
+    """The ``checkpoint`` column: file stems, or the paths where two stems coincide; never ambiguous."""
+    stems = [item.name if isinstance(item, Activations) else Path(item).stem for item in items]
+    if len(set(stems)) < len(stems):
+        stems = [item.name if isinstance(item, Activations) else str(item) for item in items]
+    seen = {n for n in stems if stems.count(n) > 1}
+    if seen:
+        raise ValueError(
+            f"sweep() got checkpoints that would share a name in the table: {sorted(seen)}. Give each file once, "
+            "and distinct Activations(name=...)."
+        )
+    return stems
+
+
+def _layers_of(source: str | Activations) -> tuple[list[str], list[str]]:
+    """Teacher and student layer names of a checkpoint; an .npz archive is only listed, not read."""
+    if isinstance(source, Activations):
+        return list(source.teacher), list(source.student)
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                keys = list(f.files)
+        except Exception:  # load_activations() below names what is wrong
+            keys = []
+        teacher = [k[len("teacher/") :] for k in keys if k.startswith("teacher/")]
+        student = [k[len("student/") :] for k in keys if k.startswith("student/")]
+        if "labels" in keys and teacher and student:
+            return teacher, student
+    acts = load_activations(path)
+    return list(acts.teacher), list(acts.student)
+
+
+def _check_layers(requested: Sequence[str] | None, available: Iterable[str], side: str, name: str) -> list[str]:
+    avail = list(available)
+    if requested is None:
+        return avail
+    if isinstance(requested, str):  # one layer name, not a sequence of one-letter names
+        requested = [requested]
+    missing = [layer for layer in requested if layer not in avail]
+    if missing:
+        raise ValueError(f"sweep(): {side} layer(s) {missing} not in checkpoint {name!r}; available: {avail}.")
+    return list(requested)
+
+
+def _plan(
+    items: list[str | Path | Activations], teacher_layers: Any, student_layers: Any
+) -> tuple[list[_Checkpoint], list[_Pair]]:
+    checkpoints, pairs = [], []
+    for item, name in zip(items, _checkpoint_names(items)):
+        if isinstance(item, Activations):
+            source: str | Activations = replace(item, name=name)
+        else:
+            path = Path(item)
+            if not path.exists():
+                raise FileNotFoundError(f"sweep(): no such file {str(path)!r}.")
+            source = str(path.resolve())  # workers may run in other directories
+        teacher, student = _layers_of(source)
+        tl = _check_layers(teacher_layers, teacher, "teacher", name)
+        sl = _check_layers(student_layers, student, "student", name)
+        checkpoints.append(_Checkpoint(name, source, tuple(tl), tuple(sl)))
+        pairs += [_Pair(len(pairs) + i, name, a, b) for i, (a, b) in enumerate((a, b) for a in tl for b in sl)]
+    return checkpoints, pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# The journal: one JSON line per finished row, after a header line with the sweep's parameters.
+
+
+class _Journal:
+    """Rows already finished (``rows``, by key) and an append-only file for the new ones."""
+
+    def __init__(self, path: str | os.PathLike[str], params: dict[str, Any]):
+        self.path = Path(path)
+        self.rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+        header = {"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "params": params}
+        header = json.loads(json.dumps(header))
+        if not self.path.exists():
+            with open(self.path, "x") as f:
+                f.write(json.dumps(header) + "\n")
+            return
+        shown = repr(str(self.path))
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        lines = data[:end].decode().splitlines()
+        try:
+            old = json.loads(lines[0]) if lines else None
+        except ValueError:
+            old = None
+        if not isinstance(old, dict) or old.get("format") != JOURNAL_FORMAT:
+            raise ValueError(
+                f"sweep(): journal={shown} exists and is not a pidkd sweep journal; pidkd appends only to its own "
+                "journals. Give a new path (it is created) or the journal of an earlier run of this sweep."
+            )
+        if old.get("version") != JOURNAL_VERSION or old.get("params") != header["params"]:
+            diff = {k: v for k, v in header["params"].items() if old.get("params", {}).get(k) != v}
+            raise ValueError(
+                f"sweep(): journal={shown} was written by a sweep with other parameters (now: {diff}); its rows "
+                "would not match this run's. Rerun with the same parameters, or give a new journal path."
+            )
+        for line in lines[1:]:
+            row = json.loads(line)
+            self.rows[tuple(row[k] for k in _KEY)] = row
+        if end < len(data):  # a line cut off by an interruption: dropped, its pair runs again
+            with open(self.path, "r+b") as f:
+                f.truncate(end)
+
+    def add(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _params(kw: dict[str, Any], quantizer: Quantizer | None, fit_samples: int) -> dict[str, Any]:
+    q = quantizer or Quantizer()
+    qp = {k: getattr(q, k) for k in ("strategy", "n_bins", "n_components", "normalize", "random_state", "n_init")}
+    return kw | {"quantizer": qp, "fit_samples": fit_samples}
+
+
+# ---------------------------------------------------------------------------------------------
+# The engines.
+
+
+def _run_local(
+    checkpoints: list[_Checkpoint],
+    todo: list[_Pair],
+    kw: dict[str, Any],
+    quantizer: Quantizer | None,
+    fit_samples: int,
+    n_jobs: int,
+    tqdm: Any,
+    done: Callable[[_Pair, Any], None],
+) -> None:
+    """Quantize here, then the PID tasks here (n_jobs=1) or in joblib processes."""
+    jobs = []
+    needed = {p.checkpoint for p in todo}
+    layers = [
+        (ck, side, layer)
+        for ck in checkpoints
+        if ck.name in needed
+        for side in ("teacher", "student")
+        for layer in (ck.teacher_layers if side == "teacher" else ck.student_layers)
+    ]
+    inputs: dict[tuple[str, str, str], Any] = {}
+    for ck, side, layer in tqdm(layers, desc="quantize", unit="layer") if tqdm else layers:
+        try:
+            inputs[ck.name, side, layer] = _codes_task(ck.source, side, layer, quantizer, fit_samples)
+        except Exception as err:  # every pair of this layer fails with it
+            inputs[ck.name, side, layer] = err
+    for ck in checkpoints:
+        if ck.name in needed:
+            try:
+                inputs[ck.name, "labels", ""] = _labels_task(ck.source)
+            except Exception as err:
+                inputs[ck.name, "labels", ""] = err
+    for p in todo:
+        args = [inputs[p.checkpoint, "labels", ""], inputs[p.checkpoint, "teacher", p.teacher_layer]]
+        args.append(inputs[p.checkpoint, "student", p.student_layer])
+        err = next((a for a in args if isinstance(a, Exception)), None)
+        if err is not None:
+            done(p, err)
+        else:
+            jobs.append((p, *args))
+    if n_jobs == 1:
+        results: Iterable[tuple[_Pair, Any]] = (_guarded(*j, kw) for j in jobs)
+    else:
+        joblib = import_optional("joblib", purpose="sweep(n_jobs != 1)")
+        par = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+        results = par(joblib.delayed(_guarded)(*j, kw) for j in jobs)
+    for pair, out in results:
+        done(pair, out)
+
+
+def _run_dask(
+    client: Any,
+    checkpoints: list[_Checkpoint],
+    todo: list[_Pair],
+    kw: dict[str, Any],
+    quantizer: Quantizer | None,
+    fit_samples: int,
+    done: Callable[[_Pair, Any], None],
+) -> None:
+    """Every task on the cluster: labels and codes where the files are read, then the PID tasks."""
+    distributed = import_optional("distributed", purpose="sweep(client=...)")
+    futures: dict[Any, _Pair] = {}
+    needed = {p.checkpoint for p in todo}
+    for ck in checkpoints:
+        if ck.name not in needed:
+            continue
+        src = client.scatter(ck.source) if isinstance(ck.source, Activations) else ck.source
+        labels = client.submit(_labels_task, src, pure=False)
+        codes = {}
+        for p in (p for p in todo if p.checkpoint == ck.name):
+            for side, layer in (("teacher", p.teacher_layer), ("student", p.student_layer)):
+                if (side, layer) not in codes:
+                    codes[side, layer] = client.submit(
+                        _codes_task, src, side, layer, quantizer, fit_samples, pure=False
+                    )
+            t, s = codes["teacher", p.teacher_layer], codes["student", p.student_layer]
+            futures[client.submit(_pid_task, p, labels, t, s, kw, pure=False)] = p
+    try:
+        for fut in distributed.as_completed(list(futures)):
+            pair = futures.pop(fut)
+            done(pair, fut.result() if fut.status == "finished" else fut.exception())
+            fut.release()
+    finally:
+        if futures:  # interrupted: nothing keeps running on the cluster
+            client.cancel(list(futures))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def sweep(
+    sources: Sequence[str | Path | Activations] | str | Path | Activations,
+    *,
+    teacher_layers: Sequence[str] | None = None,
+    student_layers: Sequence[str] | None = None,
+    quantizer: Quantizer | None = None,
+    n_bootstrap: int = 100,
+    n_permutations: int = 10,
+    confidence: float = 0.9,
+    base: float = 2.0,
+    n_jobs: int = 1,
+    progress: bool = True,
+    rng: int = 0,
+    bias_correction: str = "jackknife",
+    client: Any = None,
+    journal: str | os.PathLike[str] | None = None,
+    on_error: str = "raise",
+    fit_samples: int = FIT_SAMPLES,
+) -> Any:
+    """PID of every (checkpoint, teacher layer, student layer) as a tidy pandas DataFrame.
+
+    Parameters
+    ----------
+    sources : path, Activations, or a sequence of them
+        One entry per checkpoint, in order: ``.npz``/``.pt``/``.safetensors`` files, directories of
+        ``.npy`` files or Zarr groups (read chunk by chunk: they may be larger than memory), or
+        :class:`~pidkd.estimators.activations.Activations` in memory.
+    teacher_layers, student_layers : str or sequence of str, optional
+        Layers to pair (default: all in the file).
+    quantizer : Quantizer, optional
+        Template fitted separately on every array (default: k-means to 10 clusters after L2
+        normalisation and PCA to 10 components, the RID paper's pipeline).
+    n_bootstrap, n_permutations, confidence, base, rng, bias_correction
+        As in :func:`pidkd.estimators.pid_from_samples`.
+    n_jobs : int, default 1
+        Parallel processes (joblib) for the PID tasks; -1 uses all cores.
+    progress : bool, default True
+        Show progress bars (tqdm); with ``client`` one bar covers the whole cluster.
+    client : dask.distributed.Client, optional
+        Run every task on this Dask cluster (``pip install 'pidkd[distributed]'``). Workers read
+        the activation files from their paths, so give paths they can see; Activations in memory
+        are sent to them. The numbers are those of the serial run. Dask reschedules the tasks of a
+        worker that dies (``distributed.scheduler.allowed-failures`` times).
+    journal : path, optional
+        A file that gets one JSON line per finished row as it finishes (created if missing). If it
+        exists, rows already in it are not computed again but read back exactly, so a rerun after
+        an interruption loses nothing and repeats nothing; a journal written with other parameters
+        is refused.
+    on_error : {"raise", "warn"}, default "raise"
+        A pair that fails (an unreadable layer, non-finite activations, row counts that differ)
+        never stops the others. When all have run: "raise" raises
+        :class:`~pidkd.exceptions.SweepError` naming every failed checkpoint and layer pair (its
+        ``results`` holds the finished rows); "warn" warns and returns the finished rows, with the
+        failures in ``df.attrs["failures"]``.
+    fit_samples : int, default 20,000
+        Each layer's quantizer is fitted on at most this many rows (a random subset seeded by the
+        quantizer's ``random_state``, fewer for very wide layers; see
+        :func:`~pidkd.estimators.quantize.fit_rows`) and then applied to all rows chunk by chunk.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair and checkpoint, in the order of ``sources`` and layers: red, uni_t, uni_s,
+        syn (estimates after ``bias_correction``, named in the ``bias_correction`` column), their
+        intervals (``*_lo``, ``*_hi``), the plug-in atoms (``*_plugin``), null levels (``*_null``),
+        the mutual informations, n_samples, samples per occupied cell and ``reliable``, alphabet
+        sizes, solver status and gap. Every engine gives the same table; only ``solve_time``
+        (:data:`TIMING_COLUMNS`) differs between runs. Pairs with too few samples per occupied cell
+        are summed up in one :class:`SampleSizeWarning`.
+
+    Examples
+    --------
+    >>> from pidkd import toys
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 400)
+    >>> acts = Activations(y, {"t": np.c_[y, rng.normal(size=400)]}, {"s": rng.normal(size=(400, 2))}, name="ck")
+    >>> df = sweep(acts, n_bootstrap=10, n_permutations=2, progress=False)
+    >>> df[["checkpoint", "teacher_layer", "student_layer"]].values.tolist()
+    [['ck', 't', 's']]
+    """
+    pd = import_optional("pandas", purpose="sweep()")
+    caller = "sweep()"
+    base = check_base(base, caller=caller)  # checked before the (long) loading and quantizing
+    progress = check_bool(progress, name="progress", caller=caller)
+    n_bootstrap = check_int(n_bootstrap, name="n_bootstrap", caller=caller, minimum=0)
+    fit_samples = check_int(fit_samples, name="fit_samples", caller=caller, minimum=2)
+    check_bias_correction(bias_correction, n_bootstrap, caller)
+    on_error = check_choice(on_error, ("raise", "warn"), name="on_error", caller=caller)
+    if check_int(n_jobs, name="n_jobs", caller=caller, minimum=-(os.cpu_count() or 1)) == 0:
+        raise ValueError(f"The 'n_jobs' parameter of {caller} must be a non-zero int (-1: all cores). Got 0 instead.")
+    if client is not None and n_jobs != 1:
+        raise ValueError("sweep(): give either client= (a Dask cluster) or n_jobs= (local processes), not both.")
+    if client is not None and not hasattr(client, "submit"):
+        raise TypeError(f"sweep(client=...) expects a dask.distributed.Client; got {type(client).__name__}.")
+    if quantizer is not None and not isinstance(quantizer, Quantizer):
+        raise TypeError(f"sweep(quantizer=...) expects a pidkd Quantizer or None; got {type(quantizer).__name__}.")
+    items = [sources] if isinstance(sources, (str, Path, Activations)) else list(sources)
+    if not items:
+        raise ValueError("sweep() needs at least one checkpoint (a path or an Activations).")
+    kw = {
+        "n_bootstrap": n_bootstrap,
+        "n_permutations": n_permutations,
+        "confidence": confidence,
+        "base": base,
+        "rng": rng,
+        "bias_correction": bias_correction,
+    }
+    checkpoints, pairs = _plan(items, teacher_layers, student_layers)
+    log = _Journal(journal, _params(kw, quantizer, fit_samples)) if journal is not None else None
+    rows = {p.index: log.rows[p.key] for p in pairs if log is not None and p.key in log.rows}
+    todo = [p for p in pairs if p.index not in rows]
+    failures: list[dict[str, str]] = []
+    tqdm = import_optional("tqdm", purpose="sweep(progress=True)").tqdm if progress else None
+    bar = tqdm(total=len(pairs), initial=len(rows), desc="PID sweep", unit="pair") if tqdm else None
+
+    def done(pair: _Pair, out: Any) -> None:
+        if isinstance(out, BaseException):
+            failures.append(dict(zip(_KEY, pair.key)) | {"error": f"{type(out).__name__}: {out}"})
+        else:
+            rows[pair.index] = out
+            if log is not None:
+                log.add(out)
+        if bar is not None:
+            bar.update()
+
+    try:
+        if todo and client is not None:
+            _run_dask(client, checkpoints, todo, kw, quantizer, fit_samples, done)
+        elif todo:
+            _run_local(checkpoints, todo, kw, quantizer, fit_samples, n_jobs, tqdm, done)
+    finally:
+        if bar is not None:
+            bar.close()
+    df = pd.DataFrame([rows[i] for i in sorted(rows)])
+    if failures:
+        shown = "; ".join(
+            f"{f['checkpoint']}, {f['teacher_layer']} x {f['student_layer']}: {f['error']}" for f in failures[:5]
+        )
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        msg = (
+            f"sweep: {len(failures)} of {len(pairs)} pairs failed, the other {len(rows)} finished"
+            f"{' and are in the journal' if log is not None else ''}. {shown}{more}"
+        )
+        if on_error == "raise":
+            raise SweepError(msg, failures=failures, results=df)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        df.attrs["failures"] = failures
+    few = df.loc[~df["reliable"]] if len(df) else df
+    if len(few):
+        worst = few.loc[few["samples_per_cell"].idxmin()]
+        warnings.warn(
+            SampleSizeWarning(
+                f"sweep: {len(few)} of {len(df)} rows have fewer than {MIN_SAMPLES_PER_CELL:g} samples per occupied "
+                f"cell (column 'reliable' is False; the fewest: {worst['samples_per_cell']:.2g} in "
+                f"{worst['checkpoint']}, {worst['teacher_layer']} x {worst['student_layer']}). Their estimates keep "
+                "much of the plug-in bias: use more samples or fewer codes."
+            ),
+            stacklevel=2,
+        )
+    return df
