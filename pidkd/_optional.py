@@ -13,6 +13,8 @@ _EXTRA_FOR = {
     "matplotlib": "plot",
     "ecos": "ecos",
     "safetensors.numpy": "io",
+    "zarr": "io",
+    "distributed": "distributed",
     "mnist1d": "bench",
 }
 

@@ -16,14 +16,16 @@ file is replaced only with ``--force``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import math
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -179,7 +181,13 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         )
     if args.bias_correction == "bootstrap" and args.bootstrap == 0:
         raise UsageError("--bias-correction bootstrap needs bootstrap resamples; give --bootstrap > 0.")
-    with warnings.catch_warnings(record=True) as caught:
+    if args.scheduler is not None:
+        _check_module("distributed", "--scheduler", "pip install 'pidkd[distributed]'")
+        if args.n_jobs != 1:
+            raise UsageError("give either --scheduler (a Dask cluster) or --n-jobs (local processes), not both.")
+    if args.journal is not None and Path(args.journal).resolve() in {Path(f).resolve() for f in files}:
+        raise UsageError(f"--journal {args.journal!r} is one of the input files. Choose another path.")
+    with _dask_client(args.scheduler) as client, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SampleSizeWarning)
         df = sweep(
             files,
@@ -192,12 +200,25 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             n_jobs=args.n_jobs,
             progress=not args.no_progress,
             bias_correction=args.bias_correction,
+            client=client,
+            journal=args.journal,
+            on_error="warn",
+            fit_samples=args.fit_samples,
         )
+    failures = df.attrs.get("failures", [])
     for w in caught:
         if issubclass(w.category, SampleSizeWarning):
             print(f"pidkd measure: warning: {w.message}", file=sys.stderr)
-        else:
+        elif not (failures and issubclass(w.category, RuntimeWarning) and str(w.message).startswith("sweep:")):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for f in failures:
+        print(
+            f"pidkd measure: error: {f['checkpoint']}, {f['teacher_layer']} x {f['student_layer']}: {f['error']}",
+            file=sys.stderr,
+        )
+    if df.empty:
+        print(f"pidkd measure: error: all {len(failures)} pairs failed; nothing to report.", file=sys.stderr)
+        return 1
     cols = [
         "checkpoint",
         "teacher_layer",
@@ -241,7 +262,28 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
         plot_sweep(df, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
+    if failures:
+        print(f"pidkd measure: {len(failures)} pair(s) failed (above); the table holds the others.", file=sys.stderr)
+        return 1
     return 0
+
+
+@contextlib.contextmanager
+def _dask_client(address: str | None) -> Iterator[Any]:
+    """A Dask client of the cluster at ``address`` ("local": a new cluster of this machine's cores), or None."""
+    if address is None:
+        yield None
+        return
+    distributed = importlib.import_module("distributed")
+    if address == "local":
+        n = os.cpu_count() or 1
+        with distributed.LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None) as cluster:
+            with distributed.Client(cluster) as client:
+                print(f"pidkd measure: a local Dask cluster of {n} workers", file=sys.stderr)
+                yield client
+        return
+    with distributed.Client(address, timeout="30s") as client:
+        yield client
 
 
 def _row(name: str, r: PIDResult) -> dict[str, object]:
@@ -319,7 +361,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="correction of the plug-in bias (default jackknife; none: the plug-in)",
     )
     m.add_argument("--nats", action="store_true", help="report in nats")
-    m.add_argument("--n-jobs", type=int, default=1, help="parallel processes (default 1)")
+    m.add_argument("--n-jobs", type=int, default=1, help="parallel processes on this machine (default 1)")
+    m.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on the Dask cluster at ADDRESS (e.g. tcp://10.0.0.5:8786), or 'local' for a local cluster of "
+        "this machine's cores; needs pidkd[distributed]. Workers read the files from their paths",
+    )
+    m.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="append each finished row to FILE (JSON lines) as it finishes; a rerun with the same FILE skips them",
+    )
+    m.add_argument(
+        "--fit-samples",
+        type=int,
+        default=20_000,
+        help="fit each layer's quantizer on at most this many rows, then code all rows chunk by chunk (default 20000)",
+    )
     m.add_argument("--out", help="write the table to this file; the suffix picks the format: .csv, .parquet or .json")
     m.add_argument("--plot", metavar="PNG", help="write the plots to this .png, .pdf or .svg file (needs matplotlib)")
     m.add_argument("--force", action="store_true", help="replace existing --out / --plot files (never an input)")

@@ -159,7 +159,8 @@ def _read_zarr(path: Path) -> dict[str, Any]:
     """Lazy arrays of a Zarr group; arrays of Python objects (stored as pickles) are refused before any read."""
     zarr = import_optional("zarr", purpose="load_activations() of a Zarr group")
     group = zarr.open_group(str(path), mode="r")
-    arrays = {name: a for name, a in group.members(max_depth=None) if hasattr(a, "shape") and hasattr(a, "dtype")}
+    members = sorted(group.members(max_depth=None), key=lambda m: m[0])  # a stable layer order
+    arrays = {name: a for name, a in members if hasattr(a, "shape") and hasattr(a, "dtype")}
     bad = sorted(name for name, a in arrays.items() if np.dtype(a.dtype).kind not in "biufUS")
     if bad:
         raise ValueError(
