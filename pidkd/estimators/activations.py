@@ -92,10 +92,9 @@ def _read_npz(path: Path) -> dict[str, Any]:
 class NpyArray:
     """A ``.npy`` file whose rows are read on demand (``x[a:b]``, ``x[rows]``, ``np.asarray(x)``).
 
-    Every read maps the file, copies the rows asked for and unmaps it again, so a file larger
-    than memory read chunk by chunk holds one chunk at a time (a memory map kept open would keep
-    every page it has touched). Object arrays are refused: numpy stores them as pickles, which
-    can run code.
+    Rows are read with plain file reads, not through a memory map (a map keeps every page it has
+    touched resident), so a file larger than memory read chunk by chunk holds one chunk at a
+    time. Object arrays are refused: numpy stores them as pickles, which can run code.
 
     Examples
     --------
@@ -103,8 +102,8 @@ class NpyArray:
     >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
     >>> np.save(path, np.arange(12.0).reshape(6, 2))
     >>> x = NpyArray(path)
-    >>> x.shape, x[4:].tolist()
-    ((6, 2), [[8.0, 9.0], [10.0, 11.0]])
+    >>> x.shape, x[4:].tolist(), x[np.array([5, 0])].tolist()
+    ((6, 2), [[8.0, 9.0], [10.0, 11.0]], [[10.0, 11.0], [0.0, 1.0]])
     """
 
     def __init__(self, path: str | Path):
@@ -112,6 +111,8 @@ class NpyArray:
         m = self._map()
         self.shape: tuple[int, ...] = tuple(m.shape)
         self.dtype = m.dtype
+        self._offset = int(m.offset)
+        self._c_order = bool(m.flags.c_contiguous)
         del m
 
     def _map(self) -> np.ndarray:
@@ -131,11 +132,38 @@ class NpyArray:
         return self.shape[0]
 
     def __getitem__(self, key: Any) -> NDArray[Any]:
-        m = self._map()
-        try:
-            return np.array(m[key])
-        finally:
-            del m
+        n = self.shape[0] if self.shape else 0
+        if key is Ellipsis:
+            key = slice(None)
+        if isinstance(key, slice) and key.indices(n)[2] != 1:
+            key = np.arange(*key.indices(n))
+        if isinstance(key, np.ndarray) and key.dtype == bool and key.shape == (n,):
+            key = np.flatnonzero(key)
+        rows = key if isinstance(key, slice) else np.asarray(key)
+        if not self._c_order or self.ndim == 0 or (not isinstance(rows, slice) and rows.dtype.kind not in "iu"):
+            m = self._map()  # anything but rows of a C-ordered array: numpy's own indexing
+            try:
+                return np.array(m[key])
+            finally:
+                del m
+        if isinstance(rows, slice):
+            start, stop, _ = rows.indices(n)
+            rows = np.arange(start, max(start, stop))
+        flat = rows.reshape(-1)
+        if flat.size and (flat.min() < -n or flat.max() >= n):
+            raise IndexError(f"row index out of range for {self!r}")
+        flat = np.where(flat < 0, flat + n, flat)
+        out = np.empty((flat.size, *self.shape[1:]), dtype=self.dtype)
+        row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+        order = np.argsort(flat, kind="stable")
+        ordered = flat[order]
+        cuts = np.flatnonzero(np.diff(ordered) != 1) + 1  # runs of consecutive rows: one read each
+        with open(self.path, "rb") as f:
+            for a, b in zip(np.r_[0, cuts], np.r_[cuts, flat.size]) if flat.size else ():
+                f.seek(self._offset + int(ordered[a]) * row_bytes)
+                buf = f.read(int(b - a) * row_bytes)
+                out[order[a:b]] = np.frombuffer(buf, dtype=self.dtype).reshape((b - a, *self.shape[1:]))
+        return out.reshape((*rows.shape, *self.shape[1:]))
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray[Any]:
         out = self[...]

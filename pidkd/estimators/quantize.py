@@ -27,7 +27,7 @@ __all__ = ["FIT_SAMPLES", "STRATEGIES", "Quantizer", "fresh_quantizer", "quantiz
 STRATEGIES = ("kmeans", "uniform", "quantile")
 #: Rows a quantizer is fitted on by :func:`quantize_in_chunks` (a random subset when there are more).
 FIT_SAMPLES = 20_000
-_FIT_VALUES = 2**24  # at most this many values (128 MB in float64) in the fitting copy, for wide layers
+_FIT_VALUES = 2**23  # at most this many values (64 MB in float64) in the fitting copy, for wide layers
 _MIN_FIT_ROWS = 1_000
 _CHUNK_VALUES = 2**22  # values per transformed chunk (32 MB in float64)
 
@@ -111,16 +111,22 @@ class Quantizer:
             n_init=self.n_init,
         )
 
-    def _prepare(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        if self.normalize and x.shape[1] > 1:
-            norm = np.linalg.norm(x, axis=1, keepdims=True)
-            x = x / np.where(norm > 0, norm, 1.0)
-        return x
+    def _prepare(self, x: Any, caller: str) -> NDArray[np.float64]:
+        """(N, D) float64 samples of ``x``, L2-normalised if asked; never changes the caller's array."""
+        arr = as_samples(x, caller=caller)
+        if self.normalize and arr.shape[1] > 1:
+            norm = np.linalg.norm(arr, axis=1, keepdims=True)
+            norm = np.where(norm > 0, norm, 1.0)
+            if isinstance(x, np.ndarray) and np.may_share_memory(arr, x):
+                arr = arr / norm
+            else:  # a private copy already (converted or read): normalised in place, one copy fewer
+                arr /= norm
+        return arr
 
     def fit(self, x: Any) -> Quantizer:
         """Fit on reference representations (N, ...)."""
         decomposition = import_optional("sklearn.decomposition", purpose="Quantizer")
-        arr = self._prepare(as_samples(x, caller="Quantizer.fit()"))
+        arr = self._prepare(x, "Quantizer.fit()")
         n, d = arr.shape
         if n < self.n_bins:
             raise ValueError(f"Quantizer.fit() needs at least n_bins={self.n_bins} samples; got {n}.")
@@ -155,7 +161,7 @@ class Quantizer:
         """Codes in [0, n_codes_) of new representations with the fitted quantizer."""
         if not self.fitted_:
             raise RuntimeError("Quantizer.transform() called before fit(); call fit(x) or fit_transform(x) first.")
-        arr = self._prepare(as_samples(x, caller="Quantizer.transform()"))
+        arr = self._prepare(x, "Quantizer.transform()")
         if arr.shape[1] != self.dim_:
             raise ValueError(
                 f"Quantizer.transform() got samples of dimension {arr.shape[1]}; it was fitted on {self.dim_}."
@@ -197,8 +203,8 @@ def _rows(x: Any, sel: slice | NDArray[np.int64]) -> Any:
 def fit_rows(n: int, row_size: int, fit_samples: int = FIT_SAMPLES, seed: int = 0) -> slice | NDArray[np.int64]:
     """The rows :func:`quantize_in_chunks` fits on: all ``n`` when few enough, else a seeded random sorted subset.
 
-    At most ``fit_samples`` rows, and for wide rows at most ``2**24 / row_size`` (so the fitting
-    copy stays near 128 MB), but never fewer than 1,000.
+    At most ``fit_samples`` rows, and for wide rows at most ``2**23 / row_size`` (so the fitting
+    copy stays near 64 MB: 6,553 rows of 1,280 features), but never fewer than 1,000.
     """
     m = min(n, fit_samples, max(_MIN_FIT_ROWS, _FIT_VALUES // max(row_size, 1)))
     if m >= n:
