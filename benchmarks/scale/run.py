@@ -176,6 +176,16 @@ def part_memory(workdir: Path, n: int = 200_000, d: int = 1_280) -> dict:
 
 
 def part_costs() -> dict:
+    """Per-task costs on one core: Numba, BLAS and OpenMP limited to one thread, as in a one-core worker."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(1)
+    with threadpool_limits(1):
+        return _costs()
+
+
+def _costs() -> dict:
     out: dict = {"quantize": [], "pid": []}
     for n, d in ((50_000, 512), (50_000, 2_048)):
         _, layers = synthetic(n, 10, {"x": d}, seed=1)
@@ -277,7 +287,8 @@ def render(res: dict) -> str:
             "|---|---|---|",
         ]
         lines += [
-            f"| quantize one layer (fit on 20,000 rows, code all) | {r['samples']:,} x {r['features']:,} | "
+            f"| quantize one layer (fit on {min(20_000, max(1_000, 2**23 // r['features'])):,} rows, code all) | "
+            f"{r['samples']:,} x {r['features']:,} | "
             f"{r['seconds']:.2f} |"
             for r in c["quantize"]
         ]

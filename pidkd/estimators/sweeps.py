@@ -122,8 +122,18 @@ def _plain(v: Any) -> Any:
     raise TypeError(f"sweep(): cannot store a {type(v).__name__} in a row")
 
 
-def _guarded(pair: _Pair, labels: Any, t_codes: Any, s_codes: Any, kw: dict[str, Any]) -> tuple[_Pair, Any]:
-    """(pair, row) or (pair, the exception): one failed pair does not stop a joblib batch."""
+def _guarded(
+    pair: _Pair, labels: Any, t_codes: Any, s_codes: Any, kw: dict[str, Any], threads: int = 0
+) -> tuple[_Pair, Any]:
+    """(pair, row) or (pair, the exception): one failed pair does not stop a joblib batch.
+
+    ``threads``: the Numba threads of this process (joblib workers get 1: the processes already
+    share the cores, and their solver kernels would otherwise each start a thread per core).
+    """
+    if threads:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
         return pair, _pid_task(pair, labels, t_codes, s_codes, kw)
     except Exception as err:  # reported with its checkpoint and layers by sweep()
@@ -303,7 +313,7 @@ def _run_local(
     else:
         joblib = import_optional("joblib", purpose="sweep(n_jobs != 1)")
         par = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-        results = par(joblib.delayed(_guarded)(*j, kw) for j in jobs)
+        results = par(joblib.delayed(_guarded)(*j, kw, 1) for j in jobs)
     for pair, out in results:
         done(pair, out)
 
