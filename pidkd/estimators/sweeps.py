@@ -334,7 +334,8 @@ def _run_dask(
     for ck in checkpoints:
         if ck.name not in needed:
             continue
-        src = client.scatter(ck.source) if isinstance(ck.source, Activations) else ck.source
+        # In-memory activations go to every worker, so a task can rerun elsewhere if its worker dies.
+        src = client.scatter(ck.source, broadcast=True) if isinstance(ck.source, Activations) else ck.source
         labels = client.submit(_labels_task, src, pure=False)
         codes = {}
         for p in (p for p in todo if p.checkpoint == ck.name):
@@ -399,7 +400,7 @@ def sweep(
     client : dask.distributed.Client, optional
         Run every task on this Dask cluster (``pip install 'pidkd[distributed]'``). Workers read
         the activation files from their paths, so give paths they can see; Activations in memory
-        are sent to them. The numbers are those of the serial run. Dask reschedules the tasks of a
+        are copied to every worker. The numbers are those of the serial run. Dask reschedules the tasks of a
         worker that dies (``distributed.scheduler.allowed-failures`` times).
     journal : path, optional
         A file that gets one JSON line per finished row as it finishes (created if missing). If it

@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -193,3 +194,27 @@ def test_sweep_argument_checks():
         sweep(acts, client=object(), **KW)
     with pytest.raises(ValueError, match="'on_error' parameter of sweep"):
         sweep(acts, on_error="ignore", **KW)
+
+
+class DieOnce(dict):
+    """Layers whose first read kills the process reading it: a worker that dies mid-task."""
+
+    def __init__(self, data, marker):
+        super().__init__(data)
+        self.marker = marker
+
+    def __getitem__(self, key):
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)
+        return super().__getitem__(key)
+
+    def __reduce__(self):
+        return DieOnce, (dict(self), self.marker)
+
+
+def test_dask_reruns_the_task_of_a_worker_that_died(tmp_path, dask_client):
+    acts = make_acts(4, name="ck")
+    dying = Activations(acts.labels, DieOnce(acts.teacher, str(tmp_path / "died")), acts.student, name="ck")
+    same(sweep(acts, **KW), sweep(dying, client=dask_client, **KW))
+    assert (tmp_path / "died").exists()  # a worker did die, and its task ran again
