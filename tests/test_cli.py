@@ -96,3 +96,31 @@ def test_measure_bias_correction_option(capsys):
     assert all(r["bias_correction"] == "none" and r["red"] == r["red_plugin"] for r in rows)
     assert main([*base, "--bootstrap", "0", "--bias-correction", "bootstrap"]) == 2
     assert "--bias-correction bootstrap needs bootstrap resamples" in capsys.readouterr().err
+
+
+def _two_checkpoints(tmp_path):
+    from pidkd.estimators.activations import Activations, save_activations
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    good = rng.normal(size=(300, 4)) + y[:, None]
+    bad = good.copy()
+    bad[3, 1] = np.nan
+    for name, t in (("a", good), ("b", bad)):
+        save_activations(tmp_path / f"{name}.npz", Activations(y, {"t": t}, {"s": good[:, :2]}))
+    return [str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]
+
+
+def test_measure_reports_a_failed_pair_keeps_the_others_and_resumes_from_its_journal(tmp_path, capsys):
+    files = _two_checkpoints(tmp_path)
+    journal = tmp_path / "pid.jsonl"
+    args = ["measure", *files, "--clusters", "3", "--bootstrap", "5", "--permutations", "1", "--no-progress"]
+    assert main([*args, "--journal", str(journal), "--json"]) == 1
+    out = capsys.readouterr()
+    assert "pidkd measure: error: b, t x s: ValueError" in out.err
+    assert [r["checkpoint"] for r in json.loads(out.out)] == ["a"]
+    assert len(journal.read_text().splitlines()) == 2  # header + the finished row
+    assert main([*args, "--journal", str(journal), "--json", "--bootstrap", "6"]) == 2
+    assert "other parameters" in capsys.readouterr().err
+    assert main([*args, "--scheduler", "tcp://127.0.0.1:1", "--n-jobs", "2"]) == 2
+    assert "not both" in capsys.readouterr().err
