@@ -4,7 +4,8 @@ The loop (:func:`_epochs`) asks the :class:`~pidkd.distill.methods.DistillMethod
 epoch's phase, the modules that phase trains and the loss terms of each step; the shipped methods
 (plain student, KD, VID, TED, RID) live in :mod:`pidkd.distill.methods`. The device is chosen
 once; metrics accumulate on the device and are read once per epoch (no host synchronisation
-inside the step loop).
+inside the step loop). Under torchrun the same loop runs in every process, synchronised by the
+few collectives of :mod:`pidkd.distill._distributed`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 
 from pidkd._optional import import_optional
 from pidkd._validation import check_bool, check_choice, check_int, check_number
+from pidkd.distill import _distributed
 from pidkd.distill._checks import (
     as_tensor_pair,
     check_batch,
@@ -314,9 +316,112 @@ def _loader(
     )
 
 
-def _device(teacher: nn.Module, student: nn.Module, device: str | torch.device | None) -> torch.device:
+def _shard_train(
+    data: Any, cfg: DistillConfig, gen: torch.Generator, ddp: _distributed.Dist
+) -> tuple[Iterable[Any], torch.Tensor | None, Any]:
+    """This rank's batches of the training data (several processes), its labels as :func:`_loader`, and
+    the DistributedSampler, whose ``set_epoch`` the loop calls every epoch."""
+    pair = as_tensor_pair(data, name="train_data", caller="fit()")
+    if pair is not None:
+        if cfg.batch_size % ddp.world:
+            lower = cfg.batch_size - cfg.batch_size % ddp.world
+            raise ValueError(
+                f"fit() runs in {ddp.world} processes (torchrun), and DistillConfig.batch_size is the global batch "
+                f"size, split evenly between them; {cfg.batch_size} is not divisible by {ddp.world}. Use "
+                f"batch_size={max(lower, ddp.world)} or {lower + ddp.world}."
+            )
+        ds = torch.utils.data.TensorDataset(*pair)
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            ds, num_replicas=ddp.world, rank=ddp.rank, shuffle=True, seed=cfg.seed
+        )
+        loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size // ddp.world, sampler=sampler, generator=gen)
+        return loader, pair[1], sampler
+    data, _ = _loader(data, cfg.batch_size, True, gen, name="train_data")  # refuses what is no iterable
+    sampler = _distributed_sampler(data)
+    how = (
+        "Pass an (inputs, labels) pair, which fit() shards itself (batch_size is then the global batch size), or a "
+        "DataLoader(dataset, batch_size=<per-process batch>, sampler=DistributedSampler(dataset, shuffle=True, "
+        "seed=...)), built after torch.distributed.init_process_group()."
+    )
+    if sampler is None:
+        raise ValueError(
+            f"fit() runs in {ddp.world} processes (torchrun) and got train_data as {describe(data)} without a "
+            f"DistributedSampler: every process would train on all of it, silently making each epoch {ddp.world} "
+            f"epochs. {how}"
+        )
+    if (sampler.num_replicas, sampler.rank) != (ddp.world, ddp.rank):
+        raise ValueError(
+            f"fit(): the DistributedSampler of train_data splits the data for rank {sampler.rank} of "
+            f"{sampler.num_replicas} processes, but this is rank {ddp.rank} of {ddp.world}. {how}"
+        )
+    return data, None, sampler
+
+
+def _shard_eval(data: Any, ddp: _distributed.Dist, *, name: str) -> tuple[Any, _distributed.Dist | None]:
+    """What this rank evaluates of ``data``, and ``ddp`` when the ranks' counts are to be summed.
+
+    An (inputs, labels) pair: every ``world``-th sample from ``rank`` on (no padding), summed. A DataLoader
+    with a DistributedSampler: its share, summed (the sampler's padding counts a few samples twice). Any
+    other iterable: all of it on every rank, which gives every rank the same accuracy.
+    """
+    pair = as_tensor_pair(data, name=name, caller="fit()")
+    if pair is not None:
+        return (pair[0][ddp.rank :: ddp.world], pair[1][ddp.rank :: ddp.world]), ddp
+    if _distributed_sampler(data) is not None:
+        return data, ddp
+    return data, None
+
+
+def _distributed_sampler(data: Any) -> Any:
+    """The DistributedSampler of a DataLoader (as its sampler or its batch sampler's), else None."""
+    if not isinstance(data, torch.utils.data.DataLoader):
+        return None
+    samplers = (data.sampler, getattr(data.batch_sampler, "sampler", None))
+    return next((s for s in samplers if isinstance(s, torch.utils.data.distributed.DistributedSampler)), None)
+
+
+def _reduce_epoch(
+    ddp: _distributed.Dist,
+    sums: dict[str, torch.Tensor],
+    correct: torch.Tensor,
+    count: torch.Tensor,
+    bad_step: torch.Tensor,
+    n_steps: int,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The epoch's metrics summed over the ranks with one collective (the first non-finite step of any rank)."""
+    mine = torch.stack(
+        [*(v.double() for v in sums.values()), correct.double(), count.double(), bad_step.double()]
+        + [torch.tensor(float(n_steps), device=correct.device, dtype=torch.float64)]
+    )
+    every = ddp.all_gather(mine)
+    total = every.sum(0)
+    bad = every[:, -2]
+    first_bad = bad[bad >= 0].min() if bool((bad >= 0).any()) else bad.new_tensor(-1.0)
+    reduced = dict(zip(sums, total[: len(sums)]))
+    return reduced, total[-4], total[-3], first_bad.long(), int(total[-1])
+
+
+def _check_same_teacher(teacher: nn.Module, ddp: _distributed.Dist, dev: torch.device) -> None:
+    """Warn (on rank 0) when the ranks hold different teachers: each would distil its own."""
+    every = ddp.all_gather(_distributed.checksum([*teacher.parameters(), *teacher.buffers()], dev))
+    if ddp.main and not bool((every == every[0]).all()):
+        warnings.warn(
+            f"fit(): the teacher's weights differ between the {ddp.world} processes, so each distils from its own "
+            "teacher. Load or build the same teacher on every rank (e.g. from one file, or seeded).",
+            stacklevel=4,
+        )
+
+
+def _device(
+    teacher: nn.Module, student: nn.Module, device: str | torch.device | None, local_rank: int | None = None
+) -> torch.device:
+    """The training device. ``local_rank``: this process's index on its machine when there are several
+    processes (each then takes the GPU of that index by default, and for ``device="cuda"``)."""
     if device is not None:
-        return torch.device(device)
+        dev = torch.device(device)
+        if local_rank is not None and dev.type == "cuda" and dev.index is None:
+            return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+        return dev
     found = {p.device for m in (teacher, student) for p in m.parameters()}
     t_dev = {p.device for p in teacher.parameters()}
     s_dev = {p.device for p in student.parameters()}
@@ -327,6 +432,8 @@ def _device(teacher: nn.Module, student: nn.Module, device: str | torch.device |
         )
     if found and next(iter(found)).type != "cpu":
         return next(iter(found))
+    if local_rank is not None and torch.cuda.is_available():  # one GPU per process: the one of its LOCAL_RANK
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -411,6 +518,15 @@ def fit(
     every parameter while ``fit`` runs; its weights never change, and its ``requires_grad`` flags
     and the train/eval mode of each of its modules are restored when ``fit`` returns or raises.
     ``fit`` seeds torch's global random generator with ``config.seed``.
+
+    Under ``torchrun --nproc_per_node=N`` (or in a process group initialised before the call, which
+    every rank must then enter) ``fit`` trains data-parallel: each rank trains on its share of an
+    (inputs, labels) pair (``config.batch_size`` is the global batch size and must be divisible by
+    N) or of a DataLoader with a ``DistributedSampler``; gradients are averaged over the ranks
+    every step, buffers and the epoch's metrics synchronised every epoch, so every rank returns the
+    same student and history. Rank 0 alone writes checkpoints, shows progress and runs the probes
+    (its history, probe columns included, is every rank's). See "Several processes" in the
+    distillation guide.
     """
     pd = import_optional("pandas", purpose="fit()")
     teacher = check_module(teacher, name="teacher", caller="fit()")
@@ -432,15 +548,20 @@ def fit(
     probes = check_probes(probes, teacher, student)
     state = _load_checkpoint(resume_from, method.name) if resume_from is not None else None
     _check_checkpoint_files(cfg, method.name, state["epoch"] if state else 0)
-    dev = _device(teacher, student, device)
-    frozen = _freeze(teacher)
+    several = _distributed.world_from_env() > 1
+    dev = _device(teacher, student, device, _distributed.local_rank() if several else None)
+    ddp = _distributed.start(dev)  # one process: Dist() (rank 0 of 1), and nothing below synchronises
     try:
-        data = {"train": train_data, "val": val_data, "test": test_data}
-        rows, student, mods, best = _train(
-            method, cfg, teacher.to(dev), student.to(dev), data, dev, t_layers, s_layers, state, probes
-        )
+        frozen = _freeze(teacher)
+        try:
+            data = {"train": train_data, "val": val_data, "test": test_data}
+            rows, student, mods, best = _train(
+                method, cfg, teacher.to(dev), student.to(dev), data, dev, t_layers, s_layers, state, probes, ddp
+            )
+        finally:
+            _unfreeze(teacher, frozen)
     finally:
-        _unfreeze(teacher, frozen)
+        _distributed.stop(ddp)
     history = pd.DataFrame(rows)
     history.attrs["config"] = asdict(cfg) | {"method": method.name}
     return FitResult(
@@ -536,11 +657,18 @@ def _first_batch(
     return ta, sa, t_out
 
 
-def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, probes):
+def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, probes, ddp):
     """Everything of :func:`fit` after the argument checks: returns (rows, student, modules, best epoch)."""
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same seed on every rank: they draw the same random numbers
     gen = torch.Generator().manual_seed(cfg.seed)
-    train, train_labels = _loader(data["train"], cfg.batch_size, True, gen, name="train_data")
+    sampler, eval_ddp = None, {"val": None, "test": None}
+    if ddp.active:
+        train, train_labels, sampler = _shard_train(data["train"], cfg, gen, ddp)
+        for k in ("val", "test"):
+            if data[k] is not None:
+                data[k], eval_ddp[k] = _shard_eval(data[k], ddp, name=f"{k}_data")
+    else:
+        train, train_labels = _loader(data["train"], cfg.batch_size, True, gen, name="train_data")
     val, test = (
         _loader(data[k], cfg.batch_size, False, None, name=f"{k}_data")[0] if data[k] is not None else None
         for k in ("val", "test")
@@ -570,8 +698,11 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
         rows, start_epoch = _restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev)
         if state.get("best") is not None:
             best = dict(state["best"])
+    if ddp.active:  # every rank starts from rank 0's student and modules
+        _distributed.broadcast_([*student.parameters(), *student.buffers(), *mods.parameters(), *mods.buffers()])
+        _check_same_teacher(teacher, ddp, dev)
 
-    tqdm = import_optional("tqdm", purpose="fit(progress=True)").tqdm if cfg.progress else None
+    tqdm = import_optional("tqdm", purpose="fit(progress=True)").tqdm if cfg.progress and ddp.main else None
     start = time.perf_counter() - (rows[-1].get("wall_time", 0.0) if rows else 0.0)
     # Hooks are registered once for the whole run (not per step) and removed at the end.
     with capture(teacher, t_layers) as ta, capture(student, s_layers) as sa:
@@ -596,7 +727,11 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
             sched=sched,
             gen=gen,
             tqdm=tqdm,
-            probes=ProbeRunner(probes, t_layers) if probes else None,
+            probes=ProbeRunner(probes, t_layers) if probes and ddp.main else None,
+            ddp=ddp,
+            sampler=sampler,
+            val_ddp=eval_ddp["val"],
+            test_ddp=eval_ddp["test"],
         )
         try:
             rows = _epochs(run, rows, start_epoch, start)
@@ -631,6 +766,10 @@ class _Run:
     gen: Any
     tqdm: Any
     probes: Any
+    ddp: _distributed.Dist = field(default_factory=_distributed.Dist)
+    sampler: Any = None  # the DistributedSampler of the training data (several processes)
+    val_ddp: _distributed.Dist | None = None  # set: each rank evaluates its shard and the counts are summed
+    test_ddp: _distributed.Dist | None = None
     seen_phases: set[str] = field(default_factory=set)
     warned: set[str] = field(default_factory=set)
 
@@ -662,8 +801,10 @@ def _warn_loss_scale(method: DistillMethod, row: dict[str, Any], warned: set[str
 def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: float) -> list[dict[str, Any]]:
     """The epoch loop of :func:`fit`: it asks ``run.method`` for each epoch's phase, what the phase trains
     and the loss terms of each step (captured activations arrive in ``run.ta`` and ``run.sa``)."""
-    method, cfg, student, dev = run.method, run.cfg, run.student, run.dev
+    method, cfg, student, dev, ddp = run.method, run.cfg, run.student, run.dev, run.ddp
     for epoch in range(start_epoch, cfg.epochs):
+        if run.sampler is not None:
+            run.sampler.set_epoch(epoch)  # each epoch its own shuffle, the same on every rank and on resume
         phase = method.phase(epoch, cfg)
         prefixes, train_student = method.trains(phase)
         student.train(train_student)
@@ -675,6 +816,7 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
                 f"fit(method={method.name!r}): phase {phase!r} trains neither the student nor any of the method's "
                 "filter_modules, so no optimizer updates anything; check the method's trains() and filter_modules."
             )
+        synced = [p_ for g in opt.param_groups for p_ in g["params"]] if ddp.active else []
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=dev)
         count = torch.zeros((), device=dev)
@@ -703,6 +845,8 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
             loss = sum(terms.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if ddp.active:  # one all-reduce: the mean gradient over the ranks, as DDP
+                _distributed.average_gradients_(synced, ddp.world)
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_([p_ for g in opt.param_groups for p_ in g["params"]], cfg.grad_clip)
             opt.step()
@@ -715,6 +859,9 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
             raise ValueError(f"fit(): train_data gave no batches in epoch {epoch + 1}.")
         if train_student:
             run.sched.step()
+        n_steps = step + 1
+        if ddp.active:  # one collective: every rank's history row holds the sums over all ranks
+            sums, correct, count, bad_step, n_steps = _reduce_epoch(ddp, sums, correct, count, bad_step, n_steps)
         # One host synchronisation per epoch.
         if int(bad_step) >= 0:
             bad_terms = [k for k, v in sums.items() if not math.isfinite(float(v))]
@@ -724,14 +871,19 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
                 "check the inputs for NaN."
             )
         row: dict[str, Any] = {"epoch": epoch + 1, "phase": phase}
-        row.update({f"loss_{k}": float(v) / (step + 1) for k, v in sums.items()})
+        row.update({f"loss_{k}": float(v) / n_steps for k, v in sums.items()})
         if phase not in run.seen_phases:  # the first epoch of this phase in this run
             run.seen_phases.add(phase)
-            _warn_loss_scale(method, row, run.warned)
+            if ddp.main:
+                _warn_loss_scale(method, row, run.warned)
         row["train_acc"] = float(correct / count)
-        row["val_acc"] = _accuracy(student, run.val, dev) if run.val is not None else math.nan
+        if ddp.active:  # BatchNorm statistics: rank 0's on every rank, as DDP's broadcast_buffers
+            buffers = [*student.buffers(), *run.mods.buffers()]
+            if buffers:
+                _distributed.broadcast_(buffers)
+        row["val_acc"] = _accuracy(student, run.val, dev, run.val_ddp) if run.val is not None else math.nan
         if run.test is not None:
-            row["test_acc"] = _accuracy(student, run.test, dev)  # reported, never used to select
+            row["test_acc"] = _accuracy(student, run.test, dev, run.test_ddp)  # reported, never used to select
         if run.val is not None and row["val_acc"] > run.best["val_acc"]:
             weights = {k: v.detach().to("cpu", copy=True) for k, v in student.state_dict().items()}
             run.best = {"epoch": epoch + 1, "val_acc": row["val_acc"], "state": weights}
@@ -749,9 +901,14 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
             if run.probes is not None:
                 run.probes.collect(wait=True)  # a checkpoint holds complete rows
-            _save_checkpoint(run, epoch + 1, rows)
+            if ddp.main:
+                _save_checkpoint(run, epoch + 1, rows)
+            if ddp.active:
+                ddp.barrier()  # the other ranks go on once the file is there
     if run.probes is not None:
         run.probes.collect(wait=True)
+    if ddp.active:  # rank 0's rows (its wall times and probe columns) on every rank
+        rows = ddp.broadcast_object(rows, dev)
     return rows
 
 
@@ -882,7 +1039,8 @@ def _restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev) -> 
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, data: Iterable[Any], dev: torch.device) -> float:
+def _accuracy(model: nn.Module, data: Iterable[Any], dev: torch.device, ddp: _distributed.Dist | None = None) -> float:
+    """Accuracy of ``model`` on ``data``; with ``ddp``, ``data`` is this rank's shard and the counts are summed."""
     was = model.training
     model.eval()
     correct = torch.zeros((), device=dev)
@@ -892,4 +1050,7 @@ def _accuracy(model: nn.Module, data: Iterable[Any], dev: torch.device) -> float
         correct += (model(x).argmax(1) == y).sum()
         count += y.numel()
     model.train(was)
+    if ddp is not None:
+        both = ddp.all_sum(torch.stack([correct.double(), torch.tensor(float(count), device=dev, dtype=torch.float64)]))
+        return float(both[0]) / max(float(both[1]), 1.0)
     return float(correct) / max(count, 1)
