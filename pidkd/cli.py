@@ -346,7 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
         "teacher/<layer>, student/<layer>), with bootstrap intervals and a shuffled-label null. "
         "Without files it measures the example activations that ship with pidkd.",
     )
-    m.add_argument("files", nargs="*", metavar="ACTIVATIONS", help="one activations file per checkpoint")
+    m.add_argument(
+        "files",
+        nargs="*",
+        metavar="ACTIVATIONS",
+        help="one activations file (or .npy directory, Zarr group) per checkpoint",
+    )
     m.add_argument("--teacher-layer", action="append", help="teacher layer (repeat; default all)")
     m.add_argument("--student-layer", action="append", help="student layer (repeat; default all)")
     m.add_argument("--clusters", type=int, default=10, help="codes per representation (default 10)")
