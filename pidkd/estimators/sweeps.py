@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -125,11 +125,15 @@ def _plain(v: Any) -> Any:
 def _guarded(
     pair: _Pair, labels: Any, t_codes: Any, s_codes: Any, kw: dict[str, Any], threads: int = 0
 ) -> tuple[_Pair, Any]:
-    """(pair, row) or (pair, the exception): one failed pair does not stop a joblib batch.
+    """(pair, row) or (pair, the exception): one failed pair does not stop a joblib batch. An input
+    that is an exception (its layer could not be read or quantized) is the pair's failure.
 
     ``threads``: the Numba threads of this process (joblib workers get 1: the processes already
     share the cores, and their solver kernels would otherwise each start a thread per core).
     """
+    failed = next((a for a in (labels, t_codes, s_codes) if isinstance(a, Exception)), None)
+    if failed is not None:  # reading or quantizing an input of this pair failed
+        return pair, failed
     if threads:
         import numba
 
@@ -268,6 +272,17 @@ def _params(kw: dict[str, Any], quantizer: Quantizer | None, fit_samples: int) -
 # The engines.
 
 
+def _input(source: str | Activations, key: tuple[str, str], quantizer: Quantizer | None, fit_samples: int) -> Any:
+    """The labels (``("labels", "")``) or one layer's codes, or the exception that reading them raised
+    (every pair that needs this input then fails with it)."""
+    try:
+        if key[0] == "labels":
+            return _labels_task(source)
+        return _codes_task(source, key[0], key[1], quantizer, fit_samples)
+    except Exception as err:
+        return err
+
+
 def _run_local(
     checkpoints: list[_Checkpoint],
     todo: list[_Pair],
@@ -275,45 +290,28 @@ def _run_local(
     quantizer: Quantizer | None,
     fit_samples: int,
     n_jobs: int,
-    tqdm: Any,
     done: Callable[[_Pair, Any], None],
 ) -> None:
-    """Quantize here, then the PID tasks here (n_jobs=1) or in joblib processes."""
-    jobs = []
-    needed = {p.checkpoint for p in todo}
-    layers = [
-        (ck, side, layer)
-        for ck in checkpoints
-        if ck.name in needed
-        for side in ("teacher", "student")
-        for layer in (ck.teacher_layers if side == "teacher" else ck.student_layers)
-    ]
-    inputs: dict[tuple[str, str, str], Any] = {}
-    for ck, side, layer in tqdm(layers, desc="quantize", unit="layer") if tqdm else layers:
-        try:
-            inputs[ck.name, side, layer] = _codes_task(ck.source, side, layer, quantizer, fit_samples)
-        except Exception as err:  # every pair of this layer fails with it
-            inputs[ck.name, side, layer] = err
-    for ck in checkpoints:
-        if ck.name in needed:
-            try:
-                inputs[ck.name, "labels", ""] = _labels_task(ck.source)
-            except Exception as err:
-                inputs[ck.name, "labels", ""] = err
-    for p in todo:
-        args = [inputs[p.checkpoint, "labels", ""], inputs[p.checkpoint, "teacher", p.teacher_layer]]
-        args.append(inputs[p.checkpoint, "student", p.student_layer])
-        err = next((a for a in args if isinstance(a, Exception)), None)
-        if err is not None:
-            done(p, err)
-        else:
-            jobs.append((p, *args))
+    """Checkpoint after checkpoint: quantize its layers here, then its PID tasks here (n_jobs=1) or in
+    joblib processes, which already work on one checkpoint's pairs while the next one is quantized."""
+
+    def jobs() -> Iterator[tuple[Any, ...]]:
+        for ck in checkpoints:
+            pairs = [p for p in todo if p.checkpoint == ck.name]
+            if not pairs:
+                continue
+            needed = {("labels", "")}
+            needed |= {("teacher", p.teacher_layer) for p in pairs} | {("student", p.student_layer) for p in pairs}
+            inputs = {key: _input(ck.source, key, quantizer, fit_samples) for key in sorted(needed)}
+            for p in pairs:
+                yield p, inputs["labels", ""], inputs["teacher", p.teacher_layer], inputs["student", p.student_layer]
+
     if n_jobs == 1:
-        results: Iterable[tuple[_Pair, Any]] = (_guarded(*j, kw) for j in jobs)
+        results: Iterable[tuple[_Pair, Any]] = (_guarded(*j, kw) for j in jobs())
     else:
         joblib = import_optional("joblib", purpose="sweep(n_jobs != 1)")
         par = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-        results = par(joblib.delayed(_guarded)(*j, kw, 1) for j in jobs)
+        results = par(joblib.delayed(_guarded)(*j, kw, 1) for j in jobs())
     for pair, out in results:
         done(pair, out)
 
@@ -396,7 +394,7 @@ def sweep(
     n_jobs : int, default 1
         Parallel processes (joblib) for the PID tasks; -1 uses all cores.
     progress : bool, default True
-        Show progress bars (tqdm); with ``client`` one bar covers the whole cluster.
+        Show a progress bar of the finished pairs (tqdm); with ``client`` it covers the whole cluster.
     client : dask.distributed.Client, optional
         Run every task on this Dask cluster (``pip install 'pidkd[distributed]'``). Workers read
         the activation files from their paths, so give paths they can see; Activations in memory
@@ -489,7 +487,7 @@ def sweep(
         if todo and client is not None:
             _run_dask(client, checkpoints, todo, kw, quantizer, fit_samples, done)
         elif todo:
-            _run_local(checkpoints, todo, kw, quantizer, fit_samples, n_jobs, tqdm, done)
+            _run_local(checkpoints, todo, kw, quantizer, fit_samples, n_jobs, done)
     finally:
         if bar is not None:
             bar.close()

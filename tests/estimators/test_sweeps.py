@@ -159,6 +159,10 @@ def test_a_failing_pair_is_reported_with_its_checkpoint_and_layers_and_the_other
         df = sweep(broken_sources(), on_error="warn", **KW)
     same(df, err.results)
     assert df.attrs["failures"] == err.failures
+    with pytest.warns(RuntimeWarning, match="1 of 4 pairs failed"):
+        in_processes = sweep(broken_sources(), on_error="warn", n_jobs=2, **KW)  # joblib: the same table
+    same(df, in_processes)
+    assert in_processes.attrs["failures"] == err.failures
 
 
 @pytest.fixture(scope="module")
