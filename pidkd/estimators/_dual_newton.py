@@ -48,6 +48,9 @@ _ARMIJO = 1e-4
 _MU_FLOOR = 1e-200  # a block dropped early can still come back
 _MIN_STEP = 2.0**-40
 _MAX_STAGES = 200  # a stage that makes no Newton progress still counts here
+#: A new stage's eps keeps log(mu) + L_ts / eps below this, so that the masses mu exp(L_ts / eps) stay
+#: finite when a stage ended with constraints still violated (L_ts > 0).
+EXP_LIMIT = 30.0
 #: Largest |Y|(|T|+|S|) solved by the dense numba kernel (pidkd.estimators._kernels).
 DENSE_MAX_VARS = 320
 
@@ -390,8 +393,15 @@ def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> 
                 mu[nxt] = np.where(pr.nonempty[nxt], np.maximum(m_n, _MU_FLOOR), 0.0)
                 lw = np.where(m_n > 0, m_n * ln_n, 0.0).sum(axis=2)
                 msum = m_n.sum(axis=2)
-                a[nxt] += np.where(msum > 0, lw / np.where(msum > 0, msum, 1.0), 0.0)[..., None]
-                eps[nxt] = np.maximum(eps[nxt] * shrink, eps_min)
+                shift = np.where(msum > 0, lw / np.where(msum > 0, msum, 1.0), 0.0)  # [B, t]
+                a[nxt] += shift[..., None]
+                # The next eps keeps the masses mu exp(L / eps) finite where a stage ended with L_ts > 0.
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    after = ln_n - shift[..., None]
+                    over = pr.nonempty[nxt] & (after > 0)
+                    room = EXP_LIMIT - np.log(np.where(over, mu[nxt], 1.0))
+                    guard = np.where(over, after / room, 0.0).max(axis=(1, 2))
+                eps[nxt] = np.maximum(np.maximum(eps[nxt] * shrink, eps_min), guard)
                 n_stages[nxt] += 1
                 sub = pr.take(nxt)
                 f[nxt], ln[nxt], r[nxt], m[nxt] = sub.evaluate(a[nxt], b[nxt], eps[nxt], mu[nxt])

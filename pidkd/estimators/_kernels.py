@@ -18,6 +18,8 @@ __all__ = ["solve_small_batch"]
 
 import numba as nb
 
+from pidkd.estimators._dual_newton import EXP_LIMIT
+
 
 @nb.njit(cache=True, nogil=True)
 def evaluate(p_yt, p_ys, cell, a, b, eps, mu, ln, r, m):
@@ -319,6 +321,7 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
             break
         if n_iter >= max_iter or stages >= max_stages:
             break
+        guard = 0.0
         for t in range(n_t):
             num = 0.0
             den = 0.0
@@ -328,10 +331,15 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
                 if m[t, s] > 0.0:
                     num += m[t, s] * ln[t, s]
                     den += m[t, s]
-            if den > 0.0:
-                for y in range(n_y):
-                    a[y, t] += num / den
-        eps = max(eps * shrink, eps_min)
+            shift = num / den if den > 0.0 else 0.0
+            for y in range(n_y):
+                a[y, t] += shift
+            # After the shift L_ts becomes ln - shift; eps must keep mu exp(L_ts / eps) finite when a stage
+            # ended with constraints still violated (L_ts > 0), or the next stage starts from infinity.
+            for s in range(n_s):
+                if cell[t, s].any() and ln[t, s] - shift > 0.0:
+                    guard = max(guard, (ln[t, s] - shift) / (EXP_LIMIT - np.log(mu[t, s])))
+        eps = max(eps * shrink, eps_min, guard)
         stages += 1
         f = evaluate(p_yt, p_ys, cell, a, b, eps, mu, ln, r, m)
         res = gradient(p_yt, p_ys, r, m, ga, gb)

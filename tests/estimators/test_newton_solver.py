@@ -232,3 +232,35 @@ def test_solves_from_several_threads_at_once_agree_with_the_main_thread():
         threaded = [atoms(f.result()) for f in futures]
     np.testing.assert_allclose(threaded, main, atol=1e-12)
     np.testing.assert_allclose(also_main, main[0], atol=1e-12)
+
+
+#: Counts of a jackknife resample of a RID filter probe (digits, epoch 8) on which every Newton stage
+#: after eps = 3.2e-4 started from overflowing masses (a stage had ended with L_ts = 0.065 > 0) and the
+#: compiled kernel raised LinAlgError: the next eps must keep mu exp(L / eps) finite.
+OVERFLOW_COUNTS = [
+    (0, 0, 7, 51), (1, 1, 2, 11), (1, 1, 5, 1), (1, 1, 8, 27), (1, 1, 9, 1), (1, 3, 2, 7), (1, 3, 6, 2),
+    (1, 5, 5, 1), (1, 7, 9, 2), (2, 1, 8, 3), (2, 5, 1, 1), (2, 5, 5, 45), (2, 5, 8, 2), (3, 1, 1, 1),
+    (3, 1, 8, 3), (3, 3, 6, 3), (3, 5, 5, 1), (3, 6, 1, 1), (3, 6, 3, 1), (3, 7, 7, 1), (3, 8, 1, 40),
+    (3, 8, 6, 1), (4, 0, 0, 1), (4, 1, 8, 1), (4, 4, 0, 1), (4, 4, 4, 46), (4, 9, 3, 1), (4, 9, 8, 2),
+    (5, 3, 6, 4), (5, 3, 7, 4), (5, 7, 0, 4), (5, 7, 2, 3), (5, 7, 4, 1), (5, 7, 6, 1), (5, 7, 7, 9),
+    (5, 7, 9, 27), (6, 1, 8, 1), (6, 2, 0, 52), (7, 1, 8, 2), (7, 6, 3, 45), (7, 6, 8, 1), (7, 7, 7, 1),
+    (7, 7, 9, 1), (7, 9, 8, 2), (8, 1, 2, 2), (8, 1, 5, 1), (8, 1, 8, 18), (8, 3, 7, 1), (8, 6, 3, 1),
+    (8, 7, 3, 1), (8, 7, 6, 1), (8, 7, 7, 1), (8, 9, 0, 1), (8, 9, 3, 3), (8, 9, 6, 10), (8, 9, 8, 9),
+    (9, 3, 2, 4), (9, 3, 6, 35), (9, 7, 9, 1), (9, 9, 3, 3), (9, 9, 6, 5),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+def test_a_stage_ending_with_violated_constraints_does_not_overflow_the_next(kernel):
+    from pidkd.estimators import _dual_newton
+
+    counts = np.zeros((10, 10, 10))
+    for y, t, s, c in OVERFLOW_COUNTS:
+        counts[y, t, s] = c
+    p = counts / counts.sum()
+    res = _dual_newton.solve(p[None], gap_tol=1e-9 * np.log(2), residual_tol=1e-8, max_iter=1000, kernel=kernel)
+    assert res.converged[0] and res.cert.gap[0] <= 1e-9 * np.log(2)
+    ours = pidkd.pid(counts, counts=True)
+    ref = pidkd.pid(counts, counts=True, solver="CLARABEL", strict=False)
+    for atom in ("red", "uni_t", "uni_s", "syn"):
+        assert abs(getattr(ours, atom) - getattr(ref, atom)) < 1e-6
