@@ -338,15 +338,18 @@ def solve(
         from pidkd.estimators._kernels import solve_small_batch
 
         start = time.perf_counter()
-        q, a, b, converged, n_iter = solve_small_batch(
-            p,
-            gap_tol=gap_tol,
-            residual_tol=residual_tol,
-            max_iter=max_iter,
-            shrink=shrink,
-            eps_min=eps_min,
-            max_stages=_MAX_STAGES,
-        )
+        try:
+            q, a, b, converged, n_iter = solve_small_batch(
+                p,
+                gap_tol=gap_tol,
+                residual_tol=residual_tol,
+                max_iter=max_iter,
+                shrink=shrink,
+                eps_min=eps_min,
+                max_stages=_MAX_STAGES,
+            )
+        except np.linalg.LinAlgError:  # non-finite values in a kernel: the numpy path reports them per problem
+            return _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, None, step)
         with np.errstate(divide="ignore", invalid="ignore"):
             cert = certify(p, q, a, b)
         converged &= (cert.gap <= gap_tol) & (cert.residual <= residual_tol)
