@@ -264,3 +264,17 @@ def test_a_stage_ending_with_violated_constraints_does_not_overflow_the_next(ker
     ref = pidkd.pid(counts, counts=True, solver="CLARABEL", strict=False)
     for atom in ("red", "uni_t", "uni_s", "syn"):
         assert abs(getattr(ours, atom) - getattr(ref, atom)) < 1e-6
+
+
+def test_a_compiled_kernel_failure_falls_back_to_the_numpy_path(monkeypatch):
+    from pidkd.estimators import _dual_newton, _kernels
+
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("Array must not contain infs or NaNs.")
+
+    monkeypatch.setattr(_kernels, "solve_small_batch", broken)
+    p = random_pmf((4, 4, 4), 1, 0.0)
+    res = _dual_newton.solve(p[None], gap_tol=1e-9 * np.log(2), residual_tol=1e-8)
+    ref = _dual_newton.solve(p[None], gap_tol=1e-9 * np.log(2), residual_tol=1e-8, kernel="numpy")
+    assert res.converged[0]
+    np.testing.assert_allclose(res.cert.h, ref.cert.h, atol=1e-12)
