@@ -429,7 +429,6 @@ def sweep(
 
     Examples
     --------
-    >>> from pidkd import toys
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> y = rng.integers(0, 2, 400)
