@@ -433,9 +433,9 @@ def sweep(
     >>> rng = np.random.default_rng(0)
     >>> y = rng.integers(0, 2, 400)
     >>> acts = Activations(y, {"t": np.c_[y, rng.normal(size=400)]}, {"s": rng.normal(size=(400, 2))}, name="ck")
-    >>> df = sweep(acts, n_bootstrap=10, n_permutations=2, progress=False)
-    >>> df[["checkpoint", "teacher_layer", "student_layer"]].values.tolist()
-    [['ck', 't', 's']]
+    >>> df = sweep(acts, quantizer=Quantizer("kmeans", 4), n_bootstrap=10, n_permutations=2, progress=False)
+    >>> df[["checkpoint", "teacher_layer", "student_layer", "reliable"]].values.tolist()
+    [['ck', 't', 's', True]]
     """
     pd = import_optional("pandas", purpose="sweep()")
     caller = "sweep()"
