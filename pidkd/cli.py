@@ -185,8 +185,12 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         _check_module("distributed", "--scheduler", "pip install 'pidkd[distributed]'")
         if args.n_jobs != 1:
             raise UsageError("give either --scheduler (a Dask cluster) or --n-jobs (local processes), not both.")
-    if args.journal is not None and Path(args.journal).resolve() in {Path(f).resolve() for f in files}:
-        raise UsageError(f"--journal {args.journal!r} is one of the input files. Choose another path.")
+    if args.journal is not None:
+        journal = Path(args.journal).resolve()
+        if journal in {Path(f).resolve() for f in files}:
+            raise UsageError(f"--journal {args.journal!r} is one of the input files. Choose another path.")
+        if any(out is not None and Path(out).resolve() == journal for out in (args.out, args.plot)):
+            raise UsageError("--journal and --out/--plot name the same file; the table would replace the journal.")
     with _dask_client(args.scheduler) as client, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SampleSizeWarning)
         df = sweep(
@@ -382,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--fit-samples",
         type=int,
         default=20_000,
-        help="fit each layer's quantizer on at most this many rows, then code all rows chunk by chunk (default 20000)",
+        help="fit each layer's quantizer on at most this many rows (fewer for very wide layers), then code all rows "
+        "chunk by chunk (default 20000)",
     )
     m.add_argument("--out", help="write the table to this file; the suffix picks the format: .csv, .parquet or .json")
     m.add_argument("--plot", metavar="PNG", help="write the plots to this .png, .pdf or .svg file (needs matplotlib)")

@@ -23,9 +23,13 @@ class ConvergenceWarning(UserWarning):
 class SweepError(RuntimeError):
     """Some pairs of a :func:`~pidkd.estimators.sweep` failed; all the others finished.
 
-    ``failures`` lists each failed pair as a dict (checkpoint, teacher_layer, student_layer,
-    error); ``results`` is the DataFrame of the finished rows (also in the sweep's journal, when
-    it has one, so a rerun computes only the failed pairs).
+    Attributes
+    ----------
+    failures : list of dict
+        Each failed pair: checkpoint, teacher_layer, student_layer and error (its type and message).
+    results : pandas.DataFrame
+        The finished rows (also in the sweep's journal, when it has one, so a rerun computes only
+        the failed pairs).
     """
 
     def __init__(self, message: str, *, failures: list[dict[str, str]], results: Any):

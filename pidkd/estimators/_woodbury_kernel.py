@@ -173,6 +173,10 @@ def _cap_parallel(rr, minv, n_t, index, parts, out):
         _cap_labels(rr[b], minv[b], n_t, index, part * step, min(n_y, (part + 1) * step), out[item])
 
 
+#: Label groups of a single problem's capacitance, summed in this order by serial and parallel runs alike.
+CAP_PARTS = 4
+
+
 def _parallel() -> bool:
     return nb.get_num_threads() > 1 and threading.current_thread() is threading.main_thread()
 
@@ -208,8 +212,10 @@ def capacitance(rr: np.ndarray, minv: np.ndarray, used: np.ndarray) -> np.ndarra
     k = int(flat.sum())
     index = np.where(flat, np.cumsum(flat) - 1, -1).astype(np.int64)
     parallel = _parallel()
-    # One problem alone is split by labels so that both halves of a 2-core machine work on it.
-    parts = nb.get_num_threads() if parallel and n_b == 1 and n_y >= 8 and k * k * 8 <= 2**26 else 1
+    # One problem alone is split by labels so that several threads work on it. The split does not depend
+    # on the thread count (nor on the calling thread), so every engine sums in the same order and gets
+    # the same bits.
+    parts = CAP_PARTS if n_b == 1 and n_y >= 2 * CAP_PARTS and k * k * 8 * CAP_PARTS <= 2**27 else 1
     out = np.zeros((n_b * parts, k, k))
     rr, minv = np.ascontiguousarray(rr), np.ascontiguousarray(minv)
     (_cap_parallel if parallel and n_b * parts > 1 else _cap_serial)(rr, minv, n_t, index, parts, out)

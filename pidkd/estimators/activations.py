@@ -92,9 +92,21 @@ def _read_npz(path: Path) -> dict[str, Any]:
 class NpyArray:
     """A ``.npy`` file whose rows are read on demand (``x[a:b]``, ``x[rows]``, ``np.asarray(x)``).
 
-    Rows are read with plain file reads, not through a memory map (a map keeps every page it has
-    touched resident), so a file larger than memory read chunk by chunk holds one chunk at a
-    time. Object arrays are refused: numpy stores them as pickles, which can run code.
+    Rows of a C-ordered array (what ``np.save`` writes) are read with plain file reads, not through
+    a memory map (a map keeps every page it has touched resident), so a file larger than memory
+    read chunk by chunk holds one chunk at a time. Other keys (tuples, Fortran-ordered files, 0-d
+    arrays) go through a memory map that is closed again after the read. Object arrays are
+    refused: numpy stores them as pickles, which can run code.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.npy`` file.
+
+    Attributes
+    ----------
+    shape : tuple of int
+    dtype : numpy.dtype
 
     Examples
     --------
@@ -118,10 +130,14 @@ class NpyArray:
     def _map(self) -> np.ndarray:
         try:
             return np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except ValueError:
+        except ValueError as err:
+            if "object" in str(err).lower():
+                raise ValueError(
+                    f"{str(self.path)!r} holds Python objects, not a numeric array (object arrays are pickles, which "
+                    "pidkd never loads: they can run code). Store numeric arrays (np.asarray(x, dtype=np.float32))."
+                ) from None
             raise ValueError(
-                f"{str(self.path)!r} is not a numeric .npy array (object arrays are pickles, which pidkd never "
-                "loads: they can run code). Store numeric arrays (np.asarray(x, dtype=np.float32))."
+                f"{str(self.path)!r} could not be read as a .npy array ({err}); is it truncated?"
             ) from None
 
     @property
@@ -133,14 +149,15 @@ class NpyArray:
 
     def __getitem__(self, key: Any) -> NDArray[Any]:
         n = self.shape[0] if self.shape else 0
-        if key is Ellipsis:
+        if key is Ellipsis and self.ndim:
             key = slice(None)
         if isinstance(key, slice) and key.indices(n)[2] != 1:
             key = np.arange(*key.indices(n))
         if isinstance(key, np.ndarray) and key.dtype == bool and key.shape == (n,):
             key = np.flatnonzero(key)
-        rows = key if isinstance(key, slice) else np.asarray(key)
-        if not self._c_order or self.ndim == 0 or (not isinstance(rows, slice) and rows.dtype.kind not in "iu"):
+        rows = key if isinstance(key, (slice, tuple)) or key is Ellipsis else np.asarray(key)
+        plain = isinstance(rows, slice) or (isinstance(rows, np.ndarray) and rows.dtype.kind in "iu")
+        if not self._c_order or self.ndim == 0 or not plain:
             m = self._map()  # anything but rows of a C-ordered array: numpy's own indexing
             try:
                 return np.array(m[key])
@@ -186,6 +203,11 @@ def _read_npy_dir(path: Path) -> dict[str, Any]:
 def _read_zarr(path: Path) -> dict[str, Any]:
     """Lazy arrays of a Zarr group; arrays of Python objects (stored as pickles) are refused before any read."""
     zarr = import_optional("zarr", purpose="load_activations() of a Zarr group")
+    if int(zarr.__version__.split(".")[0]) < 3:
+        raise ImportError(
+            f"load_activations() of a Zarr group needs zarr 3 or later (Python 3.11+); zarr {zarr.__version__} is "
+            "installed. Upgrade it (pip install 'zarr>=3'), or store the activations as a directory of .npy files."
+        )
     group = zarr.open_group(str(path), mode="r")
     members = sorted(group.members(max_depth=None), key=lambda m: m[0])  # a stable layer order
     arrays = {name: a for name, a in members if hasattr(a, "shape") and hasattr(a, "dtype")}
@@ -332,3 +354,12 @@ def save_activations(path: str | Path, acts: Activations, *, overwrite: bool = F
     arrays.update({f"student/{k}": np.asarray(v) for k, v in acts.student.items()})
     np.savez_compressed(path, **arrays)
     return path
+
+
+def __getattr__(name: str) -> Any:
+    """``sweep`` lived here up to pidkd 0.1.0; it is now :func:`pidkd.estimators.sweeps.sweep`."""
+    if name == "sweep":
+        from pidkd.estimators.sweeps import sweep
+
+        return sweep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

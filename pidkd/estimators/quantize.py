@@ -116,11 +116,7 @@ class Quantizer:
         arr = as_samples(x, caller=caller)
         if self.normalize and arr.shape[1] > 1:
             norm = np.linalg.norm(arr, axis=1, keepdims=True)
-            norm = np.where(norm > 0, norm, 1.0)
-            if isinstance(x, np.ndarray) and np.may_share_memory(arr, x):
-                arr = arr / norm
-            else:  # a private copy already (converted or read): normalised in place, one copy fewer
-                arr /= norm
+            arr = arr / np.where(norm > 0, norm, 1.0)  # a new array: the caller's data is never changed
         return arr
 
     def fit(self, x: Any) -> Quantizer:
@@ -203,8 +199,22 @@ def _rows(x: Any, sel: slice | NDArray[np.int64]) -> Any:
 def fit_rows(n: int, row_size: int, fit_samples: int = FIT_SAMPLES, seed: int = 0) -> slice | NDArray[np.int64]:
     """The rows :func:`quantize_in_chunks` fits on: all ``n`` when few enough, else a seeded random sorted subset.
 
-    At most ``fit_samples`` rows, and for wide rows at most ``2**23 / row_size`` (so the fitting
-    copy stays near 64 MB: 6,553 rows of 1,280 features), but never fewer than 1,000.
+    Parameters
+    ----------
+    n : int
+        Rows of the array.
+    row_size : int
+        Values per row (features).
+    fit_samples : int, default 20,000
+        At most this many rows; for wide rows also at most ``2**23 / row_size`` (so that the
+        fitting copy stays near 64 MB: 6,553 rows of 1,280 features), but never fewer than 1,000.
+    seed : int, default 0
+        Seed of the subset.
+
+    Returns
+    -------
+    slice or ndarray
+        ``slice(0, n)`` when every row is used, else the sorted row indices.
     """
     m = min(n, fit_samples, max(_MIN_FIT_ROWS, _FIT_VALUES // max(row_size, 1)))
     if m >= n:
@@ -218,12 +228,26 @@ def quantize_in_chunks(
     """Codes of every row of ``x``: a clone of ``quantizer`` fitted on at most ``fit_samples`` rows, then applied
     chunk by chunk.
 
-    ``x`` may be larger than memory: a numpy array, a torch tensor, a memory map, an
-    :class:`~pidkd.estimators.activations.NpyArray` or a Zarr array, of shape (N, ...). The fit
-    uses the rows of :func:`fit_rows` (all rows when N <= ``fit_samples``, as
-    :meth:`Quantizer.fit_transform` does; else a random subset seeded by the quantizer's
-    ``random_state``); the rows are then coded about 4 million values at a time, so memory stays
-    near that of the fitting copy whatever N is.
+    The fit uses the rows of :func:`fit_rows`: all of them when there are at most ``fit_samples``
+    rows and at most 2**23 values, as :meth:`Quantizer.fit_transform` does; else a random subset
+    seeded by the quantizer's ``random_state`` (fewer rows for wide layers). The rows are then
+    coded about 4 million values at a time, so memory stays near that of the fitting copy
+    whatever N is.
+
+    Parameters
+    ----------
+    x : array-like of shape (N, ...)
+        May be larger than memory: a numpy array, a torch tensor, a memory map, an
+        :class:`~pidkd.estimators.activations.NpyArray` or a Zarr array.
+    quantizer : Quantizer, optional
+        Template (cloned, never fitted itself); default: k-means to 10 codes.
+    fit_samples : int, default 20,000
+        See :func:`fit_rows`.
+
+    Returns
+    -------
+    ndarray of int64, shape (N,)
+        The codes.
 
     Examples
     --------

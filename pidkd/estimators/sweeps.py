@@ -20,8 +20,10 @@ data reason is reported with its checkpoint and layers while the others run on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import socket
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -30,10 +32,11 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
 from pidkd._optional import import_optional
-from pidkd._validation import check_base, check_bool, check_choice, check_int
-from pidkd.estimators.activations import Activations, _format_of, load_activations
+from pidkd._validation import check_base, check_bool, check_choice, check_int, check_number
+from pidkd.estimators.activations import Activations, NpyArray, _format_of, load_activations
 from pidkd.estimators.quantize import FIT_SAMPLES, Quantizer, quantize_in_chunks
 from pidkd.estimators.samples import (
     MIN_SAMPLES_PER_CELL,
@@ -82,10 +85,21 @@ def _read_array(source: str | Activations, key: str) -> Any:
     if isinstance(source, Activations):
         return source.labels if key == "labels" else getattr(source, key.split("/")[0])[key.split("/", 1)[1]]
     path = Path(source)
-    if _format_of(path) == ".npz":  # only this member, not the whole archive
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{str(path)!r} does not exist on {socket.gethostname()}: the tasks of a sweep read the activations "
+            "from their paths, so with a Dask cluster they must be on storage every worker (and the client) sees."
+        )
+    fmt = _format_of(path)
+    if fmt == ".npz":  # only this member, not the whole archive
         with np.load(path, allow_pickle=False) as f:
             if key in f.files:
                 return f[key]
+    if fmt == ".safetensors":  # only this tensor
+        safetensors = import_optional("safetensors", purpose="sweep() of a .safetensors file")
+        with safetensors.safe_open(str(path), framework="np") as f:
+            if key in f.keys():  # noqa: SIM118 (safe_open is no mapping)
+                return f.get_tensor(key)
     acts = load_activations(path)  # lazy for directories; raises a precise error for a bad file
     return acts.labels if key == "labels" else getattr(acts, key.split("/")[0])[key.split("/", 1)[1]]
 
@@ -109,8 +123,10 @@ def _pid_task(
                 f"{side} layer {layer!r} has {len(codes)} rows but the checkpoint has {len(labels)} labels; every "
                 "array must hold the same samples in the same order."
             )
-    with warnings.catch_warnings():  # sweep() sums these up in one warning
-        warnings.simplefilter("ignore", SampleSizeWarning)
+    # One BLAS thread in every engine: multithreaded BLAS sums in an order that depends on the thread
+    # count (Dask and joblib workers run one), and the table must not depend on the engine.
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+        warnings.simplefilter("ignore", SampleSizeWarning)  # sweep() sums these up in one warning
         res = pid_from_samples(labels, t_codes, s_codes, **kw)
     row = dict(zip(_KEY, pair.key)) | res.as_dict()
     return json.loads(json.dumps(row, default=_plain))  # the values a journal gives back, exactly
@@ -122,18 +138,25 @@ def _plain(v: Any) -> Any:
     raise TypeError(f"sweep(): cannot store a {type(v).__name__} in a row")
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """Why a pair failed, as text: exceptions themselves need not survive pickling between processes."""
+
+    error: str
+
+    @classmethod
+    def of(cls, err: BaseException) -> _Failed:
+        return cls(f"{type(err).__name__}: {err}")
+
+
 def _guarded(
     pair: _Pair, labels: Any, t_codes: Any, s_codes: Any, kw: dict[str, Any], threads: int = 0
-) -> tuple[_Pair, Any]:
-    """(pair, row) or (pair, the exception): one failed pair does not stop a joblib batch. An input
-    that is an exception (its layer could not be read or quantized) is the pair's failure.
+) -> tuple[_Pair, dict[str, Any] | _Failed]:
+    """(pair, row) or (pair, why it failed): one failed pair does not stop a joblib batch.
 
     ``threads``: the Numba threads of this process (joblib workers get 1: the processes already
     share the cores, and their solver kernels would otherwise each start a thread per core).
     """
-    failed = next((a for a in (labels, t_codes, s_codes) if isinstance(a, Exception)), None)
-    if failed is not None:  # reading or quantizing an input of this pair failed
-        return pair, failed
     if threads:
         import numba
 
@@ -141,7 +164,7 @@ def _guarded(
     try:
         return pair, _pid_task(pair, labels, t_codes, s_codes, kw)
     except Exception as err:  # reported with its checkpoint and layers by sweep()
-        return pair, err
+        return pair, _Failed.of(err)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,7 +227,7 @@ def _plan(
             path = Path(item)
             if not path.exists():
                 raise FileNotFoundError(f"sweep(): no such file {str(path)!r}.")
-            source = str(path.resolve())  # workers may run in other directories
+            source = str(path.absolute())  # workers may run elsewhere; symlinks kept as the user sees them
         teacher, student = _layers_of(source)
         tl = _check_layers(teacher_layers, teacher, "teacher", name)
         sl = _check_layers(student_layers, student, "student", name)
@@ -218,24 +241,53 @@ def _plan(
 
 
 class _Journal:
-    """Rows already finished (``rows``, by key) and an append-only file for the new ones."""
+    """An append-only file of finished rows: a header line with the sweep's parameters, then one line
+    ``{"source": fingerprint, "row": {...}}`` per row, so that a row is reused only for the same data.
+
+    The file is locked (``flock``) while a sweep writes it: two sweeps never interleave their lines.
+    """
 
     def __init__(self, path: str | os.PathLike[str], params: dict[str, Any]):
         self.path = Path(path)
-        self.rows: dict[tuple[str, str, str], dict[str, Any]] = {}
-        header = {"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "params": params}
-        header = json.loads(json.dumps(header))
-        if not self.path.exists():
-            with open(self.path, "x") as f:
-                f.write(json.dumps(header) + "\n")
-            return
+        self.rows: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+        self.skipped = 0  # unreadable row lines (their pairs run again)
+        header = json.loads(json.dumps({"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "params": params}))
         shown = repr(str(self.path))
-        data = self.path.read_bytes()
+        if self.path.is_dir():
+            raise ValueError(f"sweep(): journal={shown} is a directory; give a file path.")
+        fresh = not self.path.exists() or self.path.stat().st_size == 0  # an empty file: a crash before the header
+        self._file = open(self.path, "a+b")  # noqa: SIM115 (held open, and locked, until close())
+        try:
+            self._lock(shown)
+            if fresh:
+                self._file.truncate(0)
+                self._write(header)
+                return
+            self._read(header, shown)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _lock(self, shown: str) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ValueError(
+                f"sweep(): journal={shown} is being written by another sweep; run one sweep per journal at a time."
+            ) from None
+
+    def _read(self, header: dict[str, Any], shown: str) -> None:
+        self._file.seek(0)
+        data = self._file.read()
         end = data.rfind(b"\n") + 1
-        lines = data[:end].decode().splitlines()
+        lines = data[:end].split(b"\n")[:-1]
         try:
             old = json.loads(lines[0]) if lines else None
-        except ValueError:
+        except ValueError:  # not JSON, not text
             old = None
         if not isinstance(old, dict) or old.get("format") != JOURNAL_FORMAT:
             raise ValueError(
@@ -248,18 +300,59 @@ class _Journal:
                 f"sweep(): journal={shown} was written by a sweep with other parameters (now: {diff}); its rows "
                 "would not match this run's. Rerun with the same parameters, or give a new journal path."
             )
-        for line in lines[1:]:
-            row = json.loads(line)
-            self.rows[tuple(row[k] for k in _KEY)] = row
+        for number, line in enumerate(lines[1:], start=2):
+            try:
+                entry = json.loads(line)
+                self.rows[tuple(entry["row"][k] for k in _KEY)] = (entry["source"], entry["row"])
+            except (ValueError, KeyError, TypeError):
+                self.skipped += 1
+                warnings.warn(
+                    f"sweep(): line {number} of journal={shown} is not a row pidkd wrote; it is ignored (its pair, if "
+                    "any, runs again).",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
         if end < len(data):  # a line cut off by an interruption: dropped, its pair runs again
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
+            self._file.truncate(end)
 
-    def add(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+    def _write(self, entry: dict[str, Any]) -> None:
+        self._file.seek(0, os.SEEK_END)
+        self._file.write((json.dumps(entry) + "\n").encode())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def add(self, row: dict[str, Any], source: str) -> None:
+        self._write({"source": source, "row": row})
+
+    def close(self) -> None:
+        self._file.close()  # releases the lock
+
+
+def _fingerprint(source: str | Activations) -> str:
+    """What identifies a checkpoint's data: path, size and modification time of its files, or the
+    content of activations in memory. A journal row is reused only under the same fingerprint."""
+    h = hashlib.sha256()
+    if isinstance(source, Activations):
+        arrays = [("labels", source.labels)] + [
+            (f"{side}/{k}", v) for side in ("teacher", "student") for k, v in sorted(getattr(source, side).items())
+        ]
+        for key, v in arrays:
+            h.update(f"{key}|".encode())
+            if isinstance(v, NpyArray):
+                h.update(_fingerprint(str(v.path)).encode())
+            elif hasattr(v, "detach") or isinstance(v, np.ndarray):
+                a = np.ascontiguousarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+                h.update(f"{a.dtype.str}{a.shape}|".encode())
+                h.update(memoryview(a).cast("B"))
+            else:  # another lazy array (Zarr): where it lives
+                h.update(repr(v).encode())
+        return h.hexdigest()
+    path = Path(source)
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.absolute()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def _params(kw: dict[str, Any], quantizer: Quantizer | None, fit_samples: int) -> dict[str, Any]:
@@ -304,8 +397,14 @@ def _run_local(
             needed |= {("teacher", p.teacher_layer) for p in pairs} | {("student", p.student_layer) for p in pairs}
             inputs = {key: _input(ck.source, key, quantizer, fit_samples) for key in sorted(needed)}
             for p in pairs:
-                yield p, inputs["labels", ""], inputs["teacher", p.teacher_layer], inputs["student", p.student_layer]
+                args = (inputs["labels", ""], inputs["teacher", p.teacher_layer], inputs["student", p.student_layer])
+                failed = next((a for a in args if isinstance(a, Exception)), None)
+                if failed is None:
+                    yield p, *args
+                else:  # an input could not be read or quantized: the pair fails here, never dispatched
+                    failures.append((p, _Failed.of(failed)))
 
+    failures: list[tuple[_Pair, _Failed]] = []
     if n_jobs == 1:
         results: Iterable[tuple[_Pair, Any]] = (_guarded(*j, kw) for j in jobs())
     else:
@@ -314,6 +413,10 @@ def _run_local(
         results = par(joblib.delayed(_guarded)(*j, kw, 1) for j in jobs())
     for pair, out in results:
         done(pair, out)
+        while failures:
+            done(*failures.pop(0))
+    while failures:
+        done(*failures.pop(0))
 
 
 def _run_dask(
@@ -328,6 +431,7 @@ def _run_dask(
     """Every task on the cluster: labels and codes where the files are read, then the PID tasks."""
     distributed = import_optional("distributed", purpose="sweep(client=...)")
     futures: dict[Any, _Pair] = {}
+    submitted: list[Any] = []  # every future, the inputs' too: all are cancelled on an interruption
     needed = {p.checkpoint for p in todo}
     for ck in checkpoints:
         if ck.name not in needed:
@@ -335,6 +439,7 @@ def _run_dask(
         # In-memory activations go to every worker, so a task can rerun elsewhere if its worker dies.
         src = client.scatter(ck.source, broadcast=True) if isinstance(ck.source, Activations) else ck.source
         labels = client.submit(_labels_task, src, pure=False)
+        submitted.append(labels)
         codes = {}
         for p in (p for p in todo if p.checkpoint == ck.name):
             for side, layer in (("teacher", p.teacher_layer), ("student", p.student_layer)):
@@ -342,16 +447,23 @@ def _run_dask(
                     codes[side, layer] = client.submit(
                         _codes_task, src, side, layer, quantizer, fit_samples, pure=False
                     )
+                    submitted.append(codes[side, layer])
             t, s = codes["teacher", p.teacher_layer], codes["student", p.student_layer]
             futures[client.submit(_pid_task, p, labels, t, s, kw, pure=False)] = p
+    submitted += list(futures)
     try:
         for fut in distributed.as_completed(list(futures)):
             pair = futures.pop(fut)
-            done(pair, fut.result() if fut.status == "finished" else fut.exception())
+            if fut.status == "finished":
+                done(pair, fut.result())
+            elif fut.status == "cancelled":
+                done(pair, _Failed("CancelledError: the task was cancelled on the cluster"))
+            else:
+                done(pair, _Failed.of(fut.exception()))
             fut.release()
     finally:
         if futures:  # interrupted: nothing keeps running on the cluster
-            client.cancel(list(futures))
+            client.cancel(submitted)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,6 +554,9 @@ def sweep(
     base = check_base(base, caller=caller)  # checked before the (long) loading and quantizing
     progress = check_bool(progress, name="progress", caller=caller)
     n_bootstrap = check_int(n_bootstrap, name="n_bootstrap", caller=caller, minimum=0)
+    n_permutations = check_int(n_permutations, name="n_permutations", caller=caller, minimum=0)
+    confidence = check_number(confidence, name="confidence", caller=caller, kind="fraction")
+    rng = check_int(rng, name="rng", caller=caller, minimum=0)
     fit_samples = check_int(fit_samples, name="fit_samples", caller=caller, minimum=2)
     check_bias_correction(bias_correction, n_bootstrap, caller)
     on_error = check_choice(on_error, ("raise", "warn"), name="on_error", caller=caller)
@@ -466,19 +581,44 @@ def sweep(
     }
     checkpoints, pairs = _plan(items, teacher_layers, student_layers)
     log = _Journal(journal, _params(kw, quantizer, fit_samples)) if journal is not None else None
-    rows = {p.index: log.rows[p.key] for p in pairs if log is not None and p.key in log.rows}
+    try:
+        return _sweep(pd, checkpoints, pairs, log, kw, quantizer, fit_samples, n_jobs, client, progress, on_error)
+    finally:
+        if log is not None:
+            log.close()
+
+
+def _sweep(pd, checkpoints, pairs, log, kw, quantizer, fit_samples, n_jobs, client, progress, on_error) -> Any:
+    """The part of :func:`sweep` after the checks and the journal's opening."""
+    sources = {ck.name: _fingerprint(ck.source) for ck in checkpoints} if log is not None else {}
+    rows: dict[int, dict[str, Any]] = {}
+    stale = 0
+    for p in pairs:
+        if log is not None and p.key in log.rows:
+            if log.rows[p.key][0] == sources[p.checkpoint]:
+                rows[p.index] = log.rows[p.key][1]
+            else:
+                stale += 1
+    if stale:
+        warnings.warn(
+            f"sweep: {stale} row(s) in journal={str(log.path)!r} were computed from other data under the same "
+            "checkpoint names (the files changed, or other files or activations share their names); they are "
+            "computed again.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     todo = [p for p in pairs if p.index not in rows]
     failures: list[dict[str, str]] = []
     tqdm = import_optional("tqdm", purpose="sweep(progress=True)").tqdm if progress else None
     bar = tqdm(total=len(pairs), initial=len(rows), desc="PID sweep", unit="pair") if tqdm else None
 
-    def done(pair: _Pair, out: Any) -> None:
-        if isinstance(out, BaseException):
-            failures.append(dict(zip(_KEY, pair.key)) | {"error": f"{type(out).__name__}: {out}"})
+    def done(pair: _Pair, out: dict[str, Any] | _Failed) -> None:
+        if isinstance(out, _Failed):
+            failures.append(dict(zip(_KEY, pair.key)) | {"error": out.error})
         else:
             rows[pair.index] = out
             if log is not None:
-                log.add(out)
+                log.add(out, sources[pair.checkpoint])
         if bar is not None:
             bar.update()
 
@@ -502,7 +642,7 @@ def sweep(
         )
         if on_error == "raise":
             raise SweepError(msg, failures=failures, results=df)
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
         df.attrs["failures"] = failures
     few = df.loc[~df["reliable"]] if len(df) else df
     if len(few):
@@ -514,6 +654,6 @@ def sweep(
                 f"{worst['checkpoint']}, {worst['teacher_layer']} x {worst['student_layer']}). Their estimates keep "
                 "much of the plug-in bias: use more samples or fewer codes."
             ),
-            stacklevel=2,
+            stacklevel=3,
         )
     return df

@@ -115,7 +115,8 @@ def test_journal_resumes_an_interrupted_sweep_with_every_row_once(tmp_path, monk
     resumed = sweep(sources, journal=journal, **KW)
     same(full, resumed)
     lines = journal.read_text().splitlines()
-    keys = [(r["checkpoint"], r["teacher_layer"], r["student_layer"]) for r in map(json.loads, lines[1:])]
+    rows = [json.loads(line)["row"] for line in lines[1:]]
+    keys = [(r["checkpoint"], r["teacher_layer"], r["student_layer"]) for r in rows]
     assert sorted(keys) == sorted(map(tuple, full[["checkpoint", "teacher_layer", "student_layer"]].values))
     assert keys[:2] == calls  # the two finished rows were kept, not computed again
     again = sweep(sources, journal=journal, **KW)  # everything done: read back exactly
@@ -134,6 +135,37 @@ def test_journal_never_appends_to_a_foreign_file_or_mixes_parameters(tmp_path):
     sweep(acts, journal=journal, **KW)
     with pytest.raises(ValueError, match=r"other parameters \(now: \{'n_bootstrap': 9\}\)"):
         sweep(acts, journal=journal, **(KW | {"n_bootstrap": 9}))
+
+
+def test_journal_reuses_rows_only_for_the_same_data_and_survives_damage(tmp_path):
+    journal = tmp_path / "j.jsonl"
+    journal.write_bytes(b"")  # a crash before the header: an empty journal is a new one
+    first = sweep(make_acts(0, name="ck"), journal=journal, **KW)
+    with pytest.warns(RuntimeWarning, match="computed from other data under the same checkpoint names"):
+        other = sweep(make_acts(1, name="ck"), journal=journal, **KW)  # same name, other activations
+    same(other, sweep(make_acts(1, name="ck"), **KW))
+    assert not other[["red", "uni_t"]].equals(first[["red", "uni_t"]])
+    with open(journal, "a") as f:
+        f.write("this line is no row\n")
+    with pytest.warns(RuntimeWarning, match="line 6 of journal=.* is not a row pidkd wrote"):
+        again = sweep(make_acts(1, name="ck"), journal=journal, **KW)
+    same(other, again)
+    binary = tmp_path / "model.pt"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(ValueError, match="not a pidkd sweep journal"):
+        sweep(make_acts(), journal=binary, **KW)
+
+
+def test_journal_is_locked_while_a_sweep_writes_it(tmp_path):
+    pytest.importorskip("fcntl")
+    journal = tmp_path / "j.jsonl"
+    log = sweeps._Journal(journal, {"a": 1})
+    try:
+        with pytest.raises(ValueError, match="being written by another sweep"):
+            sweeps._Journal(journal, {"a": 1})
+    finally:
+        log.close()
+    sweeps._Journal(journal, {"a": 1}).close()  # free again
 
 
 def broken_sources():
@@ -222,3 +254,43 @@ def test_dask_reruns_the_task_of_a_worker_that_died(tmp_path, dask_client):
     dying = Activations(acts.labels, DieOnce(acts.teacher, str(tmp_path / "died")), acts.student, name="ck")
     same(sweep(acts, **KW), sweep(dying, client=dask_client, **KW))
     assert (tmp_path / "died").exists()  # a worker did die, and its task ran again
+
+
+def test_quantizer_never_changes_the_callers_data():
+    a = np.random.default_rng(0).normal(size=(60, 4))
+    before = a.copy()
+    Quantizer("kmeans", 3, n_init=1).fit(memoryview(a))
+    Quantizer("kmeans", 3, n_init=1).fit_transform(a)
+    quantize_in_chunks(a, Quantizer("kmeans", 3, n_init=1))
+    np.testing.assert_array_equal(a, before)
+
+
+def test_npy_array_reads_like_numpy(tmp_path):
+    x = np.random.default_rng(1).normal(size=(40, 3, 2))
+    cases = {"c.npy": x, "f.npy": np.asfortranarray(x), "be.npy": x.astype(">f4")}
+    for name, arr in cases.items():
+        np.save(tmp_path / name, arr)
+        lazy = NpyArray(tmp_path / name)
+        keys = [slice(None), slice(5, 9), slice(30, 99), slice(9, 2), slice(0, 40, 7), np.array([4, 4, -1, 0]), 7]
+        keys += [np.arange(40) % 3 == 0, (1, 2), ([1, 2], 0), np.array([], dtype=int), ...]
+        for key in keys:
+            got, want = lazy[key], arr[key]
+            assert got.shape == want.shape and np.array_equal(got, want), (name, key)
+    np.save(tmp_path / "scalar.npy", np.float64(2.5))
+    assert np.asarray(NpyArray(tmp_path / "scalar.npy")) == 2.5
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "c.npy").read_bytes()[:200])
+    with pytest.raises(ValueError, match="could not be read as a .npy array"):
+        NpyArray(tmp_path / "cut.npy")
+
+
+def test_engines_agree_on_many_labels(tmp_path, dask_client):
+    """20 labels x 10 x 10 codes take the structured (Woodbury) Newton step, which splits one problem's
+    labels between threads: its sums must not depend on the thread count or the calling thread."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 20, 4000)
+    acts = Activations(y, {"t": y[:, None] + rng.normal(size=(4000, 3))}, {"s": rng.normal(size=(4000, 3))}, "ck")
+    kw = dict(quantizer=Quantizer("kmeans", 10, n_init=1), n_bootstrap=2, n_permutations=1, progress=False)
+    kw["bias_correction"] = "none"
+    serial = sweep(acts, **kw)
+    same(serial, sweep(acts, client=dask_client, **kw))
+    same(serial, sweep(acts, n_jobs=2, **kw))
