@@ -124,3 +124,15 @@ def test_measure_reports_a_failed_pair_keeps_the_others_and_resumes_from_its_jou
     assert "other parameters" in capsys.readouterr().err
     assert main([*args, "--scheduler", "tcp://127.0.0.1:1", "--n-jobs", "2"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_measure_fit_samples_and_all_pairs_failing(tmp_path, capsys):
+    files = _two_checkpoints(tmp_path)
+    args = ["measure", "--clusters", "3", "--bootstrap", "5", "--permutations", "1", "--no-progress", "--json"]
+    assert main([*args, files[0], "--fit-samples", "100"]) == 0  # the quantizers fitted on 100 of 300 rows
+    fitted_on_100 = json.loads(capsys.readouterr().out)
+    assert main([*args, files[0]]) == 0
+    assert fitted_on_100 != json.loads(capsys.readouterr().out)
+    assert main([*args, files[1]]) == 1
+    err = capsys.readouterr().err
+    assert "b, t x s: ValueError" in err and "all 1 pairs failed; nothing to report" in err
