@@ -107,6 +107,12 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="output directory (default: next to this script; with --quick nothing is written unless --out is given)",
     )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=list(METHODS),
+        help="rerun only these rows and keep the others from the existing results (same seeds and epochs)",
+    )
     args = parser.parse_args(argv)
     _, title, default_epochs, teacher_epochs = DATASETS[args.dataset]
     seeds, epochs = (1, 2) if args.quick else (args.seeds, args.epochs or default_epochs)
@@ -121,8 +127,17 @@ def main(argv: list[str] | None = None) -> dict:
     methods = list(METHODS)
     t0 = time.perf_counter()
     runs = []
+    tag = "" if args.dataset == "digits" else f"_{args.dataset}"
+    out = args.out if args.out is not None else (None if args.quick else HERE)
+    kept = 0.0
+    if args.rows:
+        old = json.loads(((out or HERE) / f"results{tag}.json").read_text())
+        if (old["meta"]["seeds"], old["meta"]["epochs"]) != (seeds, epochs):
+            raise SystemExit("--rows: the existing results have other seeds or epochs; rerun everything.")
+        runs = [r for r in old["runs"] if r["method"] not in args.rows]
+        kept = old["meta"]["seconds"]
     for tname, teacher in teachers.items():
-        for mkey in methods:
+        for mkey in args.rows or methods:
             for seed in range(seeds):
                 method, cfg = config(mkey, epochs, seed)
                 layers = {"teacher_layers": ["3"], "student_layers": ["3"]} if method in ("vid", "ted", "rid") else {}
@@ -152,7 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
                     }
                 )
                 print(f"{tname:>9} {mkey:>13} seed {seed}: test accuracy {runs[-1]['test_acc']:.3f}", flush=True)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0 + kept  # with --rows: the kept rows' share of the first run's time too
+    runs.sort(key=lambda r: (list(teachers).index(r["teacher"]), methods.index(r["method"]), r["seed"]))
     table = {}
     for tname in teachers:
         for mkey in methods:
@@ -170,8 +186,6 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds": elapsed,
         "teacher_acc": {k: float(ex.accuracy(v, test)) for k, v in teachers.items()},
     }
-    out = args.out if args.out is not None else (None if args.quick else HERE)
-    tag = "" if args.dataset == "digits" else f"_{args.dataset}"
     text = markdown(table, teachers, methods, meta, runs, tag, with_figures=out is not None and not args.quick)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -76,10 +76,12 @@ class DistillConfig:
     and distillation terms as per-element means (``reduction="mean"``, ``sigma_penalty="meansq"``,
     VID weight 1, KD alpha 0.5), so that their scale does not grow with channels x positions; the
     schedule fields left at None are set by the method for the run's length
-    (:meth:`~pidkd.distill.methods.DistillMethod.schedule`).
+    (:meth:`~pidkd.distill.methods.DistillMethod.schedule`). RID's student keeps learning the task
+    while the teacher's filter trains (``train_student_in_phase1``), where Algorithm 1 freezes it.
     ``DistillConfig.preset("paper")`` is the RID paper's Algorithm 1 and CIFAR-10 settings (SGD
     with Nesterov momentum, lr 0.05, sums over channels and positions, lambda_2 = 1, VID weight
-    100, no clipping); ``preset("authors")`` what the authors' code runs. Every value is checked
+    100, no clipping, the student frozen in RID's phase 1); ``preset("authors")`` what the authors'
+    code runs. Every value is checked
     when the configuration is made (and again by :func:`fit`, which works on a copy): counts are
     ints, rates and weights finite numbers in range, switches real bools (``amp="no"`` is
     refused, not read as true).
@@ -109,6 +111,9 @@ class DistillConfig:
     reduction: str = "mean"  # RID mismatch: per-element mean (authors' code); "sum" over (c, h, w) as the paper
     sigma_penalty: str = "meansq"  # phase-2 penalty mean_c sigma_c^2 (authors); "sumsq": ||sigma||^2 (paper)
     coupling_from_cycle: int | None = None  # phase-1 coupling term from this cycle on (None: the method's)
+    # RID: the student keeps learning the task while the teacher's filters train (warm-up and phase 1);
+    # False: Algorithm 1's strict alternation, the student frozen in those epochs (the presets)
+    train_student_in_phase1: bool = True
     ted_lambda: float = 1.0  # TED stage-2 MSE weight
     checkpoint_every: int = 0  # epochs between checkpoints (0: none)
     checkpoint_dir: str | None = None
@@ -148,7 +153,7 @@ class DistillConfig:
         self.phase1_fraction = check_number(
             self.phase1_fraction, name="phase1_fraction", caller=c, kind="fraction", optional=True
         )
-        for name in ("nesterov", "amp", "progress", "overwrite_checkpoints"):
+        for name in ("nesterov", "amp", "progress", "overwrite_checkpoints", "train_student_in_phase1"):
             setattr(self, name, check_bool(getattr(self, name), name=name, caller=c))
         self.reduction = check_choice(self.reduction, ["sum", "mean"], name="reduction", caller=c)
         self.sigma_penalty = check_choice(self.sigma_penalty, ["sumsq", "meansq"], name="sigma_penalty", caller=c)
@@ -213,6 +218,7 @@ class DistillConfig:
             cycle_epochs=4,
             phase1_fraction=0.25,
             coupling_from_cycle=0,
+            train_student_in_phase1=False,
         )
         if variant == "authors":
             base |= dict(
@@ -798,6 +804,17 @@ def _warn_loss_scale(method: DistillMethod, row: dict[str, Any], warned: set[str
         )
 
 
+def _phase_optimizers(run: _Run, prefixes: tuple[str, ...], train_student: bool) -> list[Any]:
+    """The optimizers a phase steps: the student's when the student trains, the filters' when it does not
+    or when the phase also trains filter modules that the student's optimizer does not hold."""
+    method = run.method
+    opts = [run.opt_s] if train_student else []
+    own = [p_ for p_ in prefixes if p_ in method.filter_modules and p_ not in method.student_modules]
+    if run.opt_t is not None and (not train_student or own):
+        opts.append(run.opt_t)
+    return opts
+
+
 def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: float) -> list[dict[str, Any]]:
     """The epoch loop of :func:`fit`: it asks ``run.method`` for each epoch's phase, what the phase trains
     and the loss terms of each step (captured activations arrive in ``run.ta`` and ``run.sa``)."""
@@ -806,17 +823,18 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         if run.sampler is not None:
             run.sampler.set_epoch(epoch)  # each epoch its own shuffle, the same on every rank and on resume
         phase = method.phase(epoch, cfg)
-        prefixes, train_student = method.trains(phase)
+        prefixes, train_student = method.trains(phase, cfg)
         student.train(train_student)
         for name, m in run.mods.items():  # only the modules trained in this phase update BN statistics
             m.train(name.startswith(prefixes))
-        opt = run.opt_s if train_student else run.opt_t
-        if opt is None:
+        opts = _phase_optimizers(run, prefixes, train_student)
+        if not opts:
             raise ValueError(
                 f"fit(method={method.name!r}): phase {phase!r} trains neither the student nor any of the method's "
                 "filter_modules, so no optimizer updates anything; check the method's trains() and filter_modules."
             )
-        synced = [p_ for g in opt.param_groups for p_ in g["params"]] if ddp.active else []
+        params = [[p_ for g in o.param_groups for p_ in g["params"]] for o in opts]
+        synced = [p_ for ps in params for p_ in ps] if ddp.active else []
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=dev)
         count = torch.zeros((), device=dev)
@@ -843,13 +861,16 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
                 )
                 terms = method.terms(phase, cfg, run.mods, captured)
             loss = sum(terms.values())
-            opt.zero_grad(set_to_none=True)
+            for o in opts:
+                o.zero_grad(set_to_none=True)
             loss.backward()
             if ddp.active:  # one all-reduce: the mean gradient over the ranks, as DDP
                 _distributed.average_gradients_(synced, ddp.world)
             if cfg.grad_clip:
-                nn.utils.clip_grad_norm_([p_ for g in opt.param_groups for p_ in g["params"]], cfg.grad_clip)
-            opt.step()
+                for ps in params:  # each optimizer's parameters on their own
+                    nn.utils.clip_grad_norm_(ps, cfg.grad_clip)
+            for o in opts:
+                o.step()
             for name, v in terms.items():
                 sums[name] = sums.get(name, torch.zeros((), device=dev)) + v.detach().float()
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), step, bad_step)
@@ -887,7 +908,7 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         if run.val is not None and row["val_acc"] > run.best["val_acc"]:
             weights = {k: v.detach().to("cpu", copy=True) for k, v in student.state_dict().items()}
             run.best = {"epoch": epoch + 1, "val_acc": row["val_acc"], "state": weights}
-        row["lr"] = opt.param_groups[0]["lr"]
+        row["lr"] = opts[0].param_groups[0]["lr"]
         row["wall_time"] = time.perf_counter() - start
         if run.probes is not None:  # captures now; the PID analysis runs in a worker while training goes on
             run.probes.run(epoch + 1, row, run.teacher, student, run.mods, dev)

@@ -134,13 +134,25 @@ def test_fit_every_method_runs_and_learns(method, digits, teacher):
 def test_rid_trains_the_right_modules_in_each_phase(digits, teacher):
     train, _ = digits
     student = mlp([64, 16, 10], 1)
-    cfg = DistillConfig(epochs=2, warmup_epochs=0, cycle_epochs=2, phase1_fraction=0.5, progress=False)
+    strict = dict(train_student_in_phase1=False)  # Algorithm 1: the student frozen in phase 1 (the presets)
+    cfg = DistillConfig(epochs=2, warmup_epochs=0, cycle_epochs=2, phase1_fraction=0.5, progress=False, **strict)
     s0 = [p.detach().clone() for p in student.parameters()]
     res = fit(teacher, student, train, method="rid", teacher_layers=["2"], student_layers=["0"], config=cfg, epochs=1)
     assert all(torch.equal(a, b) for a, b in zip(s0, res.student.parameters()))  # phase 1: student frozen
     # phase 1 trains f_t (its BatchNorm statistics moved) and leaves f_s alone (still at init)
     assert res.modules["ft0"].net[1].running_mean.abs().sum() > 0
     assert res.modules["fs0"].net[1].running_mean.abs().sum() == 0
+    assert set(res.history.filter(like="loss_").columns) == {"loss_filters"}
+    # The default: the student learns the task in phase 1 too; f_s still stays at init
+    cfg1 = DistillConfig(epochs=2, warmup_epochs=0, cycle_epochs=2, phase1_fraction=0.5, progress=False)
+    fresh = mlp([64, 16, 10], 1)
+    f0 = [p.detach().clone() for p in fresh.parameters()]
+    res1 = fit(teacher, fresh, train, method="rid", teacher_layers=["2"], student_layers=["0"], config=cfg1, epochs=1)
+    assert not all(torch.equal(a, b) for a, b in zip(f0, res1.student.parameters()))
+    assert res1.modules["ft0"].net[1].running_mean.abs().sum() > 0
+    assert res1.modules["fs0"].net[1].running_mean.abs().sum() == 0
+    assert torch.equal(res1.modules["sigma0"].a, torch.full_like(res1.modules["sigma0"].a, 5.0))
+    assert set(res1.history.filter(like="loss_").columns) == {"loss_filters", "loss_task"}
     cfg2 = DistillConfig(epochs=2, warmup_epochs=0, cycle_epochs=2, phase1_fraction=0.5, progress=False)
     res2 = fit(teacher, student, train, method="rid", teacher_layers=["2"], student_layers=["0"], config=cfg2)
     assert not all(torch.equal(a, b) for a, b in zip(s0, res2.student.parameters()))  # phase 2 moved it

@@ -68,7 +68,7 @@ class DistillMethod:
     ...     def terms(self, phase, cfg, modules, step):
     ...         return {"task": F.cross_entropy(step.logits, step.y)}
     >>> method = PlainCE()
-    >>> method.phase(0, None), method.trains("train")
+    >>> method.phase(0, None), method.trains("train", None)
     ('train', (('',), True))
     """
 
@@ -107,8 +107,13 @@ class DistillMethod:
         """Name of the phase of ``epoch`` (0-based). Default: "train" throughout."""
         return "train"
 
-    def trains(self, phase: str) -> tuple[tuple[str, ...], bool]:
-        """(module name prefixes trained in ``phase``, whether the student trains). Default: all, and yes."""
+    def trains(self, phase: str, cfg: Any) -> tuple[tuple[str, ...], bool]:
+        """(module name prefixes trained in ``phase``, whether the student trains). Default: all, and yes.
+
+        The student's optimizer steps when the student trains; the filters' optimizer (see
+        ``filter_modules``) when the student does not, or when the phase also trains filter modules
+        that are not ``student_modules`` (then both step, each with its own gradient clipping).
+        """
         return ("",), True
 
     def terms(self, phase: str, cfg: Any, modules: nn.ModuleDict, step: Step) -> dict[str, torch.Tensor]:

@@ -73,7 +73,7 @@ class TED(DistillMethod):
     def phase(self, epoch: int, cfg: Any) -> str:
         return "warmup" if epoch < cfg.warmup_epochs else "train"
 
-    def trains(self, phase: str) -> tuple[tuple[str, ...], bool]:
+    def trains(self, phase: str, cfg: Any) -> tuple[tuple[str, ...], bool]:
         return (("ft", "head", "fs", "shead"), False) if phase == "warmup" else (("fs",), True)
 
     def terms(self, phase: str, cfg: Any, modules: nn.ModuleDict, step: Step) -> dict[str, torch.Tensor]:
@@ -137,8 +137,12 @@ class RID(DistillMethod):
             return "phase1" if cycle >= cfg.coupling_from_cycle else "warmup"
         return "phase2"
 
-    def trains(self, phase: str) -> tuple[tuple[str, ...], bool]:
-        return (("ft", "head"), False) if phase in ("warmup", "phase1") else (("fs", "sigma"), True)
+    def trains(self, phase: str, cfg: Any) -> tuple[tuple[str, ...], bool]:
+        """Warm-up and phase 1 train the teacher's filter and head (and, with
+        ``cfg.train_student_in_phase1``, the student on the task loss); phase 2 the student and its filter."""
+        if phase in ("warmup", "phase1"):
+            return ("ft", "head"), bool(cfg.train_student_in_phase1)
+        return ("fs", "sigma"), True
 
     def terms(self, phase: str, cfg: Any, modules: nn.ModuleDict, step: Step) -> dict[str, torch.Tensor]:
         pairs = list(enumerate(zip(step.teacher, step.student)))
@@ -146,17 +150,22 @@ class RID(DistillMethod):
             total = 0.0
             for k, (t, s) in pairs:
                 ft = modules[f"ft{k}"](t.float())
-                fs = modules[f"fs{k}"](s.detach())
+                with torch.no_grad():  # phase 1 trains the teacher's filter and head only
+                    fs = modules[f"fs{k}"](s.detach())
+                    sigma = modules[f"sigma{k}"]()
                 total = total + rid_phase1_loss(
                     modules[f"head{k}"](ft),
                     step.y,
                     ft,
                     fs,
-                    modules[f"sigma{k}"](),
+                    sigma,
                     coupling=phase == "phase1",
                     reduction=cfg.reduction,
                 )
-            return {"filters": total}
+            out = {"filters": total}
+            if cfg.train_student_in_phase1:  # the student learns the task meanwhile (its filter stays fixed)
+                out["task"] = cfg.lambda_task * F.cross_entropy(step.logits, step.y)
+            return out
         total = 0.0
         for k, (t, s) in pairs:
             with torch.no_grad():
