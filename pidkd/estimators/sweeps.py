@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from pidkd._optional import import_optional
 from pidkd._validation import check_base, check_bool, check_choice, check_int, check_number
-from pidkd.estimators.activations import Activations, NpyArray, _format_of, load_activations
+from pidkd.estimators.activations import Activations, NpyArray, _format_of, _to_numpy, load_activations
 from pidkd.estimators.quantize import FIT_SAMPLES, Quantizer, quantize_in_chunks
 from pidkd.estimators.samples import (
     MIN_SAMPLES_PER_CELL,
@@ -83,7 +83,7 @@ class _Pair:
 def _read_array(source: str | Activations, key: str) -> Any:
     """One array of a checkpoint (``labels``, ``teacher/<layer>``, ``student/<layer>``), read lazily where possible."""
     if isinstance(source, Activations):
-        return source.labels if key == "labels" else getattr(source, key.split("/")[0])[key.split("/", 1)[1]]
+        return _pick(source, key)
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(
@@ -100,8 +100,15 @@ def _read_array(source: str | Activations, key: str) -> Any:
         with safetensors.safe_open(str(path), framework="np") as f:
             if key in f.keys():  # noqa: SIM118 (safe_open is no mapping)
                 return f.get_tensor(key)
-    acts = load_activations(path)  # lazy for directories; raises a precise error for a bad file
-    return acts.labels if key == "labels" else getattr(acts, key.split("/")[0])[key.split("/", 1)[1]]
+    return _pick(load_activations(path), key)  # lazy for directories; a precise error for a bad file
+
+
+def _pick(acts: Activations, key: str) -> Any:
+    """``acts.labels`` for ``"labels"``, else the array of ``"<side>/<layer>"``."""
+    if key == "labels":
+        return acts.labels
+    side, layer = key.split("/", 1)
+    return getattr(acts, side)[layer]
 
 
 def _labels_task(source: str | Activations) -> NDArray[Any]:
@@ -341,7 +348,7 @@ def _fingerprint(source: str | Activations) -> str:
             if isinstance(v, NpyArray):
                 h.update(_fingerprint(str(v.path)).encode())
             elif hasattr(v, "detach") or isinstance(v, np.ndarray):
-                a = np.ascontiguousarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+                a = np.ascontiguousarray(_to_numpy(v))
                 h.update(f"{a.dtype.str}{a.shape}|".encode())
                 h.update(memoryview(a).cast("B"))
             else:  # another lazy array (Zarr): where it lives
