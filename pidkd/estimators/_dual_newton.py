@@ -18,9 +18,11 @@ exactly the marginal residual of that Q. After each minimisation the masses beco
 multipliers (mu <- m) and eps shrinks to a floor; L_ts <= 0 then holds in the limit without
 eps -> 0, so the Newton systems stay well conditioned. The Hessian has one |Y|x|Y| block per t,
 one per s and one coupling block per (t, s), each a diagonal plus a rank-one matrix. Newton steps
-are solved either by a dense Schur complement on the s side (large |T|, |S|) or through the
-structure (per-label blocks plus |T||S| rank-one terms, Woodbury; many labels), whichever costs
-fewer flops for the shape (:func:`_step_cost`). After every stage
+are solved by a dense Schur complement on the s side (few labels), through the structure
+(per-label blocks plus |T||S| rank-one terms, Woodbury; many labels, few cells), whichever costs
+fewer flops for the shape (:func:`_step_cost`), or, when both are costly, by conjugate gradients
+preconditioned with the per-label blocks and the rank-one terms of the cells that matter
+(:mod:`pidkd.estimators._pcg`). After every stage
 :func:`pidkd.estimators._certificate.certify` measures the residual and the duality gap of the
 current (Q, a, b); the solver stops on ``gap <= tol``, never on an
 iteration count alone (``max_iter`` only ends a solve that is then reported as not converged).
@@ -41,6 +43,7 @@ import scipy.linalg
 from numpy.typing import NDArray
 
 from pidkd.estimators._certificate import Certificate, certify
+from pidkd.estimators._pcg import PcgStep
 
 __all__ = ["DualNewtonResult", "solve"]
 
@@ -53,6 +56,11 @@ _MAX_STAGES = 200  # a stage that makes no Newton progress still counts here
 EXP_LIMIT = 30.0
 #: Largest |Y|(|T|+|S|) solved by the dense numba kernel (pidkd.estimators._kernels).
 DENSE_MAX_VARS = 320
+#: "auto" takes the PCG step (:mod:`pidkd.estimators._pcg`) when the cheaper factorisation costs at
+#: least this many flops per step and there are at least PCG_MIN_LABELS labels (chosen by measurement:
+#: with 2 or 3 labels the dense Schur step stays faster up to 2x200x200).
+PCG_MIN_FLOPS = 5e6
+PCG_MIN_LABELS = 4
 
 
 @dataclass
@@ -72,8 +80,11 @@ class _Problems:
     def __init__(self, p: NDArray[np.float64], step: str = "auto"):
         self.p = p
         self.n_b, self.n_y, self.n_t, self.n_s = p.shape
-        if step not in ("auto", "schur", "woodbury"):
-            raise ValueError(f"The 'step' parameter of solve() must be 'auto', 'schur' or 'woodbury'. Got {step!r}.")
+        if step not in ("auto", "schur", "woodbury", "pcg"):
+            raise ValueError(
+                f"The 'step' parameter of solve() must be 'auto', 'schur', 'woodbury' or 'pcg'. Got {step!r}."
+            )
+        self.orig = np.arange(self.n_b)  # problem numbers in the whole batch (PCG keeps state per problem)
         self.pyt = p.sum(axis=3).transpose(0, 2, 1).copy()  # [B, t, y]
         self.pys = p.sum(axis=2).transpose(0, 2, 1).copy()  # [B, s, y]
         self.cell = (self.pyt[:, :, None, :] > 0) & (self.pys[:, None, :, :] > 0)  # [B, t, s, y]
@@ -86,13 +97,17 @@ class _Problems:
             # cells each label can reach: the capacitance kernel visits only pairs of those
             reach = (self.pyt > 0).sum(axis=1) * (self.pys > 0).sum(axis=1)  # [B, y]
             pairs, cells = float((reach**2).sum(axis=1).mean()), int(self.nonempty.any(axis=0).sum())
-            step = _step_cost(self.n_y, self.n_t, self.n_s, pairs=pairs, cells=cells)[0]
+            step, cost = _step_cost(self.n_y, self.n_t, self.n_s, pairs=pairs, cells=cells)
+            if cost >= PCG_MIN_FLOPS and self.n_y >= PCG_MIN_LABELS:
+                step = "pcg"
         self.step = step
+        self.pcg = PcgStep() if step == "pcg" else None
 
     def take(self, idx: NDArray[np.intp]) -> _Problems:
         """The sub-batch of problems ``idx``."""
         sub = object.__new__(_Problems)
         sub.n_b, sub.n_y, sub.n_t, sub.n_s, sub.step = idx.size, self.n_y, self.n_t, self.n_s, self.step
+        sub.orig, sub.pcg = self.orig[idx], self.pcg
         for name in ("p", "pyt", "pys", "cell", "nonempty", "dummy_a", "dummy_b", "pin"):
             setattr(sub, name, getattr(self, name)[idx])
         return sub
@@ -122,6 +137,8 @@ class _Problems:
         """Solve H d = -g for every problem of the batch, with the cheaper of two factorisations."""
         if self.step == "woodbury":
             return self.woodbury_step(r, m, ga, gb, eps)
+        if self.step == "pcg":
+            return self.pcg(self, r, m, ga, gb, eps)
         return self.schur_step(r, m, ga, gb, eps)
 
     def woodbury_step(self, r, m, ga, gb, eps):
@@ -329,9 +346,12 @@ def solve(
         Receives (eps, iterations, residual, gap) of problem 0 at every stage (numpy path).
     kernel : {"auto", "numba", "numpy"}
         "auto": the dense numba kernel up to DENSE_MAX_VARS dual variables, numpy beyond.
-    step : {"auto", "schur", "woodbury"}
-        Factorisation of the Newton systems on the numpy path; "auto" takes the one with fewer
-        flops for the shape (:func:`_step_cost`). Both give the same step up to round-off.
+    step : {"auto", "schur", "woodbury", "pcg"}
+        How the Newton systems are solved on the numpy path; "auto" takes the factorisation with
+        fewer flops for the shape (:func:`_step_cost`), or "pcg" when that costs at least
+        :data:`PCG_MIN_FLOPS` and there are :data:`PCG_MIN_LABELS` labels or more. "schur" and
+        "woodbury" give the same step up to round-off; "pcg" an inexact Newton step (a descent
+        direction), so the iterates differ slightly while the certificate is the same.
     """
     small = p.shape[1] * (p.shape[2] + p.shape[3]) <= DENSE_MAX_VARS
     if kernel == "numba" or (kernel == "auto" and small and trace is None):

@@ -200,12 +200,13 @@ def label_inverses(
     return out, ok
 
 
-def capacitance(rr: np.ndarray, minv: np.ndarray, used: np.ndarray) -> np.ndarray:
+def capacitance(rr: np.ndarray, minv: np.ndarray, used: np.ndarray, upper_only: bool = False) -> np.ndarray:
     """sum_y (rho_y rho_y^T) * (P^T M_y^-1 P) for every problem, P mapping cell (t, s) to a(t) + b(s).
 
     ``rr[b, t, s, y]`` is rho; ``minv[b, y]`` is M_y^-1 over (a(y, .), b(y, .)); ``used[t, s]`` marks
     the cells any label of any problem reaches (rho is 0 elsewhere). Returns the symmetric matrix
-    over the used cells in row-major (t, s) order, without the identity: ``cap[b, u, v]``.
+    over the used cells in row-major (t, s) order, without the identity: ``cap[b, u, v]``; with
+    ``upper_only`` only its upper triangle (the rest is 0), enough for an upper Cholesky factor.
     """
     n_b, n_t, n_s, n_y = rr.shape
     flat = used.ravel()
@@ -220,5 +221,7 @@ def capacitance(rr: np.ndarray, minv: np.ndarray, used: np.ndarray) -> np.ndarra
     rr, minv = np.ascontiguousarray(rr), np.ascontiguousarray(minv)
     (_cap_parallel if parallel and n_b * parts > 1 else _cap_serial)(rr, minv, n_t, index, parts, out)
     cap = out.reshape(n_b, parts, k, k).sum(axis=1) if parts > 1 else out
+    if upper_only:
+        return cap
     upper = np.triu(cap)
     return upper + np.triu(cap, 1).transpose(0, 2, 1)

@@ -278,3 +278,91 @@ def test_a_compiled_kernel_failure_falls_back_to_the_numpy_path(monkeypatch):
     ref = _dual_newton.solve(p[None], gap_tol=1e-9 * np.log(2), residual_tol=1e-8, kernel="numpy")
     assert res.converged[0]
     np.testing.assert_allclose(res.cert.h, ref.cert.h, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "shape, zero_frac, power",
+    [((2, 12, 14), 0.0, 1.0), ((4, 15, 12), 0.5, 1.0), ((6, 10, 10), 0.0, 6.0), ((50, 6, 5), 0.0, 1.0),
+     ((50, 8, 7), 0.6, 1.0), ((300, 3, 4), 0.3, 1.0)],
+)  # fmt: skip
+def test_pcg_newton_step_solves_the_same_problem_as_the_factorisations(shape, zero_frac, power):
+    """The inexact (PCG) Newton step: same certified optimum as the dense Schur step, random and
+    sparse support, near-deterministic pmfs, a label that never occurs and an empty teacher code."""
+    from pidkd.estimators import _dual_newton
+
+    ps = np.stack([random_pmf(shape, s, zero_frac, power) for s in range(3)])
+    ps[0, -1] = 0.0  # a label that never occurs
+    ps[1, :, 1] = 0.0  # a teacher code that never occurs
+    ps /= ps.sum(axis=(1, 2, 3), keepdims=True)
+    tol = 1e-9 * np.log(2)
+    runs = {k: _dual_newton.solve(ps, gap_tol=tol, residual_tol=1e-8, kernel="numpy", step=k) for k in ("schur", "pcg")}
+    for r in runs.values():
+        assert r.converged.all() and np.all(r.cert.gap <= tol) and np.all(r.cert.residual <= 1e-8)
+    np.testing.assert_allclose(runs["pcg"].cert.h, runs["schur"].cert.h, atol=2 * tol)
+
+
+@pytest.mark.parametrize("shape, zero_frac, seed", [((5, 9, 8), 0.0, 0), ((6, 12, 10), 0.7, 1), ((2, 14, 11), 0.3, 2)])
+def test_pcg_path_agrees_with_clarabel(shape, zero_frac, seed, monkeypatch):
+    """pidkd.pid through the PCG step (forced for a small shape) against the cone programme."""
+    from pidkd.estimators import _dual_newton
+
+    monkeypatch.setattr(_dual_newton, "DENSE_MAX_VARS", 0)
+    monkeypatch.setattr(_dual_newton, "PCG_MIN_FLOPS", 0.0)
+    monkeypatch.setattr(_dual_newton, "PCG_MIN_LABELS", 0)
+    assert _dual_newton._Problems(np.ones((1, *shape))).step == "pcg"
+    p = random_pmf(shape, seed, zero_frac)
+    ours, cone = pidkd.pid(p), pidkd.pid(p, solver="CLARABEL", tol=1e-6)  # Clarabel stalls near 1e-7 bits
+    np.testing.assert_allclose(atoms(ours), atoms(cone), atol=1e-6)
+    assert ours.diagnostics.gap <= 1e-9 and ours.diagnostics.converged
+
+
+@pytest.mark.parametrize(
+    "shape, step",
+    [((10, 32, 32), "pcg"), ((4, 60, 60), "pcg"), ((200, 10, 10), "pcg"), ((2, 100, 100), "schur"),
+     ((3, 60, 60), "schur"), ((100, 10, 10), "woodbury"), ((5, 40, 40), "pcg")],
+)  # fmt: skip
+def test_auto_step_choice(shape, step):
+    """PCG where both factorisations are costly and there are 4 labels or more (measured choice)."""
+    from pidkd.estimators import _dual_newton
+
+    assert _dual_newton._Problems(np.ones((1, *shape))).step == step
+
+
+def test_pcg_step_of_a_non_finite_problem_is_nan_and_leaves_the_others(monkeypatch):
+    """An overflowed trial point gives that problem a NaN step (its stage ends); the batch goes on."""
+    from pidkd.estimators import _dual_newton, _pcg
+
+    ps = np.stack([random_pmf((5, 9, 8), s) for s in range(3)])
+    seen = []
+    call = _pcg.PcgStep.__call__
+
+    def checked(self, pr, r, m, ga, gb, eps):
+        da, db = call(self, pr, r, m, ga, gb, eps)
+        if pr.n_b > 1:
+            m_bad = m.copy()
+            m_bad[-1, 0, 0] = np.inf
+            bad = call(_pcg.PcgStep(), pr, r, m_bad, ga, gb, eps)
+            assert np.isnan(bad[0][-1]).all() and np.isfinite(bad[0][:-1]).all() and np.isfinite(bad[1][:-1]).all()
+            seen.append(True)
+        return da, db
+
+    monkeypatch.setattr(_pcg.PcgStep, "__call__", checked)
+    res = _dual_newton.solve(ps, gap_tol=1e-9, residual_tol=1e-10, kernel="numpy", step="pcg")
+    assert res.converged.all() and seen
+
+
+def test_pcg_preconditioner_is_reused_and_its_cells_follow_the_support(monkeypatch):
+    """A preconditioner serves several Newton steps, and at the end its cells are about the support
+    of the optimal Q(t, s) (the stiff directions), far fewer than |T||S|."""
+    from pidkd.estimators import _dual_newton, _pcg
+
+    made = []
+    init = _pcg.PcgStep.__init__
+    monkeypatch.setattr(_pcg.PcgStep, "__init__", lambda self: (init(self), made.append(self))[0])
+    p = random_pmf((6, 24, 24), 3)
+    res = _dual_newton.solve(p[None], gap_tol=1e-9, residual_tol=1e-10, kernel="numpy", step="pcg")
+    stats = made[0].stats
+    assert res.converged[0]
+    assert sum(rebuilt for *_, rebuilt in stats) < len(stats) / 2
+    support = int((res.q[0].sum(axis=0) > 1e-12).sum())
+    assert 0 < stats[-1][1] <= 1.2 * support < 24 * 24 / 2
