@@ -9,7 +9,8 @@ over several seeds; and the same with ``DistillConfig.preset("paper")`` and with
 AdamW (lr 3e-3) for comparison. Records
 final and best-validation test accuracy and whether training stopped on a non-finite loss.
 
-Run: python benchmarks/defaults/run.py [--seeds 3] [--setups a b c] [--quick] [--render]
+Run: python benchmarks/defaults/run.py [--seeds 3] [--setups a b c] [--configs ...] [--methods ...] [--quick]
+[--render]; with --configs or --methods, the other results are kept from the JSON.
 Writes docs/benchmarks/defaults.{json,md} (the docs show them).
 """
 
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--setups", nargs="+", default=["a", "b", "c"])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--render", action="store_true", help="only re-render the page from the JSON")
@@ -173,9 +175,14 @@ def main(argv: list[str] | None = None) -> dict:
     results: list[dict] = []
     teacher_acc: dict[str, dict[str, float]] = {}
     old = args.out / "defaults.json"
-    if set(args.configs) != set(CONFIGS) and old.exists():  # a rerun of some configs keeps the others' results
+    partial = set(args.configs) != set(CONFIGS) or set(args.methods) != set(METHODS)
+    if partial and old.exists():  # a rerun of some configs or methods keeps the others' results
         kept = json.loads(old.read_text())
-        results = [r for r in kept["results"] if r["config"] not in args.configs or r["setup"][0] not in args.setups]
+        results = [
+            r
+            for r in kept["results"]
+            if r["config"] not in args.configs or r["setup"][0] not in args.setups or r["method"] not in args.methods
+        ]
     for name, (train, val, test, make_teacher, make_student, layers, epochs, bs) in setups(args.quick).items():
         if name[0] not in args.setups:
             continue
@@ -189,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
             for seed in range(args.seeds):
                 base = {"epochs": epochs, "batch_size": bs, "seed": seed, "progress": False}
                 cfg = CONFIGS[config_name](base)
-                for method in METHODS:
+                for method in args.methods:
                     for t_name, teacher in teachers.items():
                         if method == "student" and t_name == "untrained":
                             continue

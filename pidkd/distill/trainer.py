@@ -834,6 +834,11 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
                 "filter_modules, so no optimizer updates anything; check the method's trains() and filter_modules."
             )
         params = [[p_ for g in o.param_groups for p_ in g["params"]] for o in opts]
+        # A parameter both optimizers hold (TED's student filter) is clipped, averaged and stepped once,
+        # by the filters' optimizer, when a phase steps both.
+        both = {id(p_) for p_ in params[0]} & {id(p_) for p_ in params[-1]} if len(opts) > 1 else set()
+        shared = [p_ for p_ in params[-1] if id(p_) in both]
+        params[0] = [p_ for p_ in params[0] if id(p_) not in both]
         synced = [p_ for ps in params for p_ in ps] if ddp.active else []
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=dev)
@@ -869,8 +874,10 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
             if cfg.grad_clip:
                 for ps in params:  # each optimizer's parameters on their own
                     nn.utils.clip_grad_norm_(ps, cfg.grad_clip)
-            for o in opts:
+            for o in reversed(opts):
                 o.step()
+                for p_ in shared:  # stepped by the filters' optimizer: the student's skips it
+                    p_.grad = None
             for name, v in terms.items():
                 sums[name] = sums.get(name, torch.zeros((), device=dev)) + v.detach().float()
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), step, bad_step)

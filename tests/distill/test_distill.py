@@ -159,6 +159,29 @@ def test_rid_trains_the_right_modules_in_each_phase(digits, teacher):
     assert res2.modules["fs0"].net[1].running_mean.abs().sum() > 0
 
 
+def test_ted_filter_stage_trains_the_student_and_steps_its_filter_once(digits, teacher):
+    """TED's stage 1 with the default: the student learns the task too, and its filter f_s, held by both
+    optimizers, is stepped once per step by the filters' optimizer (one full batch: f_s ends where it
+    ends with the student frozen, as Liang et al.'s stage 1 and the presets have it)."""
+    train, _ = digits
+    kw = dict(epochs=1, warmup_epochs=1, batch_size=len(train[0]), lr=0.1, filter_lr=0.01, progress=False, seed=1)
+    runs = {}
+    for flag in (True, False):
+        student = mlp([64, 16, 10], 1)
+        s0 = [p.detach().clone() for p in student.parameters()]
+        cfg = DistillConfig(train_student_in_phase1=flag, **kw)
+        res = fit(teacher, student, train, method="ted", teacher_layers=["2"], student_layers=["0"], config=cfg)
+        moved = not all(torch.equal(a, b) for a, b in zip(s0, res.student.parameters()))
+        runs[flag] = (res, moved)
+    (on, on_moved), (off, off_moved) = runs[True], runs[False]
+    assert on_moved and not off_moved
+    assert set(on.history.filter(like="loss_").columns) == {"loss_filters", "loss_task"}
+    assert set(off.history.filter(like="loss_").columns) == {"loss_filters"}
+    for name in ("fs0", "ft0", "shead0"):
+        for a, b in zip(on.modules[name].parameters(), off.modules[name].parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_deterministic_on_cpu(digits, teacher):
     train, _ = digits
     cfg = lambda: DistillConfig(  # noqa: E731

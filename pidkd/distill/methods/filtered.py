@@ -4,8 +4,8 @@ RID, per distilled layer pair k: a teacher filter f_t^k with a head g_t^k, a stu
 and per-channel sigma^k > 0. After ``warmup_epochs`` epochs of the heads' cross-entropy, training
 runs in cycles of ``cycle_epochs`` epochs: the first ``round(phase1_fraction * cycle_epochs)``
 train f_t and g_t (phase 1), the rest train the student, f_s and sigma (phase 2). TED: stage 1
-(``warmup_epochs``) trains both filters with heads on the task, stage 2 the student with
-CE + MSE(f_s(S), f_t(T)).
+(``warmup_epochs``) trains both filters with heads on the task (and, by default, the student on
+its task loss: ``train_student_in_phase1``), stage 2 the student with CE + MSE(f_s(S), f_t(T)).
 """
 
 from __future__ import annotations
@@ -74,18 +74,25 @@ class TED(DistillMethod):
         return "warmup" if epoch < cfg.warmup_epochs else "train"
 
     def trains(self, phase: str, cfg: Any) -> tuple[tuple[str, ...], bool]:
-        return (("ft", "head", "fs", "shead"), False) if phase == "warmup" else (("fs",), True)
+        """Stage 1 trains both filters and heads (and, with ``cfg.train_student_in_phase1``, the student on
+        the task loss); stage 2 the student and its filter."""
+        if phase == "warmup":
+            return ("ft", "head", "fs", "shead"), bool(cfg.train_student_in_phase1)
+        return ("fs",), True
 
     def terms(self, phase: str, cfg: Any, modules: nn.ModuleDict, step: Step) -> dict[str, torch.Tensor]:
         pairs = list(enumerate(zip(step.teacher, step.student)))
         if phase == "warmup":
-            return {
+            out = {
                 "filters": sum(
                     F.cross_entropy(modules[f"head{k}"](modules[f"ft{k}"](t.float())), step.y)
                     + F.cross_entropy(modules[f"shead{k}"](modules[f"fs{k}"](s.detach())), step.y)
                     for k, (t, s) in pairs
                 )
             }
+            if cfg.train_student_in_phase1:  # the student learns the task meanwhile (its filter on the head only)
+                out["task"] = F.cross_entropy(step.logits, step.y)
+            return out
         total = 0.0
         for k, (t, s) in pairs:
             with torch.no_grad():
