@@ -72,7 +72,8 @@ _CHECKPOINT_KEYS = (
 class DistillConfig:
     """Every knob of :func:`fit`. The defaults train plain networks; the paper's settings are a preset.
 
-    Defaults: SGD with Nesterov momentum (lr 0.05, as the paper) with gradient-norm clipping at 5,
+    Defaults: SGD with Nesterov momentum (lr 0.05, as the paper, times ``lr_gamma`` = 0.2 at half and at
+    three quarters of the epochs) with gradient-norm clipping at 5,
     and distillation terms as per-element means (``reduction="mean"``, ``sigma_penalty="meansq"``,
     VID weight 1, KD alpha 0.5), so that their scale does not grow with channels x positions; the
     schedule fields left at None are set by the method for the run's length
@@ -94,7 +95,7 @@ class DistillConfig:
     momentum: float = 0.9  # SGD only
     nesterov: bool = True  # SGD only
     weight_decay: float = 5e-4
-    lr_milestones: Sequence[int] = ()
+    lr_milestones: Sequence[int] | None = None  # None: lr * lr_gamma at half and at three quarters of the epochs
     lr_gamma: float = 0.2
     # RID / TED schedule; None: the method's choice for the run's epochs (DistillMethod.schedule)
     warmup_epochs: int | None = None  # n_w
@@ -158,11 +159,13 @@ class DistillConfig:
         self.reduction = check_choice(self.reduction, ["sum", "mean"], name="reduction", caller=c)
         self.sigma_penalty = check_choice(self.sigma_penalty, ["sumsq", "meansq"], name="sigma_penalty", caller=c)
         milestones = self.lr_milestones
-        if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
-            raise TypeError(
-                f"The 'lr_milestones' parameter of {c} must be a sequence of epochs (ints). Got {milestones!r} instead."
-            )
-        self.lr_milestones = tuple(check_int(m, name="lr_milestones", caller=c, minimum=1) for m in milestones)
+        if milestones is not None:
+            if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
+                raise TypeError(
+                    f"The 'lr_milestones' parameter of {c} must be None or a sequence of epochs (ints). "
+                    f"Got {milestones!r} instead."
+                )
+            self.lr_milestones = tuple(check_int(m, name="lr_milestones", caller=c, minimum=1) for m in milestones)
         if isinstance(self.optimizer, str):
             self.optimizer = check_choice(self.optimizer.lower(), list(OPTIMIZERS), name="optimizer", caller=c)
         elif not callable(self.optimizer):
@@ -204,6 +207,7 @@ class DistillConfig:
         base: dict[str, Any] = dict(
             optimizer="sgd",
             lr=0.05,
+            lr_milestones=(),  # a constant rate; the paper's CIFAR schedule: benchmarks/cifar10
             momentum=0.9,
             nesterov=True,
             weight_decay=5e-4,
@@ -587,7 +591,20 @@ def _effective_config(config: DistillConfig | None, epochs: int | None, method: 
         changes["epochs"] = check_int(epochs, name="epochs", caller="fit()", minimum=1)
     # replace() runs __post_init__ again: a config changed after it was made is checked too
     cfg = dataclasses.replace(config or DistillConfig(), **changes)
+    if cfg.lr_milestones is None:  # decay at half and at three quarters of the run
+        cfg = dataclasses.replace(cfg, lr_milestones=_default_milestones(cfg.epochs))
     return dataclasses.replace(cfg, **method.schedule(cfg))
+
+
+def _default_milestones(epochs: int) -> tuple[int, ...]:
+    """The default learning-rate milestones of a run: half and three quarters of its epochs.
+
+    Examples
+    --------
+    >>> _default_milestones(20), _default_milestones(3), _default_milestones(1)
+    ((10, 15), (2,), ())
+    """
+    return tuple(sorted({m for m in (round(epochs / 2), round(3 * epochs / 4)) if 1 <= m < epochs}))
 
 
 def _layer_names(layers: Any, name: str) -> list[str]:
@@ -828,6 +845,7 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         for name, m in run.mods.items():  # only the modules trained in this phase update BN statistics
             m.train(name.startswith(prefixes))
         opts = _phase_optimizers(run, prefixes, train_student)
+        lr = opts[0].param_groups[0]["lr"] if opts else math.nan  # the rate of this epoch (history column)
         if not opts:
             raise ValueError(
                 f"fit(method={method.name!r}): phase {phase!r} trains neither the student nor any of the method's "
@@ -915,7 +933,7 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         if run.val is not None and row["val_acc"] > run.best["val_acc"]:
             weights = {k: v.detach().to("cpu", copy=True) for k, v in student.state_dict().items()}
             run.best = {"epoch": epoch + 1, "val_acc": row["val_acc"], "state": weights}
-        row["lr"] = opts[0].param_groups[0]["lr"]
+        row["lr"] = lr
         row["wall_time"] = time.perf_counter() - start
         if run.probes is not None:  # captures now; the PID analysis runs in a worker while training goes on
             run.probes.run(epoch + 1, row, run.teacher, student, run.mods, dev)
@@ -1045,11 +1063,21 @@ def _load_checkpoint(resume_from: Any, method: str) -> dict[str, Any]:
 
 def _restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev) -> tuple[list[dict[str, Any]], int]:
     """Load a checked checkpoint state into the run; returns (history rows, epochs done)."""
+    milestones = sched.milestones  # this run's
     try:
         student.load_state_dict(state["student"])
         mods.load_state_dict(state["modules"])
         opt_s.load_state_dict(state["opt_s"])
         sched.load_state_dict(state["sched"])
+        if sched.milestones != milestones:  # e.g. default milestones of a run with other epochs
+            warnings.warn(
+                f"fit(): the checkpoint resume_from={state['path']} was written with learning-rate milestones "
+                f"{sorted(sched.milestones.elements())}, this run has {sorted(milestones.elements())} (the default "
+                "milestones scale with epochs): the run continues with its own from the checkpoint's learning rate. "
+                "Resume with the epochs and lr_milestones of the run that wrote the checkpoint to continue it exactly.",
+                stacklevel=3,
+            )
+            sched.milestones = milestones
         if opt_t is not None:
             opt_t.load_state_dict(state["opt_t"])
         rows, epoch = [dict(row) for row in state["history"]], int(state["epoch"])

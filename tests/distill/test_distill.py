@@ -182,6 +182,28 @@ def test_ted_filter_stage_trains_the_student_and_steps_its_filter_once(digits, t
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_default_lr_milestones_scale_with_epochs_and_a_resume_with_other_epochs_warns(digits, teacher, tmp_path):
+    """The default schedule decays at half and three quarters of the run; a checkpoint of a shorter run
+    resumed into a longer one says that the milestones differ and goes on with the longer run's."""
+    train, _ = digits
+    res = fit(teacher, mlp([64, 16, 10], 1), train, method="student", config=DistillConfig(epochs=4, progress=False))
+    np.testing.assert_allclose(res.history["lr"], [0.05, 0.05, 0.01, 0.002])
+    assert res.config.lr_milestones == (2, 3)
+    assert DistillConfig.preset("paper").lr_milestones == ()  # the presets keep a constant rate
+    short = DistillConfig(epochs=2, progress=False, checkpoint_every=2, checkpoint_dir=str(tmp_path))
+    fit(teacher, mlp([64, 16, 10], 1), train, method="student", config=short)
+    with pytest.warns(UserWarning, match=r"milestones \[1\], this run has \[2, 3\]"):
+        longer = fit(
+            teacher,
+            mlp([64, 16, 10], 1),
+            train,
+            method="student",
+            config=DistillConfig(epochs=4, progress=False),
+            resume_from=str(tmp_path / "student_epoch0002.pt"),
+        )
+    np.testing.assert_allclose(longer.history["lr"], [0.05, 0.01, 0.01, 0.002])  # decayed at 1 (checkpoint), then 3
+
+
 def test_deterministic_on_cpu(digits, teacher):
     train, _ = digits
     cfg = lambda: DistillConfig(  # noqa: E731
@@ -258,7 +280,7 @@ def test_teacher_never_changes_and_phase2_leaves_ft_untouched(digits, teacher, t
 def test_resume_equals_an_uninterrupted_run(method, digits, teacher, tmp_path):
     train, val = digits
 
-    def cfg(**kw):
+    def cfg(**kw):  # milestones fixed: the default ones scale with epochs, and the first part runs 2 of 4
         return DistillConfig(
             epochs=4,
             warmup_epochs=1,
@@ -267,6 +289,7 @@ def test_resume_equals_an_uninterrupted_run(method, digits, teacher, tmp_path):
             grad_clip=100.0,
             progress=False,
             seed=7,
+            lr_milestones=(2, 3),
             **kw,
         )
 
