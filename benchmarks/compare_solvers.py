@@ -85,11 +85,11 @@ else:
     import pidkd
     warnings.simplefilter("ignore")
     if solver == "NEWTON-0.1.0":  # the dense Schur Newton step only, as pidkd 0.1.0
-        from pidkd.estimators import _dual_newton
+        from pidkd.estimators.broja import _dual_newton
         _dual_newton._step_cost = lambda *shape, **sparsity: ("schur", 0.0)
         solver = "NEWTON"
     if solver == "NEWTON-factored":  # no PCG step: the cheaper factorisation, as before it existed
-        from pidkd.estimators import _dual_newton
+        from pidkd.estimators.broja import _dual_newton
         _dual_newton.PCG_MIN_FLOPS = float("inf")
         solver = "NEWTON"
     for _ in range(repeats):
@@ -244,7 +244,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def newton_step(shape) -> str:
     """How NEWTON solves the Newton systems of a random full-support pmf of this shape."""
-    from pidkd.estimators import _dual_newton
+    from pidkd.estimators.broja import _dual_newton
 
     if shape[0] * (shape[1] + shape[2]) <= _dual_newton.DENSE_MAX_VARS:
         return "dense"

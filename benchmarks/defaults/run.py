@@ -105,7 +105,9 @@ def setups(quick: bool) -> dict:
     ex = _module(ROOT / "examples" / "rid_digits.py", "rid_digits")
 
     def train_net(net, train, epochs):  # the teachers: pinned, so that they do not follow fit()'s defaults
-        cfg = DistillConfig(optimizer="adamw", lr=1e-3, weight_decay=1e-4, batch_size=128, progress=False)
+        cfg = DistillConfig(
+            optimizer="adamw", lr=1e-3, weight_decay=1e-4, batch_size=128, lr_milestones=(), progress=False
+        )
         return fit(nn.Identity(), net, train, method="student", epochs=epochs, config=cfg).student
 
     import_ok = importlib.util.find_spec("mnist1d") is not None

@@ -77,8 +77,8 @@ class DistillConfig:
     and distillation terms as per-element means (``reduction="mean"``, ``sigma_penalty="meansq"``,
     VID weight 1, KD alpha 0.5), so that their scale does not grow with channels x positions; the
     schedule fields left at None are set by the method for the run's length
-    (:meth:`~pidkd.distill.methods.DistillMethod.schedule`). RID's student keeps learning the task
-    while the teacher's filter trains (``train_student_in_phase1``), where Algorithm 1 freezes it.
+    (:meth:`~pidkd.distill.methods.DistillMethod.schedule`). RID's and TED's student keeps learning the
+    task while the filters train (``train_student_in_phase1``), where Algorithm 1 and TED freeze it.
     ``DistillConfig.preset("paper")`` is the RID paper's Algorithm 1 and CIFAR-10 settings (SGD
     with Nesterov momentum, lr 0.05, sums over channels and positions, lambda_2 = 1, VID weight
     100, no clipping, the student frozen in RID's phase 1); ``preset("authors")`` what the authors'
@@ -112,8 +112,8 @@ class DistillConfig:
     reduction: str = "mean"  # RID mismatch: per-element mean (authors' code); "sum" over (c, h, w) as the paper
     sigma_penalty: str = "meansq"  # phase-2 penalty mean_c sigma_c^2 (authors); "sumsq": ||sigma||^2 (paper)
     coupling_from_cycle: int | None = None  # phase-1 coupling term from this cycle on (None: the method's)
-    # RID: the student keeps learning the task while the teacher's filters train (warm-up and phase 1);
-    # False: Algorithm 1's strict alternation, the student frozen in those epochs (the presets)
+    # RID and TED: the student keeps learning the task while the filters train (RID's warm-up and phase 1,
+    # TED's filter stage); False: the student frozen in those epochs, as Algorithm 1 and TED (the presets)
     train_student_in_phase1: bool = True
     ted_lambda: float = 1.0  # TED stage-2 MSE weight
     checkpoint_every: int = 0  # epochs between checkpoints (0: none)

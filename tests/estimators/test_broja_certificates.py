@@ -6,7 +6,7 @@ import scipy.linalg
 
 import pidkd
 from pidkd.estimators import conditional_mutual_information, distributions
-from pidkd.estimators._certificate import certify
+from pidkd.estimators.broja._certificate import certify
 from pidkd.exceptions import ConvergenceWarning, SolverError
 
 

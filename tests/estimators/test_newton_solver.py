@@ -133,7 +133,7 @@ def test_deterministic_relations_and_single_symbol_axes():
 
 @pytest.mark.parametrize("shape, zero_frac", [((4, 4, 4), 0.0), ((3, 5, 4), 0.4), ((6, 7, 7), 0.0)])
 def test_numba_kernel_and_numpy_implementation_agree(shape, zero_frac):
-    from pidkd.estimators import _dual_newton
+    from pidkd.estimators.broja import _dual_newton
 
     ps = np.stack([random_pmf(shape, s, zero_frac) for s in range(4)])
     tol = 1e-9 * np.log(2)
@@ -151,7 +151,7 @@ def test_numba_kernel_and_numpy_implementation_agree(shape, zero_frac):
 )  # fmt: skip
 def test_woodbury_and_schur_newton_steps_solve_the_same_problem(shape, zero_frac, power):
     """The structured (per-label blocks + |T||S| rank-one terms) step against the dense Schur step."""
-    from pidkd.estimators import _dual_newton
+    from pidkd.estimators.broja import _dual_newton
 
     ps = np.stack([random_pmf(shape, s, zero_frac, power) for s in range(3)])
     ps[0, -1] = 0.0  # a label that never occurs
@@ -170,7 +170,7 @@ def test_woodbury_and_schur_newton_steps_solve_the_same_problem(shape, zero_frac
 @pytest.mark.parametrize("shape, seed", [((40, 4, 5), 0), ((30, 3, 6), 1)])
 def test_many_labels_agree_with_clarabel(shape, seed):
     """|Y| far above |T||S| takes the structured step; the atoms match the cone programme."""
-    from pidkd.estimators._dual_newton import _step_cost
+    from pidkd.estimators.broja._dual_newton import _step_cost
 
     assert _step_cost(*shape)[0] == "woodbury"
     p = random_pmf(shape, seed, 0.3)
@@ -181,7 +181,7 @@ def test_many_labels_agree_with_clarabel(shape, seed):
 
 def test_block_inverse_never_raises():
     """A singular block gets its pseudo-inverse, a non-finite one NaN (no descent: the stage ends)."""
-    from pidkd.estimators._dual_newton import _inv_spd
+    from pidkd.estimators.broja._dual_newton import _inv_spd
 
     mats = np.stack([np.eye(2) * 2, np.zeros((2, 2)), np.array([[np.inf, 0.0], [0.0, 1.0]])])
     out = _inv_spd(mats)
@@ -194,7 +194,7 @@ def test_block_inverse_never_raises():
 def test_compiled_woodbury_step_equals_the_dense_schur_step(shape, zero_frac, monkeypatch):
     """At every Newton step of a real solve, the step through the compiled kernels equals the dense
     Schur step; with a non-finite block one problem gets a NaN step and the others are unaffected."""
-    from pidkd.estimators import _dual_newton
+    from pidkd.estimators.broja import _dual_newton
 
     ps = np.stack([random_pmf(shape, s, zero_frac) for s in range(3)])
     ps[1, 2] = 0.0  # a label that never occurs
@@ -252,7 +252,7 @@ OVERFLOW_COUNTS = [
 
 @pytest.mark.parametrize("kernel", ["numba", "numpy"])
 def test_a_stage_ending_with_violated_constraints_does_not_overflow_the_next(kernel):
-    from pidkd.estimators import _dual_newton
+    from pidkd.estimators.broja import _dual_newton
 
     counts = np.zeros((10, 10, 10))
     for y, t, s, c in OVERFLOW_COUNTS:
@@ -267,7 +267,7 @@ def test_a_stage_ending_with_violated_constraints_does_not_overflow_the_next(ker
 
 
 def test_a_compiled_kernel_failure_falls_back_to_the_numpy_path(monkeypatch):
-    from pidkd.estimators import _dual_newton, _kernels
+    from pidkd.estimators.broja import _dual_newton, _kernels
 
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("Array must not contain infs or NaNs.")
@@ -288,7 +288,7 @@ def test_a_compiled_kernel_failure_falls_back_to_the_numpy_path(monkeypatch):
 def test_pcg_newton_step_solves_the_same_problem_as_the_factorisations(shape, zero_frac, power):
     """The inexact (PCG) Newton step: same certified optimum as the dense Schur step, random and
     sparse support, near-deterministic pmfs, a label that never occurs and an empty teacher code."""
-    from pidkd.estimators import _dual_newton
+    from pidkd.estimators.broja import _dual_newton
 
     ps = np.stack([random_pmf(shape, s, zero_frac, power) for s in range(3)])
     ps[0, -1] = 0.0  # a label that never occurs
@@ -304,7 +304,7 @@ def test_pcg_newton_step_solves_the_same_problem_as_the_factorisations(shape, ze
 @pytest.mark.parametrize("shape, zero_frac, seed", [((5, 9, 8), 0.0, 0), ((6, 12, 10), 0.7, 1), ((2, 14, 11), 0.3, 2)])
 def test_pcg_path_agrees_with_clarabel(shape, zero_frac, seed, monkeypatch):
     """pidkd.pid through the PCG step (forced for a small shape) against the cone programme."""
-    from pidkd.estimators import _dual_newton
+    from pidkd.estimators.broja import _dual_newton
 
     monkeypatch.setattr(_dual_newton, "DENSE_MAX_VARS", 0)
     monkeypatch.setattr(_dual_newton, "PCG_MIN_FLOPS", 0.0)
@@ -323,14 +323,14 @@ def test_pcg_path_agrees_with_clarabel(shape, zero_frac, seed, monkeypatch):
 )  # fmt: skip
 def test_auto_step_choice(shape, step):
     """PCG where both factorisations are costly and there are 4 labels or more (measured choice)."""
-    from pidkd.estimators import _dual_newton
+    from pidkd.estimators.broja import _dual_newton
 
     assert _dual_newton._Problems(np.ones((1, *shape))).step == step
 
 
 def test_pcg_step_of_a_non_finite_problem_is_nan_and_leaves_the_others(monkeypatch):
     """An overflowed trial point gives that problem a NaN step (its stage ends); the batch goes on."""
-    from pidkd.estimators import _dual_newton, _pcg
+    from pidkd.estimators.broja import _dual_newton, _pcg
 
     ps = np.stack([random_pmf((5, 9, 8), s) for s in range(3)])
     seen = []
@@ -354,7 +354,7 @@ def test_pcg_step_of_a_non_finite_problem_is_nan_and_leaves_the_others(monkeypat
 def test_pcg_preconditioner_is_reused_and_its_cells_follow_the_support(monkeypatch):
     """A preconditioner serves several Newton steps, and at the end its cells are about the support
     of the optimal Q(t, s) (the stiff directions), far fewer than |T||S|."""
-    from pidkd.estimators import _dual_newton, _pcg
+    from pidkd.estimators.broja import _dual_newton, _pcg
 
     made = []
     init = _pcg.PcgStep.__init__

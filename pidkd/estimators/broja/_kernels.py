@@ -1,11 +1,11 @@
-"""Numba kernels: the Newton solver of :mod:`pidkd.estimators._dual_newton` for small alphabets.
+"""Numba kernels: the Newton solver of :mod:`pidkd.estimators.broja._dual_newton` for small alphabets.
 
 Same algorithm and schedule as the numpy implementation there (exponential multiplier method,
 damped Newton, predictor, polish, stop on a certified gap), written as loops over one problem
 with a dense Hessian, so that a 4x4x4 solve costs microseconds per iteration instead of numpy's
 per-call overhead (a batch runs problem by problem in compiled code). Used when the dual has at
-most :data:`pidkd.estimators._dual_newton.DENSE_MAX_VARS` variables. The reported certificate is
-still recomputed from the result by :func:`pidkd.estimators._certificate.certify`.
+most :data:`pidkd.estimators.broja._dual_newton.DENSE_MAX_VARS` variables. The reported certificate is
+still recomputed from the result by :func:`pidkd.estimators.broja._certificate.certify`.
 
 Compiled on first use and cached on disk (``cache=True``); imported lazily by the solver.
 """
@@ -18,7 +18,7 @@ __all__ = ["solve_small_batch"]
 
 import numba as nb
 
-from pidkd.estimators._dual_newton import EXP_LIMIT
+from pidkd.estimators.broja._dual_newton import EXP_LIMIT
 
 
 @nb.njit(cache=True, nogil=True)

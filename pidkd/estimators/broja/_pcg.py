@@ -1,6 +1,6 @@
 """Newton steps by preconditioned conjugate gradients, for problems with many (t, s) cells.
 
-The Newton system of :mod:`pidkd.estimators._dual_newton` is H d = -g with
+The Newton system of :mod:`pidkd.estimators.broja._dual_newton` is H d = -g with
 H = M + sum_ts c_ts u_ts u_ts^T: M holds one (|T|+|S|)-square block per label (a weighted
 bipartite Laplacian, w = m r) and every cell (t, s) adds a rank-one term with c_ts = m_ts (1/eps - 1).
 Factoring all |T||S| rank-one terms (:meth:`_Problems.woodbury_step`) or the dense s-side Schur
@@ -189,7 +189,7 @@ class PcgStep:
 
 def _build(pr, k, w, r, c, ridge) -> _Preconditioner:
     """Block inverses of M and the Woodbury factor over the significant cells."""
-    from pidkd.estimators._woodbury_kernel import capacitance
+    from pidkd.estimators.broja._woodbury_kernel import capacitance
 
     n_t, n_s, n_y = r.shape
     minv = _block_inverses(pr.take(np.array([k])), w, ridge)
@@ -224,8 +224,8 @@ def _build(pr, k, w, r, c, ridge) -> _Preconditioner:
 
 def _block_inverses(sub, w, ridge) -> NDArray[np.float64]:
     """M_y^-1 for every label [y, n, n], pinned row and column 0 (NaN for a block with non-finite entries)."""
-    from pidkd.estimators._dual_newton import _inv_spd
-    from pidkd.estimators._woodbury_kernel import label_inverses
+    from pidkd.estimators.broja._dual_newton import _inv_spd
+    from pidkd.estimators.broja._woodbury_kernel import label_inverses
 
     n_t, n_y = sub.n_t, sub.n_y
     iy, pin = np.arange(n_y), n_t + sub.pin[0]

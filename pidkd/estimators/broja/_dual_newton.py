@@ -22,15 +22,15 @@ are solved by a dense Schur complement on the s side (few labels), through the s
 (per-label blocks plus |T||S| rank-one terms, Woodbury; many labels, few cells), whichever costs
 fewer flops for the shape (:func:`_step_cost`), or, when both are costly, by conjugate gradients
 preconditioned with the per-label blocks and the rank-one terms of the cells that matter
-(:mod:`pidkd.estimators._pcg`). After every stage
-:func:`pidkd.estimators._certificate.certify` measures the residual and the duality gap of the
+(:mod:`pidkd.estimators.broja._pcg`). After every stage
+:func:`pidkd.estimators.broja._certificate.certify` measures the residual and the duality gap of the
 current (Q, a, b); the solver stops on ``gap <= tol``, never on an
 iteration count alone (``max_iter`` only ends a solve that is then reported as not converged).
 
 Problems are solved in batches: all arrays carry a leading batch axis, every problem follows its
 own schedule of stages, and only the problems still running are computed on. Problems with at most
 :data:`DENSE_MAX_VARS` dual variables run in the compiled kernel of
-:mod:`pidkd.estimators._kernels` (same algorithm, dense Hessian).
+:mod:`pidkd.estimators.broja._kernels` (same algorithm, dense Hessian).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ import numpy as np
 import scipy.linalg
 from numpy.typing import NDArray
 
-from pidkd.estimators._certificate import Certificate, certify
-from pidkd.estimators._pcg import PcgStep
+from pidkd.estimators.broja._certificate import Certificate, certify
+from pidkd.estimators.broja._pcg import PcgStep
 
 __all__ = ["DualNewtonResult", "solve"]
 
@@ -54,9 +54,9 @@ _MAX_STAGES = 200  # a stage that makes no Newton progress still counts here
 #: A new stage's eps keeps log(mu) + L_ts / eps below this, so that the masses mu exp(L_ts / eps) stay
 #: finite when a stage ended with constraints still violated (L_ts > 0).
 EXP_LIMIT = 30.0
-#: Largest |Y|(|T|+|S|) solved by the dense numba kernel (pidkd.estimators._kernels).
+#: Largest |Y|(|T|+|S|) solved by the dense numba kernel (pidkd.estimators.broja._kernels).
 DENSE_MAX_VARS = 320
-#: "auto" takes the PCG step (:mod:`pidkd.estimators._pcg`) when the cheaper factorisation costs at
+#: "auto" takes the PCG step (:mod:`pidkd.estimators.broja._pcg`) when the cheaper factorisation costs at
 #: least this many flops per step and there are at least PCG_MIN_LABELS labels (chosen by measurement:
 #: with 2 or 3 labels the dense Schur step stays faster up to 2x200x200).
 PCG_MIN_FLOPS = 5e6
@@ -156,7 +156,7 @@ class _Problems:
         w = m[..., None] * r  # [B, t, s, y]
         inv_eps = 1.0 / eps
         ridge = 1e-13 * (np.abs(w).max(axis=(1, 2, 3)) * np.maximum(inv_eps, 1.0)) + 1e-300
-        from pidkd.estimators._woodbury_kernel import capacitance, label_inverses
+        from pidkd.estimators.broja._woodbury_kernel import capacitance, label_inverses
 
         minv, ok = label_inverses(w, self.dummy_a, self.dummy_b, ridge, self.pin)
         ib, iy = np.arange(nb)[:, None], np.arange(n_y)[None, :]
@@ -355,7 +355,7 @@ def solve(
     """
     small = p.shape[1] * (p.shape[2] + p.shape[3]) <= DENSE_MAX_VARS
     if kernel == "numba" or (kernel == "auto" and small and trace is None):
-        from pidkd.estimators._kernels import solve_small_batch
+        from pidkd.estimators.broja._kernels import solve_small_batch
 
         start = time.perf_counter()
         try:

@@ -1,4 +1,4 @@
-"""Numba kernels of the Woodbury Newton step of :mod:`pidkd.estimators._dual_newton`.
+"""Numba kernels of the Woodbury Newton step of :mod:`pidkd.estimators.broja._dual_newton`.
 
 Two pieces dominate that step when there are many labels: the inverses of the per-label blocks
 M_y (size |T|+|S|) and the |T||S|-square capacitance matrix sum_y (rho_y rho_y^T) * (P^T M_y^-1 P).

@@ -13,7 +13,7 @@ P(y,s) > 0 can carry mass.
 
 Solvers
 -------
-``"NEWTON"`` (default): pidkd's own solver (:mod:`pidkd.estimators._dual_newton`), Newton's
+``"NEWTON"`` (default): pidkd's own solver (:mod:`pidkd.estimators.broja._dual_newton`), Newton's
 method on a smooth dual with |Y|(|T|+|S|) variables; batched; stops on a certified gap.
 ``"CLARABEL"``, ``"SCS"``, ``"ECOS"``: the same programme as an exponential-cone programme in
 cvxpy, one variable per support cell, sparse constraint matrices.
@@ -31,8 +31,12 @@ The Lagrange dual of the programme is
 the sum running over the y of the support cells of (t, s). Any (a, b) can be made feasible by
 adding a constant per t to a; the dual objective then bounds max H_Q(Y|T,S) from above, so
 ``gap = bound - H_q(Y|T,S)`` bounds the error of ``uni_t`` for a feasible ``q``. pidkd computes this
-bound itself (:mod:`pidkd.estimators._certificate`) from the solver's multipliers, whichever
+bound itself (:mod:`pidkd.estimators.broja._certificate`) from the solver's multipliers, whichever
 solver ran; it does not take a solver's word for optimality.
+
+Modules of this package: ``_dual_newton`` (the Newton solver, its Schur and Woodbury steps),
+``_pcg`` (its preconditioned-CG step for large alphabets), ``_kernels`` and ``_woodbury_kernel``
+(its compiled loops), ``_certificate`` (the one certificate).
 """
 
 from __future__ import annotations
@@ -48,9 +52,9 @@ from numpy.typing import NDArray
 
 from pidkd._optional import import_optional
 from pidkd._validation import check_choice, check_positive
-from pidkd.estimators import _dual_newton
-from pidkd.estimators._certificate import certify
 from pidkd.estimators._result import PIDResult, SolverDiagnostics
+from pidkd.estimators.broja import _dual_newton
+from pidkd.estimators.broja._certificate import certify
 from pidkd.estimators.information import _h, _mi
 from pidkd.exceptions import ConvergenceWarning, SolverError
 
