@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
     partial = set(args.configs) != set(CONFIGS) or set(args.methods) != set(METHODS)
     if partial and old.exists():  # a rerun of some configs or methods keeps the others' results
         kept = json.loads(old.read_text())
+        teacher_acc = dict(kept["meta"].get("teacher_test_acc", {}))
         results = [
             r
             for r in kept["results"]

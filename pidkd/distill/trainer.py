@@ -73,7 +73,7 @@ class DistillConfig:
     """Every knob of :func:`fit`. The defaults train plain networks; the paper's settings are a preset.
 
     Defaults: SGD with Nesterov momentum (lr 0.05, as the paper, times ``lr_gamma`` = 0.2 at half and at
-    three quarters of the epochs) with gradient-norm clipping at 5,
+    three quarters of a run of 10 epochs or more) with gradient-norm clipping at 5,
     and distillation terms as per-element means (``reduction="mean"``, ``sigma_penalty="meansq"``,
     VID weight 1, KD alpha 0.5), so that their scale does not grow with channels x positions; the
     schedule fields left at None are set by the method for the run's length
@@ -95,7 +95,7 @@ class DistillConfig:
     momentum: float = 0.9  # SGD only
     nesterov: bool = True  # SGD only
     weight_decay: float = 5e-4
-    lr_milestones: Sequence[int] | None = None  # None: lr * lr_gamma at half and at three quarters of the epochs
+    lr_milestones: Sequence[int] | None = None  # None: lr * lr_gamma at 1/2 and 3/4 of a run of >= 10 epochs
     lr_gamma: float = 0.2
     # RID / TED schedule; None: the method's choice for the run's epochs (DistillMethod.schedule)
     warmup_epochs: int | None = None  # n_w
@@ -597,14 +597,23 @@ def _effective_config(config: DistillConfig | None, epochs: int | None, method: 
 
 
 def _default_milestones(epochs: int) -> tuple[int, ...]:
-    """The default learning-rate milestones of a run: half and three quarters of its epochs.
+    """The default learning-rate milestones of a run: half and three quarters of its epochs, from
+    :data:`DECAY_FROM_EPOCHS` epochs on; a shorter run keeps a constant rate (a decay would take a
+    third to a half of its budget at the full rate: a 3-epoch run of the defaults benchmark lost
+    0.08 test accuracy to it).
 
     Examples
     --------
-    >>> _default_milestones(20), _default_milestones(3), _default_milestones(1)
-    ((10, 15), (2,), ())
+    >>> _default_milestones(20), _default_milestones(12), _default_milestones(3)
+    ((10, 15), (6, 9), ())
     """
-    return tuple(sorted({m for m in (round(epochs / 2), round(3 * epochs / 4)) if 1 <= m < epochs}))
+    if epochs < DECAY_FROM_EPOCHS:
+        return ()
+    return tuple(sorted({round(epochs / 2), round(3 * epochs / 4)}))
+
+
+#: Runs of at least this many epochs get the default learning-rate decay (lr_milestones=None).
+DECAY_FROM_EPOCHS = 10
 
 
 def _layer_names(layers: Any, name: str) -> list[str]:

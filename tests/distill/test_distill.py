@@ -183,25 +183,29 @@ def test_ted_filter_stage_trains_the_student_and_steps_its_filter_once(digits, t
 
 
 def test_default_lr_milestones_scale_with_epochs_and_a_resume_with_other_epochs_warns(digits, teacher, tmp_path):
-    """The default schedule decays at half and three quarters of the run; a checkpoint of a shorter run
-    resumed into a longer one says that the milestones differ and goes on with the longer run's."""
+    """The default schedule decays at half and three quarters of a run of 10 epochs or more; a checkpoint
+    of a shorter run resumed into a longer one says that the milestones differ and goes on with the
+    longer run's."""
     train, _ = digits
-    res = fit(teacher, mlp([64, 16, 10], 1), train, method="student", config=DistillConfig(epochs=4, progress=False))
-    np.testing.assert_allclose(res.history["lr"], [0.05, 0.05, 0.01, 0.002])
-    assert res.config.lr_milestones == (2, 3)
+    kw = dict(batch_size=512, progress=False)
+    res = fit(teacher, mlp([64, 16, 10], 1), train, method="student", config=DistillConfig(epochs=10, **kw))
+    np.testing.assert_allclose(res.history["lr"], [0.05] * 5 + [0.01] * 3 + [0.002] * 2)
+    assert res.config.lr_milestones == (5, 8)
+    short_run = fit(teacher, mlp([64, 16, 10], 1), train, method="student", config=DistillConfig(epochs=3, **kw))
+    np.testing.assert_allclose(short_run.history["lr"], [0.05] * 3)  # a short run keeps the full rate
     assert DistillConfig.preset("paper").lr_milestones == ()  # the presets keep a constant rate
-    short = DistillConfig(epochs=2, progress=False, checkpoint_every=2, checkpoint_dir=str(tmp_path))
+    short = DistillConfig(epochs=2, checkpoint_every=2, checkpoint_dir=str(tmp_path), **kw)
     fit(teacher, mlp([64, 16, 10], 1), train, method="student", config=short)
-    with pytest.warns(UserWarning, match=r"milestones \[1\], this run has \[2, 3\]"):
+    with pytest.warns(UserWarning, match=r"milestones \[\], this run has \[6, 9\]"):
         longer = fit(
             teacher,
             mlp([64, 16, 10], 1),
             train,
             method="student",
-            config=DistillConfig(epochs=4, progress=False),
+            config=DistillConfig(epochs=12, **kw),
             resume_from=str(tmp_path / "student_epoch0002.pt"),
         )
-    np.testing.assert_allclose(longer.history["lr"], [0.05, 0.01, 0.01, 0.002])  # decayed at 1 (checkpoint), then 3
+    np.testing.assert_allclose(longer.history["lr"], [0.05] * 6 + [0.01] * 3 + [0.002] * 3)
 
 
 def test_deterministic_on_cpu(digits, teacher):
