@@ -596,6 +596,10 @@ def _effective_config(config: DistillConfig | None, epochs: int | None, method: 
     return dataclasses.replace(cfg, **method.schedule(cfg))
 
 
+#: Runs of at least this many epochs get the default learning-rate decay (lr_milestones=None).
+DECAY_FROM_EPOCHS = 10
+
+
 def _default_milestones(epochs: int) -> tuple[int, ...]:
     """The default learning-rate milestones of a run: half and three quarters of its epochs, from
     :data:`DECAY_FROM_EPOCHS` epochs on; a shorter run keeps a constant rate (a decay would take a
@@ -610,10 +614,6 @@ def _default_milestones(epochs: int) -> tuple[int, ...]:
     if epochs < DECAY_FROM_EPOCHS:
         return ()
     return tuple(sorted({round(epochs / 2), round(3 * epochs / 4)}))
-
-
-#: Runs of at least this many epochs get the default learning-rate decay (lr_milestones=None).
-DECAY_FROM_EPOCHS = 10
 
 
 def _layer_names(layers: Any, name: str) -> list[str]:
@@ -854,12 +854,12 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         for name, m in run.mods.items():  # only the modules trained in this phase update BN statistics
             m.train(name.startswith(prefixes))
         opts = _phase_optimizers(run, prefixes, train_student)
-        lr = opts[0].param_groups[0]["lr"] if opts else math.nan  # the rate of this epoch (history column)
         if not opts:
             raise ValueError(
                 f"fit(method={method.name!r}): phase {phase!r} trains neither the student nor any of the method's "
                 "filter_modules, so no optimizer updates anything; check the method's trains() and filter_modules."
             )
+        lr = opts[0].param_groups[0]["lr"]  # the rate this epoch runs at (the history's lr column)
         params = [[p_ for g in o.param_groups for p_ in g["params"]] for o in opts]
         # A parameter both optimizers hold (TED's student filter) is clipped, averaged and stepped once,
         # by the filters' optimizer, when a phase steps both.
@@ -1082,8 +1082,9 @@ def _restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev) -> 
             warnings.warn(
                 f"fit(): the checkpoint resume_from={state['path']} was written with learning-rate milestones "
                 f"{sorted(sched.milestones.elements())}, this run has {sorted(milestones.elements())} (the default "
-                "milestones scale with epochs): the run continues with its own from the checkpoint's learning rate. "
-                "Resume with the epochs and lr_milestones of the run that wrote the checkpoint to continue it exactly.",
+                "milestones scale with epochs): the run goes on with its own milestones, from the checkpoint's "
+                "learning rate. Resume with the epochs and lr_milestones of the run that wrote the checkpoint to "
+                "continue it exactly.",
                 stacklevel=3,
             )
             sched.milestones = milestones
