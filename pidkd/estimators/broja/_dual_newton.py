@@ -43,7 +43,6 @@ import scipy.linalg
 from numpy.typing import NDArray
 
 from pidkd.estimators.broja._certificate import Certificate, certify
-from pidkd.estimators.broja._pcg import PcgStep
 
 __all__ = ["DualNewtonResult", "solve"]
 
@@ -101,7 +100,11 @@ class _Problems:
             if cost >= PCG_MIN_FLOPS and self.n_y >= PCG_MIN_LABELS:
                 step = "pcg"
         self.step = step
-        self.pcg = PcgStep() if step == "pcg" else None
+        self.pcg = None
+        if step == "pcg":  # compiled kernels: imported on first use (pidkd imports without numba)
+            from pidkd.estimators.broja._pcg import PcgStep
+
+            self.pcg = PcgStep()
 
     def take(self, idx: NDArray[np.intp]) -> _Problems:
         """The sub-batch of problems ``idx``."""
