@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 from numpy.typing import NDArray
 
 from pidkd.estimators.broja._certificate import Certificate, certify
@@ -55,6 +56,8 @@ _MAX_STAGES = 200  # a stage that makes no Newton progress still counts here
 EXP_LIMIT = 30.0
 #: Largest |Y|(|T|+|S|) solved by the dense numba kernel (pidkd.estimators.broja._kernels).
 DENSE_MAX_VARS = 320
+#: Largest per-label block (|T|+|S| rows) inverted by the compiled kernel; LAPACK beyond.
+COMPILED_BLOCKS = 128
 #: "auto" takes the PCG step (:mod:`pidkd.estimators.broja._pcg`) when the cheaper factorisation costs at
 #: least this many flops per step and there are at least PCG_MIN_LABELS labels (chosen by measurement:
 #: with 2 or 3 labels the dense Schur step stays faster up to 2x200x200).
@@ -159,15 +162,11 @@ class _Problems:
         w = m[..., None] * r  # [B, t, s, y]
         inv_eps = 1.0 / eps
         ridge = 1e-13 * (np.abs(w).max(axis=(1, 2, 3)) * np.maximum(inv_eps, 1.0)) + 1e-300
-        from pidkd.estimators.broja._woodbury_kernel import capacitance, label_inverses
+        from pidkd.estimators.broja._woodbury_kernel import capacitance
 
-        minv, ok = label_inverses(w, self.dummy_a, self.dummy_b, ridge, self.pin)
+        minv = self.block_inverses(w, ridge)
         ib, iy = np.arange(nb)[:, None], np.arange(n_y)[None, :]
         pin = n_t + self.pin  # [B, y]: the pinned b(y, .) in each block
-        if not ok.all():  # a block the compiled Cholesky could not invert: pseudo-inverse or NaN
-            minv[~ok] = _inv_spd(self._label_blocks(w, ridge)[~ok])
-            minv[ib, iy, pin, :] = 0.0  # the pinned variable is not a variable: M^-1 acts on the others
-            minv[ib, iy, :, pin] = 0.0
         # rho[b, t, s, y] = sqrt(c_ts) r_ts(y): the entries of u_ts at a(y,t) and at b(y,s)
         c = np.maximum(m * (inv_eps - 1.0)[:, None, None], 0.0)
         rho = np.sqrt(c)[..., None] * r
@@ -185,6 +184,31 @@ class _Problems:
         uz = np.concatenate([rz.sum(axis=2), rz.sum(axis=1)], axis=1).transpose(0, 2, 1)  # U z, [B, y, n]
         d = mg - np.matmul(minv, uz[..., None])[..., 0]
         return d[..., :n_t].transpose(0, 2, 1), d[..., n_t:].transpose(0, 2, 1)
+
+    def block_inverses(self, w, ridge):
+        """M_y^-1 of every problem and label [B, y, n, n], with the pinned row and column 0 (the pinned
+        variable is not a variable: M^-1 acts on the others). A block the Cholesky factorisation cannot
+        invert gets its pseudo-inverse, or NaN if it has non-finite entries. Compiled Cholesky up to
+        :data:`COMPILED_BLOCKS` rows, LAPACK beyond (much faster for large blocks).
+        """
+        n = self.n_t + self.n_s
+        if n <= COMPILED_BLOCKS:
+            from pidkd.estimators.broja._woodbury_kernel import label_inverses
+
+            minv, ok = label_inverses(w, self.dummy_a, self.dummy_b, ridge, self.pin)
+            if not ok.all():
+                minv[~ok] = _inv_spd(self._label_blocks(w, ridge)[~ok])
+        else:
+            minv = self._label_blocks(w, ridge)
+            for blk in minv.reshape(-1, n, n):
+                chol, info = scipy.linalg.lapack.dpotrf(blk, lower=0, clean=0)
+                if info == 0:
+                    inv, info = scipy.linalg.lapack.dpotri(chol, lower=0)
+                blk[:] = np.triu(inv) + np.triu(inv, 1).T if info == 0 else _inv_spd(blk[None])[0]
+        ib, iy, pin = np.arange(self.n_b)[:, None], np.arange(self.n_y)[None, :], self.n_t + self.pin
+        minv[ib, iy, pin, :] = 0.0
+        minv[ib, iy, :, pin] = 0.0
+        return minv
 
     def _label_blocks(self, w, ridge):
         """The per-label blocks M_y [B, y, n, n] in numpy (pinned variable: unit row and column)."""

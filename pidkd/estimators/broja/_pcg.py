@@ -45,8 +45,6 @@ SIGNIFICANT = 1000.0
 MAX_CELLS = 4096
 #: Largest capacitance matrix inverted explicitly; beyond it each CG iteration solves with its Cholesky factor.
 EXPLICIT_INVERSE = 2048
-#: Largest per-label block (|T|+|S|) inverted by the compiled kernel; LAPACK beyond.
-COMPILED_BLOCKS = 128
 #: A preconditioner is rebuilt once CG needed more iterations than this with it.
 REFACTOR_AFTER = 30
 #: CG stops at the relative residual min(ETA_MAX, max(ETA_MIN, sqrt(|g|_inf))) of the Newton system
@@ -192,7 +190,7 @@ def _build(pr, k, w, r, c, ridge) -> _Preconditioner:
     from pidkd.estimators.broja._woodbury_kernel import capacitance
 
     n_t, n_s, n_y = r.shape
-    minv = _block_inverses(pr.take(np.array([k])), w, ridge)
+    minv = pr.take(np.array([k])).block_inverses(w[None], np.array([ridge]))[0]
     # lambda_ts = c_ts u_ts^T M^-1 u_ts, u_ts = r_ts(y) on a(y, t) and b(y, s)
     dg = np.einsum("yii->iy", minv)
     cross = minv[:, :n_t, n_t:].transpose(1, 2, 0)  # [t, s, y]
@@ -220,30 +218,6 @@ def _build(pr, k, w, r, c, ridge) -> _Preconditioner:
     cinv, info = scipy.linalg.lapack.dpotri(chol, lower=1, overwrite_c=1)
     cinv = np.tril(cinv) + np.tril(cinv, -1).T
     return _Preconditioner(minv, n_t, ct, cs, rho_k, cinv, None)
-
-
-def _block_inverses(sub, w, ridge) -> NDArray[np.float64]:
-    """M_y^-1 for every label [y, n, n], pinned row and column 0 (NaN for a block with non-finite entries)."""
-    from pidkd.estimators.broja._dual_newton import _inv_spd
-    from pidkd.estimators.broja._woodbury_kernel import label_inverses
-
-    n_t, n_y = sub.n_t, sub.n_y
-    iy, pin = np.arange(n_y), n_t + sub.pin[0]
-    if n_t + sub.n_s <= COMPILED_BLOCKS:
-        minv, ok = label_inverses(w[None], sub.dummy_a, sub.dummy_b, np.array([ridge]), sub.pin)
-        minv, ok = minv[0], ok[0]
-        if not ok.all():  # a block the compiled Cholesky could not invert: pseudo-inverse or NaN
-            minv[~ok] = _inv_spd(sub._label_blocks(w[None], np.array([ridge]))[0, ~ok])
-    else:  # LAPACK: much faster than the compiled loops for large blocks
-        minv = sub._label_blocks(w[None], np.array([ridge]))[0]
-        for y in range(n_y):
-            chol, info = scipy.linalg.lapack.dpotrf(minv[y], lower=0, clean=0)
-            if info == 0:
-                inv, info = scipy.linalg.lapack.dpotri(chol, lower=0)
-            minv[y] = np.triu(inv) + np.triu(inv, 1).T if info == 0 else _inv_spd(minv[y][None])[0]
-    minv[iy, pin, :] = 0.0
-    minv[iy, :, pin] = 0.0
-    return minv
 
 
 @nb.njit(cache=True, nogil=True)
