@@ -37,6 +37,7 @@ from pidkd.distill._checks import (
     check_module,
     describe,
 )
+from pidkd.distill._data import TensorBatches
 from pidkd.distill.hooks import capture
 from pidkd.distill.methods import METHODS as _METHODS
 from pidkd.distill.methods import DistillMethod, Step, Student, resolve
@@ -311,13 +312,15 @@ def _optimizer(cfg: DistillConfig, params: list[torch.nn.Parameter], lr: float) 
 
 
 def _loader(
-    data: Any, batch_size: int, shuffle: bool, gen: torch.Generator | None, *, name: str
+    data: Any, batch_size: int, shuffle: bool, gen: torch.Generator | None, *, name: str, pin: bool = False
 ) -> tuple[Iterable[Any], torch.Tensor | None]:
-    """Batches of ``data`` and, for an (inputs, labels) pair, all its labels (checked before training)."""
+    """Batches of ``data`` and, for an (inputs, labels) pair, all its labels (checked before training).
+
+    A pair is batched by :class:`~pidkd.distill._data.TensorBatches` (index gathers on the tensors' own
+    device; host batches pinned when ``pin``), with the batches and random draws of a DataLoader."""
     pair = as_tensor_pair(data, name=name, caller="fit()")
     if pair is not None:
-        ds = torch.utils.data.TensorDataset(*pair)
-        return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen), pair[1]
+        return TensorBatches(*pair, batch_size, shuffle, gen, pin=pin), pair[1]
     if isinstance(data, Iterable) and not isinstance(data, (str, bytes, torch.Tensor, np.ndarray)):
         return data, None
     raise TypeError(
@@ -694,15 +697,16 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
     torch.manual_seed(cfg.seed)  # the same seed on every rank: they draw the same random numbers
     gen = torch.Generator().manual_seed(cfg.seed)
     sampler, eval_ddp = None, {"val": None, "test": None}
+    pin = dev.type == "cuda"  # host batches page-locked: their copies to the GPU do not wait
     if ddp.active:
         train, train_labels, sampler = _shard_train(data["train"], cfg, gen, ddp)
         for k in ("val", "test"):
             if data[k] is not None:
                 data[k], eval_ddp[k] = _shard_eval(data[k], ddp, name=f"{k}_data")
     else:
-        train, train_labels = _loader(data["train"], cfg.batch_size, True, gen, name="train_data")
+        train, train_labels = _loader(data["train"], cfg.batch_size, True, gen, name="train_data", pin=pin)
     val, test = (
-        _loader(data[k], cfg.batch_size, False, None, name=f"{k}_data")[0] if data[k] is not None else None
+        _loader(data[k], cfg.batch_size, False, None, name=f"{k}_data", pin=pin)[0] if data[k] is not None else None
         for k in ("val", "test")
     )
     use_amp = cfg.amp and dev.type == "cuda"
@@ -1112,7 +1116,7 @@ def _accuracy(model: nn.Module, data: Iterable[Any], dev: torch.device, ddp: _di
     correct = torch.zeros((), device=dev)
     count = 0
     for x, y in data:
-        x, y = x.to(dev), y.to(dev)
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         correct += (model(x).argmax(1) == y).sum()
         count += y.numel()
     model.train(was)

@@ -1,4 +1,6 @@
+import copy
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -254,6 +256,47 @@ def test_cuda_path_runs_with_amp(digits, teacher):
         config=cfg,
     )
     assert next(res.student.parameters()).is_cuda
+
+
+def _host_syncs(run) -> dict[str, int]:
+    """Synchronising CUDA calls made by ``run()``, counted by the Python line that made them."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    where: dict[str, int] = {}
+    for w in caught:
+        if "synchroniz" in str(w.message):
+            key = f"{w.filename}:{w.lineno}"
+            where[key] = where.get(key, 0) + 1
+    return where
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["student", "kd", "vid", "ted", "rid"])
+@pytest.mark.parametrize("on_gpu", [True, False])
+def test_cuda_step_loop_makes_no_host_syncs(digits, teacher, method, on_gpu):
+    # Host synchronisations may happen per epoch, never per step: twice the steps, the same count.
+    train, _ = digits
+    cfg = DistillConfig(
+        epochs=4, warmup_epochs=1, cycle_epochs=2, phase1_fraction=0.5, grad_clip=5.0, batch_size=16, progress=False
+    )
+    layers = {"teacher_layers": ["2"], "student_layers": ["0"]} if method in ("vid", "ted", "rid") else {}
+    counts = []
+    for n in (160, 320):
+        data = (train[0][:n], train[1][:n])
+        if on_gpu:
+            data = (data[0].cuda(), data[1].cuda())
+        run = functools.partial(
+            fit, copy.deepcopy(teacher), mlp([64, 16, 10], 1), data, method=method, device="cuda", config=cfg, **layers
+        )
+        counts.append(_host_syncs(run))
+    assert sum(counts[0].values()) == sum(counts[1].values()), counts
 
 
 def test_teacher_never_changes_and_phase2_leaves_ft_untouched(digits, teacher, tmp_path):
