@@ -849,6 +849,7 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
     """The epoch loop of :func:`fit`: it asks ``run.method`` for each epoch's phase, what the phase trains
     and the loss terms of each step (captured activations arrive in ``run.ta`` and ``run.sa``)."""
     method, cfg, student, dev, ddp = run.method, run.cfg, run.student, run.dev, run.ddp
+    uses_teacher = method.uses_teacher  # the plain student's steps skip the teacher's forward pass
     for epoch in range(start_epoch, cfg.epochs):
         if run.sampler is not None:
             run.sampler.set_epoch(epoch)  # each epoch its own shuffle, the same on every rank and on resume
@@ -884,15 +885,17 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         for step, (x, y) in enumerate(it):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True).long()  # int32 labels too
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.use_amp):
-                with torch.no_grad():
-                    t_logits = run.teacher(x)
+                t_logits = None
+                if uses_teacher:
+                    with torch.no_grad():
+                        t_logits = run.teacher(x)
                 with torch.set_grad_enabled(train_student):
                     logits = student(x)
                 captured = Step(
                     y=y,
                     logits=logits,
                     teacher_logits=t_logits,
-                    teacher=[run.ta[a] for a in run.t_layers],
+                    teacher=[run.ta[a] for a in run.t_layers] if uses_teacher else [],
                     student=[run.sa[b] for b in run.s_layers],
                 )
                 terms = method.terms(phase, cfg, run.mods, captured)

@@ -210,6 +210,21 @@ def test_default_lr_milestones_scale_with_epochs_and_a_resume_with_other_epochs_
     np.testing.assert_allclose(longer.history["lr"], [0.05] * 6 + [0.01] * 3 + [0.002] * 3)
 
 
+def test_the_plain_student_never_runs_the_teacher_in_its_steps(digits, teacher):
+    train, _ = digits
+    calls = []
+    hook = teacher.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        cfg = DistillConfig(epochs=2, batch_size=256, progress=False)
+        fit(teacher, mlp([64, 16, 10], 1), train, method="student", config=cfg)
+        assert len(calls) == 1  # the first batch's checks only
+        calls.clear()
+        fit(teacher, mlp([64, 16, 10], 1), train, method="kd", config=cfg)
+        assert len(calls) == 1 + 2 * math.ceil(len(train[1]) / 256)
+    finally:
+        hook.remove()
+
+
 def test_deterministic_on_cpu(digits, teacher):
     train, _ = digits
     cfg = lambda: DistillConfig(  # noqa: E731

@@ -17,12 +17,13 @@ class Step:
 
     ``teacher`` and ``student`` are the captured outputs of the paired layers, in the order of
     ``teacher_layers`` / ``student_layers`` (pair k is ``teacher[k]``, ``student[k]``); the teacher's
-    carry no gradient, the student's do in epochs that train the student.
+    carry no gradient, the student's do in epochs that train the student. ``teacher_logits`` is None
+    (and ``teacher`` empty) for a method whose ``uses_teacher`` is False: its steps skip the teacher.
     """
 
     y: torch.Tensor
     logits: torch.Tensor
-    teacher_logits: torch.Tensor
+    teacher_logits: torch.Tensor | None
     teacher: list[torch.Tensor]
     student: list[torch.Tensor]
 
@@ -59,6 +60,9 @@ class DistillMethod:
         loss-scale warning).
     same_logits : bool
         The teacher must give as many logits as the student (KD).
+    uses_teacher : bool
+        Whether the steps need the teacher (default True); the plain student's do not, so ``fit``
+        skips the teacher's forward pass for it.
 
     Examples
     --------
@@ -78,6 +82,7 @@ class DistillMethod:
     filter_modules: tuple[str, ...] = ()
     knobs: dict[str, str] = {}
     same_logits: bool = False
+    uses_teacher: bool = True
 
     def check(self, cfg: Any) -> None:
         """Refuse a configuration the method cannot run (before any training). Default: accept."""

@@ -18,6 +18,7 @@ class Student(DistillMethod):
     """The task loss only: cross-entropy of the student's logits."""
 
     name = "student"
+    uses_teacher = False
 
     def terms(self, phase: str, cfg: Any, modules: nn.ModuleDict, step: Step) -> dict[str, torch.Tensor]:
         return {"task": F.cross_entropy(step.logits, step.y)}

@@ -1,0 +1,270 @@
+"""GPU throughput of pidkd.distill.fit against a plain PyTorch training loop, with host-sync counts.
+
+The RID paper's CIFAR-10 models: WRN-40-2 teacher -> WRN-16-1 student, distilled on the outputs of
+the three WRN groups, on CIFAR-shaped tensors (random pixels and labels: a step's cost does not
+depend on them, and nothing can be downloaded on the GPU machine). Measured per configuration
+(batch size, bf16 autocast on or off):
+
+- ``plain loop``: a hand-written PyTorch loop for the student alone (SGD with Nesterov momentum,
+  cross-entropy, batches gathered on the GPU, bf16 autocast when AMP is on): the peer.
+- ``fit`` with each method (student, kd, vid, ted, rid) on the same data held on the GPU, the
+  default ``DistillConfig`` (RID with a warm-up epoch and cycles of 2 phase-1 + 2 phase-2 epochs).
+- the student through ``fit`` with the data on the host (pinned batches), and through a user's
+  per-sample ``DataLoader`` (the path every pair took before ``TensorBatches``).
+
+Per run: the median epoch time after the first epoch (cuDNN autotuning, allocator warm-up), per
+phase for the two-phase methods; images per second; peak GPU memory; and the synchronising CUDA
+calls (``torch.cuda.set_sync_debug_mode("warn")``), per epoch and by source line. Writes
+``cuda.json`` and ``cuda.md`` to ``--out`` (default docs/benchmarks).
+
+Run (GPU): python benchmarks/cuda/run.py
+Smoke test (CPU, seconds; writes nothing unless --out is given): python benchmarks/cuda/run.py --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "cifar10"))
+from wrn import wrn  # noqa: E402
+
+from pidkd.distill import DistillConfig, fit  # noqa: E402
+
+LAYERS = ["group1", "group2", "group3"]
+METHODS = ["student", "kd", "vid", "ted", "rid"]
+
+
+def config(epochs: int, batch: int, amp: bool) -> DistillConfig:
+    return DistillConfig(
+        epochs=epochs,
+        batch_size=batch,
+        amp=amp,
+        warmup_epochs=1,
+        cycle_epochs=4,
+        phase1_fraction=0.5,
+        progress=False,
+        lr_milestones=(),
+    )
+
+
+def plain_loop(student: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, amp: bool) -> list:
+    """Seconds per epoch of a hand-written training loop (the peer): no checks, no bookkeeping."""
+    dev = x.device
+    opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    times = []
+    for _ in range(epochs):
+        sync(dev)
+        t0 = time.perf_counter()
+        order = torch.randperm(len(y), device=dev, generator=gen)
+        for start in range(0, len(y), batch):
+            idx = order[start : start + batch]
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+                loss = nn.functional.cross_entropy(student(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sync(dev)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def host_syncs(run) -> tuple[Any, dict[str, int]]:
+    """``run()``'s result and its synchronising CUDA calls, counted by the Python line that made them."""
+    if not torch.cuda.is_available():
+        return run(), {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            out = run()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    where: dict[str, int] = {}
+    for w in caught:
+        if "synchroniz" in str(w.message):
+            key = f"{Path(w.filename).name}:{w.lineno}"
+            where[key] = where.get(key, 0) + 1
+    return out, where
+
+
+def measure(name: str, run, n_images: int, dev: torch.device) -> dict[str, Any]:
+    """Run one configuration; its per-phase epoch times, throughput, memory and host syncs."""
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+    t0 = time.perf_counter()
+    try:
+        (times, phases), syncs = host_syncs(run)
+    except Exception as exc:  # noqa: BLE001 - a failed configuration is recorded, the others go on
+        print(f"{name}: FAILED {type(exc).__name__}: {exc}", flush=True)
+        return {"name": name, "error": f"{type(exc).__name__}: {exc}"}
+    per_phase: dict[str, list[float]] = {}
+    for t, ph in list(zip(times, phases))[1:]:  # the first epoch warms up
+        per_phase.setdefault(ph, []).append(t)
+    med = {ph: float(np.median(v)) for ph, v in per_phase.items()}
+    mean_epoch = float(np.mean(times[1:]))
+    row = {
+        "name": name,
+        "epoch_seconds": med,
+        "images_per_second": {ph: n_images / s for ph, s in med.items()},
+        "mean_epoch_seconds": mean_epoch,
+        "images_per_second_mean": n_images / mean_epoch,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
+        "host_syncs": sum(syncs.values()),
+        "host_syncs_per_epoch": sum(syncs.values()) / len(times),
+        "host_sync_lines": syncs,
+        "total_seconds": time.perf_counter() - t0,
+    }
+    print(
+        f"{name}: "
+        + ", ".join(f"{ph} {s * 1e3:.0f} ms/epoch ({n_images / s:.0f} img/s)" for ph, s in med.items())
+        + f"; {row['host_syncs_per_epoch']:.1f} syncs/epoch; peak {row['peak_gpu_mib'] or 0:.0f} MiB",
+        flush=True,
+    )
+    return row
+
+
+def via_fit(teacher, method, data, epochs, batch, amp, dev) -> tuple[list[float], list[str]]:
+    layers = {"teacher_layers": LAYERS, "student_layers": LAYERS} if method in ("vid", "ted", "rid") else {}
+    h = fit(teacher, wrn(16, 1), data, method=method, config=config(epochs, batch, amp), device=dev, **layers).history
+    wall = np.diff(np.concatenate([[0.0], h["wall_time"].to_numpy()]))
+    return list(wall), list(h["phase"])
+
+
+def via_plain(x, y, epochs, batch, amp, dev) -> tuple[list[float], list[str]]:
+    torch.manual_seed(0)
+    return plain_loop(wrn(16, 1).to(dev), x, y, epochs, batch, amp), ["train"] * epochs
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=10240, help="training images per epoch")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--out", type=Path, default=None, help="folder for cuda.json and cuda.md")
+    parser.add_argument("--smoke", action="store_true", help="CPU, 128 images, 3 epochs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        dev, args.n, args.epochs, args.batches = torch.device("cpu"), 128, 3, [64]
+    else:
+        if not torch.cuda.is_available():
+            raise SystemExit("no CUDA device: run with --smoke on a CPU")
+        dev = torch.device("cuda")
+        torch.backends.cudnn.benchmark = True  # both the peer and fit
+        args.out = args.out or ROOT.parent / "docs" / "benchmarks"
+    g = torch.Generator().manual_seed(0)
+    x_host = torch.randn(args.n, 3, 32, 32, generator=g)
+    y_host = torch.randint(0, 10, (args.n,), generator=g)
+    x, y = x_host.to(dev), y_host.to(dev)
+    torch.manual_seed(0)
+    teacher = wrn(40, 2).to(dev)
+    rows = []
+    settings = [(b, True) for b in args.batches] + [(args.batches[0], False)]
+    for batch, amp in settings:
+        tag = f"batch {batch}, {'bf16 autocast' if amp else 'fp32'}"
+        rows.append(
+            {
+                "setting": tag,
+                **measure("plain loop", functools.partial(via_plain, x, y, args.epochs, batch, amp, dev), args.n, dev),
+            }
+        )
+        methods = METHODS if amp else ["student", "rid"]
+        for method in methods:
+            run = functools.partial(via_fit, teacher, method, (x, y), args.epochs, batch, amp, dev)
+            rows.append({"setting": tag, **measure(f"fit {method}", run, args.n, dev)})
+        if amp and batch == args.batches[0]:
+            run = functools.partial(via_fit, teacher, "student", (x_host, y_host), args.epochs, batch, amp, dev)
+            rows.append({"setting": tag, **measure("fit student, data on the host", run, args.n, dev)})
+            loader = torch.utils.data.DataLoader(
+                torch.utils.data.TensorDataset(x_host, y_host),
+                batch_size=batch,
+                shuffle=True,
+                pin_memory=dev.type == "cuda",
+                generator=torch.Generator().manual_seed(0),
+            )
+            run = functools.partial(via_fit, teacher, "student", loader, args.epochs, batch, amp, dev)
+            rows.append({"setting": tag, **measure("fit student, per-sample DataLoader", run, args.n, dev)})
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "n_images": args.n,
+        "epochs": args.epochs,
+    }
+    result = {"meta": meta, "rows": rows}
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "cuda.json").write_text(json.dumps(result, indent=1))
+        (args.out / "cuda.md").write_text(markdown(result))
+    return result
+
+
+def markdown(result: dict) -> str:
+    meta, rows = result["meta"], result["rows"]
+    lines = [
+        "# pidkd.distill.fit on a GPU: throughput and host synchronisations",
+        "",
+        "Generated by `python benchmarks/cuda/run.py` (do not edit by hand). WRN-40-2 teacher -> WRN-16-1 student "
+        f"(the RID paper's CIFAR-10 pair), {meta['n_images']} CIFAR-shaped random images per epoch, "
+        f"{meta['epochs']} epochs per run; time per epoch: the median over the epochs after the first, per phase. "
+        f"Measured {meta['date']} on {meta['device']}, torch {meta['torch']} (CUDA {meta['cuda']}), "
+        f"Python {meta['python']}. `plain loop`: a hand-written PyTorch loop for the student alone (the peer); "
+        "`fit ...`: `pidkd.distill.fit` with the default `DistillConfig` (constant learning rate), data on the GPU "
+        "unless said otherwise. Host syncs: synchronising CUDA calls per epoch "
+        "(`torch.cuda.set_sync_debug_mode`), the first-batch checks and evaluation included.",
+        "",
+    ]
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        group = [r for r in rows if r["setting"] == setting]
+        plain = next((r for r in group if r["name"] == "plain loop" and "error" not in r), None)
+        base = plain["images_per_second"]["train"] if plain else None
+        lines += [
+            f"## {setting}",
+            "",
+            "| run | phase | ms/epoch | images/s | vs plain loop | peak GPU MiB | host syncs/epoch |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in group:
+            if "error" in r:
+                lines.append(f"| {r['name']} | failed: {r['error']} | | | | | |")
+                continue
+            for ph, s in r["epoch_seconds"].items():
+                ips = r["images_per_second"][ph]
+                ratio = f"{ips / base:.2f}x" if base else ""
+                mem = f"{r['peak_gpu_mib']:.0f}" if r["peak_gpu_mib"] is not None else ""
+                lines.append(
+                    f"| {r['name']} | {ph} | {s * 1e3:.0f} | {ips:.0f} | {ratio} | {mem} "
+                    f"| {r['host_syncs_per_epoch']:.1f} |"
+                )
+        lines.append("")
+    lines += ["## Where the host syncs are", ""]
+    for r in rows:
+        if r.get("host_sync_lines"):
+            where = ", ".join(f"{k} ({v})" for k, v in sorted(r["host_sync_lines"].items(), key=lambda kv: -kv[1]))
+            lines.append(f"- {r['setting']}, {r['name']}: {where}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
