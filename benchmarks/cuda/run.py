@@ -10,7 +10,9 @@ depend on them, and nothing can be downloaded on the GPU machine). Measured per 
 - ``fit`` with each method (student, kd, vid, ted, rid) on the same data held on the GPU, the
   default ``DistillConfig`` (RID with a warm-up epoch and cycles of 2 phase-1 + 2 phase-2 epochs).
 - the student through ``fit`` with the data on the host (pinned batches), and through a user's
-  per-sample ``DataLoader`` (the path every pair took before ``TensorBatches``).
+  per-sample ``DataLoader`` (the path every pair took before ``TensorBatches``);
+- last, ``torch.compile`` (modes ``--compile-modes``): the plain loop, and fit's student and RID
+  with ``DistillConfig(compile=...)``; their compilation is in the first epoch's time.
 
 Per run: the median epoch time after the first epoch (cuDNN autotuning, allocator warm-up), per
 phase for the two-phase methods; images per second; peak GPU memory; and the synchronising CUDA
@@ -60,7 +62,9 @@ def config(epochs: int, batch: int, amp: bool) -> DistillConfig:
     )
 
 
-def plain_loop(student: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, amp: bool) -> list:
+def plain_loop(
+    student: nn.Module, forward, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, amp: bool
+) -> list:
     """Seconds per epoch of a hand-written training loop (the peer): no checks, no bookkeeping."""
     dev = x.device
     opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -73,7 +77,7 @@ def plain_loop(student: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int
         for start in range(0, len(y), batch):
             idx = order[start : start + batch]
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
-                loss = nn.functional.cross_entropy(student(x[idx]), y[idx])
+                loss = nn.functional.cross_entropy(forward(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -127,6 +131,7 @@ def measure(name: str, run, n_images: int, dev: torch.device) -> dict[str, Any]:
         "epoch_seconds": med,
         "images_per_second": {ph: n_images / s for ph, s in med.items()},
         "mean_epoch_seconds": mean_epoch,
+        "first_epoch_seconds": float(times[0]),
         "images_per_second_mean": n_images / mean_epoch,
         "peak_gpu_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
         "host_syncs": sum(syncs.values()),
@@ -143,16 +148,20 @@ def measure(name: str, run, n_images: int, dev: torch.device) -> dict[str, Any]:
     return row
 
 
-def via_fit(teacher, method, data, epochs, batch, amp, dev) -> tuple[list[float], list[str]]:
+def via_fit(teacher, method, data, epochs, batch, amp, dev, compile=False) -> tuple[list[float], list[str]]:
     layers = {"teacher_layers": LAYERS, "student_layers": LAYERS} if method in ("vid", "ted", "rid") else {}
-    h = fit(teacher, wrn(16, 1), data, method=method, config=config(epochs, batch, amp), device=dev, **layers).history
+    cfg = config(epochs, batch, amp)
+    cfg.compile = {False: False, "default": True}.get(compile, compile)
+    h = fit(teacher, wrn(16, 1), data, method=method, config=cfg, device=dev, **layers).history
     wall = np.diff(np.concatenate([[0.0], h["wall_time"].to_numpy()]))
     return list(wall), list(h["phase"])
 
 
-def via_plain(x, y, epochs, batch, amp, dev) -> tuple[list[float], list[str]]:
+def via_plain(x, y, epochs, batch, amp, dev, compile=False) -> tuple[list[float], list[str]]:
     torch.manual_seed(0)
-    return plain_loop(wrn(16, 1).to(dev), x, y, epochs, batch, amp), ["train"] * epochs
+    student = wrn(16, 1).to(dev)
+    forward = student if not compile else torch.compile(student, mode=None if compile == "default" else compile)
+    return plain_loop(student, forward, x, y, epochs, batch, amp), ["train"] * epochs
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -161,10 +170,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--out", type=Path, default=None, help="folder for cuda.json and cuda.md")
+    parser.add_argument("--compile-modes", nargs="*", default=["default", "reduce-overhead"])
+    parser.add_argument("--compile", action="store_true", help="with --smoke: the torch.compile runs too")
     parser.add_argument("--smoke", action="store_true", help="CPU, 128 images, 3 epochs")
     args = parser.parse_args(argv)
     if args.smoke:
         dev, args.n, args.epochs, args.batches = torch.device("cpu"), 128, 3, [64]
+        args.compile_modes = [m for m in args.compile_modes if m == "default"]  # CUDA graphs need a GPU
     else:
         if not torch.cuda.is_available():
             raise SystemExit("no CUDA device: run with --smoke on a CPU")
@@ -177,32 +189,6 @@ def main(argv: list[str] | None = None) -> dict:
     x, y = x_host.to(dev), y_host.to(dev)
     torch.manual_seed(0)
     teacher = wrn(40, 2).to(dev)
-    rows = []
-    settings = [(b, True) for b in args.batches] + [(args.batches[0], False)]
-    for batch, amp in settings:
-        tag = f"batch {batch}, {'bf16 autocast' if amp else 'fp32'}"
-        rows.append(
-            {
-                "setting": tag,
-                **measure("plain loop", functools.partial(via_plain, x, y, args.epochs, batch, amp, dev), args.n, dev),
-            }
-        )
-        methods = METHODS if amp else ["student", "rid"]
-        for method in methods:
-            run = functools.partial(via_fit, teacher, method, (x, y), args.epochs, batch, amp, dev)
-            rows.append({"setting": tag, **measure(f"fit {method}", run, args.n, dev)})
-        if amp and batch == args.batches[0]:
-            run = functools.partial(via_fit, teacher, "student", (x_host, y_host), args.epochs, batch, amp, dev)
-            rows.append({"setting": tag, **measure("fit student, data on the host", run, args.n, dev)})
-            loader = torch.utils.data.DataLoader(
-                torch.utils.data.TensorDataset(x_host, y_host),
-                batch_size=batch,
-                shuffle=True,
-                pin_memory=dev.type == "cuda",
-                generator=torch.Generator().manual_seed(0),
-            )
-            run = functools.partial(via_fit, teacher, "student", loader, args.epochs, batch, amp, dev)
-            rows.append({"setting": tag, **measure("fit student, per-sample DataLoader", run, args.n, dev)})
     meta = {
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
@@ -212,11 +198,43 @@ def main(argv: list[str] | None = None) -> dict:
         "n_images": args.n,
         "epochs": args.epochs,
     }
-    result = {"meta": meta, "rows": rows}
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "cuda.json").write_text(json.dumps(result, indent=1))
-        (args.out / "cuda.md").write_text(markdown(result))
+    result: dict[str, Any] = {"meta": meta, "rows": []}
+
+    def record(setting: str, name: str, run) -> None:
+        result["rows"].append({"setting": setting, **measure(name, run, args.n, dev)})
+        if args.out is not None:  # after every run: a run cut short keeps what it measured
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "cuda.json").write_text(json.dumps(result, indent=1))
+            (args.out / "cuda.md").write_text(markdown(result))
+
+    first = args.batches[0]
+    for batch, amp in [(b, True) for b in args.batches] + [(first, False)]:
+        tag = f"batch {batch}, {'bf16 autocast' if amp else 'fp32'}"
+        record(tag, "plain loop", functools.partial(via_plain, x, y, args.epochs, batch, amp, dev))
+        for method in METHODS if amp else ["student"]:
+            record(
+                tag, f"fit {method}", functools.partial(via_fit, teacher, method, (x, y), args.epochs, batch, amp, dev)
+            )
+        if amp and batch == first:
+            run = functools.partial(via_fit, teacher, "student", (x_host, y_host), args.epochs, batch, amp, dev)
+            record(tag, "fit student, data on the host", run)
+            loader = torch.utils.data.DataLoader(
+                torch.utils.data.TensorDataset(x_host, y_host),
+                batch_size=batch,
+                shuffle=True,
+                pin_memory=dev.type == "cuda",
+                generator=torch.Generator().manual_seed(0),
+            )
+            run = functools.partial(via_fit, teacher, "student", loader, args.epochs, batch, amp, dev)
+            record(tag, "fit student, per-sample DataLoader", run)
+    if not args.smoke or args.compile:  # torch.compile last: its compilation takes minutes
+        tag = f"batch {first}, bf16 autocast, torch.compile"
+        for mode in args.compile_modes:
+            run = functools.partial(via_plain, x, y, args.epochs, first, True, dev, compile=mode)
+            record(tag, f"plain loop, compile {mode}", run)
+            for method in ("student", "rid"):
+                run = functools.partial(via_fit, teacher, method, (x, y), args.epochs, first, True, dev, compile=mode)
+                record(tag, f"fit {method}, compile {mode}", run)
     return result
 
 
@@ -237,25 +255,28 @@ def markdown(result: dict) -> str:
     ]
     for setting in dict.fromkeys(r["setting"] for r in rows):
         group = [r for r in rows if r["setting"] == setting]
-        plain = next((r for r in group if r["name"] == "plain loop" and "error" not in r), None)
+        eager = setting.split(", torch.compile")[0]  # compiled runs are compared with the eager plain loop
+        plain = next(
+            (r for r in rows if r["setting"] == eager and r["name"] == "plain loop" and "error" not in r), None
+        )
         base = plain["images_per_second"]["train"] if plain else None
         lines += [
             f"## {setting}",
             "",
-            "| run | phase | ms/epoch | images/s | vs plain loop | peak GPU MiB | host syncs/epoch |",
-            "|---|---|---|---|---|---|---|",
+            "| run | phase | ms/epoch | images/s | vs plain loop | first epoch s | peak GPU MiB | host syncs/epoch |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in group:
             if "error" in r:
-                lines.append(f"| {r['name']} | failed: {r['error']} | | | | | |")
+                lines.append(f"| {r['name']} | failed: {r['error'][:200]} | | | | | | |")
                 continue
             for ph, s in r["epoch_seconds"].items():
                 ips = r["images_per_second"][ph]
                 ratio = f"{ips / base:.2f}x" if base else ""
                 mem = f"{r['peak_gpu_mib']:.0f}" if r["peak_gpu_mib"] is not None else ""
                 lines.append(
-                    f"| {r['name']} | {ph} | {s * 1e3:.0f} | {ips:.0f} | {ratio} | {mem} "
-                    f"| {r['host_syncs_per_epoch']:.1f} |"
+                    f"| {r['name']} | {ph} | {s * 1e3:.0f} | {ips:.0f} | {ratio} | {r['first_epoch_seconds']:.1f} "
+                    f"| {mem} | {r['host_syncs_per_epoch']:.1f} |"
                 )
         lines.append("")
     lines += ["## Where the host syncs are", ""]

@@ -58,6 +58,15 @@ class TensorBatches:
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
 
+    def _take(self, t: torch.Tensor, on: dict, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of the pass (in its order) of ``t``; gathered straight into pinned memory
+        when pinning (one copy, not two)."""
+        idx = on[t.device][start:stop] if on else None
+        if not self.pin:
+            return t[start:stop] if idx is None else t.index_select(0, idx)  # 3-7x faster than t[idx] on a CPU
+        out = torch.empty((stop - start, *t.shape[1:]), dtype=t.dtype, pin_memory=True)
+        return out.copy_(t[start:stop]) if idx is None else torch.index_select(t, 0, idx, out=out)
+
     def _devices(self) -> set[torch.device]:
         return {self.x.device, self.y.device}
 
@@ -73,14 +82,9 @@ class TensorBatches:
             # One copy of the order per device and pass, asynchronous (pinned): no host sync per step.
             on = {d: order if d.type == "cpu" else order.pin_memory().to(d, non_blocking=True) for d in self._devices()}
         for start in range(0, n, bs):
-            if order is None:
-                xb, yb = self.x[start : start + bs], self.y[start : start + bs]
-            else:
-                xb, yb = self.x[on[self.x.device][start : start + bs]], self.y[on[self.y.device][start : start + bs]]
-                if start + bs > n:
-                    torch.randperm(n, generator=self.generator)
-            if self.pin:
-                xb, yb = xb.pin_memory(), yb.pin_memory()
-            yield xb, yb
+            stop = min(start + bs, n)
+            if order is not None and stop == n and n % bs:
+                torch.randperm(n, generator=self.generator)
+            yield self._take(self.x, on, start, stop), self._take(self.y, on, start, stop)
         if self.shuffle and n % bs == 0:
             torch.randperm(n, generator=self.generator)

@@ -48,6 +48,8 @@ __all__ = ["METHODS", "DistillConfig", "FitResult", "fit"]
 METHODS = tuple(_METHODS)
 #: Optimizers by name (DistillConfig.optimizer); a callable factory(params, lr=...) is taken as well.
 OPTIMIZERS = ("sgd", "adamw", "adam")
+#: Modes of ``DistillConfig(compile=...)`` besides True (torch.compile's default) and False.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 #: The marker and format version of the checkpoints :func:`fit` writes (``checkpoint_every``).
 CHECKPOINT_FORMAT = "pidkd-checkpoint"
@@ -121,6 +123,9 @@ class DistillConfig:
     checkpoint_dir: str | None = None
     overwrite_checkpoints: bool = False  # replace checkpoint files that exist (default: refuse before training)
     amp: bool = True  # bf16 autocast on CUDA
+    # torch.compile the teacher's and the student's forward passes: True, or a mode of torch.compile
+    # ("reduce-overhead": CUDA graphs). Compiling takes a while; it pays off in long runs of small steps.
+    compile: bool | str = False
     seed: int = 0
     progress: bool = True
 
@@ -158,6 +163,8 @@ class DistillConfig:
         for name in ("nesterov", "amp", "progress", "overwrite_checkpoints", "train_student_in_phase1"):
             setattr(self, name, check_bool(getattr(self, name), name=name, caller=c))
         self.reduction = check_choice(self.reduction, ["sum", "mean"], name="reduction", caller=c)
+        if not isinstance(self.compile, bool):
+            self.compile = check_choice(self.compile, list(COMPILE_MODES), name="compile", caller=c)
         self.sigma_penalty = check_choice(self.sigma_penalty, ["sumsq", "meansq"], name="sigma_penalty", caller=c)
         milestones = self.lr_milestones
         if milestones is not None:
@@ -768,6 +775,8 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
             sampler=sampler,
             val_ddp=eval_ddp["val"],
             test_ddp=eval_ddp["test"],
+            forward_teacher=_compiled(teacher, cfg.compile),
+            forward_student=_compiled(student, cfg.compile),
         )
         try:
             rows = _epochs(run, rows, start_epoch, start)
@@ -775,6 +784,18 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
             if run.probes is not None:
                 run.probes.close()
     return rows, student, mods, run.best
+
+
+def _compiled(model: nn.Module, mode: bool | str) -> Any:
+    """``model`` itself, or its ``torch.compile`` (the hooks that capture layers are traced with it).
+
+    torch.compile's caches are cleared first: a model of the same class compiled before, without this
+    run's capture hooks (or with another run's), would otherwise be replayed without them (seen with
+    torch 2.11 and 2.13: the captured layers stayed empty)."""
+    if mode is False:
+        return model
+    torch.compiler.reset()
+    return torch.compile(model, mode=None if mode is True else mode)
 
 
 @dataclass
@@ -808,6 +829,8 @@ class _Run:
     test_ddp: _distributed.Dist | None = None
     seen_phases: set[str] = field(default_factory=set)
     warned: set[str] = field(default_factory=set)
+    forward_teacher: Any = None  # the teacher's and the student's forward passes, compiled or not
+    forward_student: Any = None
 
 
 LOSS_SCALE_LIMIT = 100.0
@@ -888,9 +911,9 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
                 t_logits = None
                 if uses_teacher:
                     with torch.no_grad():
-                        t_logits = run.teacher(x)
+                        t_logits = run.forward_teacher(x)
                 with torch.set_grad_enabled(train_student):
-                    logits = student(x)
+                    logits = run.forward_student(x)
                 captured = Step(
                     y=y,
                     logits=logits,
@@ -924,21 +947,25 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         n_steps = step + 1
         if ddp.active:  # one collective: every rank's history row holds the sums over all ranks
             sums, correct, count, bad_step, n_steps = _reduce_epoch(ddp, sums, correct, count, bad_step, n_steps)
-        # One host synchronisation per epoch.
-        if int(bad_step) >= 0:
-            bad_terms = [k for k, v in sums.items() if not math.isfinite(float(v))]
+        # One host synchronisation per epoch: the first bad step, the accuracy and the loss sums at once.
+        bad, acc, *totals = torch.stack(
+            [bad_step.double(), (correct / count).double(), *(v.double() for v in sums.values())]
+        ).tolist()
+        totals = dict(zip(sums, totals))
+        if bad >= 0:
+            bad_terms = [k for k, v in totals.items() if not math.isfinite(v)]
             raise FloatingPointError(
-                f"fit(method={method.name!r}): non-finite loss at epoch {epoch + 1}, step {int(bad_step) + 1} "
+                f"fit(method={method.name!r}): non-finite loss at epoch {epoch + 1}, step {int(bad) + 1} "
                 f"(phase {phase}; non-finite terms: {bad_terms}). Lower the learning rate, enable grad_clip, or "
                 "check the inputs for NaN."
             )
         row: dict[str, Any] = {"epoch": epoch + 1, "phase": phase}
-        row.update({f"loss_{k}": float(v) / n_steps for k, v in sums.items()})
+        row.update({f"loss_{k}": v / n_steps for k, v in totals.items()})
         if phase not in run.seen_phases:  # the first epoch of this phase in this run
             run.seen_phases.add(phase)
             if ddp.main:
                 _warn_loss_scale(method, row, run.warned)
-        row["train_acc"] = float(correct / count)
+        row["train_acc"] = acc
         if ddp.active:  # BatchNorm statistics: rank 0's on every rank, as DDP's broadcast_buffers
             buffers = [*student.buffers(), *run.mods.buffers()]
             if buffers:
