@@ -17,9 +17,10 @@ depend on them, and nothing can be downloaded on the GPU machine). Measured per 
 Per run: the median epoch time after the first epoch (cuDNN autotuning, allocator warm-up), per
 phase for the two-phase methods; images per second; peak GPU memory; and the synchronising CUDA
 calls (``torch.cuda.set_sync_debug_mode("warn")``), per epoch and by source line. Writes
-``cuda.json`` and ``cuda.md`` to ``--out`` (default docs/benchmarks).
+``cuda.json`` and ``cuda.md`` (``--name``) to ``--out`` (default docs/benchmarks).
 
 Run (GPU): python benchmarks/cuda/run.py
+           python benchmarks/cuda/run.py --sections compile --name cuda_compile
 Smoke test (CPU, seconds; writes nothing unless --out is given): python benchmarks/cuda/run.py --smoke
 """
 
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--out", type=Path, default=None, help="folder for cuda.json and cuda.md")
     parser.add_argument("--compile-modes", nargs="*", default=["default", "reduce-overhead"])
+    parser.add_argument("--sections", nargs="+", choices=("eager", "compile"), default=["eager", "compile"])
+    parser.add_argument("--name", default="cuda", help="file names: NAME.json and NAME.md")
     parser.add_argument("--compile", action="store_true", help="with --smoke: the torch.compile runs too")
     parser.add_argument("--smoke", action="store_true", help="CPU, 128 images, 3 epochs")
     args = parser.parse_args(argv)
@@ -204,11 +207,15 @@ def main(argv: list[str] | None = None) -> dict:
         result["rows"].append({"setting": setting, **measure(name, run, args.n, dev)})
         if args.out is not None:  # after every run: a run cut short keeps what it measured
             args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "cuda.json").write_text(json.dumps(result, indent=1))
-            (args.out / "cuda.md").write_text(markdown(result))
+            (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+            (args.out / f"{args.name}.md").write_text(markdown(result))
 
     first = args.batches[0]
-    for batch, amp in [(b, True) for b in args.batches] + [(first, False)]:
+    eager = [(b, True) for b in args.batches] + [(first, False)] if "eager" in args.sections else []
+    if "eager" not in args.sections:  # the compiled runs are compared with this
+        tag = f"batch {first}, bf16 autocast"
+        record(tag, "plain loop", functools.partial(via_plain, x, y, args.epochs, first, True, dev))
+    for batch, amp in eager:
         tag = f"batch {batch}, {'bf16 autocast' if amp else 'fp32'}"
         record(tag, "plain loop", functools.partial(via_plain, x, y, args.epochs, batch, amp, dev))
         for method in METHODS if amp else ["student"]:
@@ -227,12 +234,12 @@ def main(argv: list[str] | None = None) -> dict:
             )
             run = functools.partial(via_fit, teacher, "student", loader, args.epochs, batch, amp, dev)
             record(tag, "fit student, per-sample DataLoader", run)
-    if not args.smoke or args.compile:  # torch.compile last: its compilation takes minutes
+    if "compile" in args.sections and (not args.smoke or args.compile):  # torch.compile last: compiling takes long
         tag = f"batch {first}, bf16 autocast, torch.compile"
         for mode in args.compile_modes:
             run = functools.partial(via_plain, x, y, args.epochs, first, True, dev, compile=mode)
             record(tag, f"plain loop, compile {mode}", run)
-            for method in ("student", "rid"):
+            for method in ("student", "kd", "rid"):
                 run = functools.partial(via_fit, teacher, method, (x, y), args.epochs, first, True, dev, compile=mode)
                 record(tag, f"fit {method}, compile {mode}", run)
     return result

@@ -873,6 +873,7 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
     and the loss terms of each step (captured activations arrive in ``run.ta`` and ``run.sa``)."""
     method, cfg, student, dev, ddp = run.method, run.cfg, run.student, run.dev, run.ddp
     uses_teacher = method.uses_teacher  # the plain student's steps skip the teacher's forward pass
+    graphs = cfg.compile == "reduce-overhead" and dev.type == "cuda"  # torch.compile with CUDA graphs
     for epoch in range(start_epoch, cfg.epochs):
         if run.sampler is not None:
             run.sampler.set_epoch(epoch)  # each epoch its own shuffle, the same on every rank and on resume
@@ -907,18 +908,23 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
         )
         for step, (x, y) in enumerate(it):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True).long()  # int32 labels too
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are dead
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.use_amp):
-                t_logits = None
+                t_logits, t_acts = None, []
                 if uses_teacher:
                     with torch.no_grad():
                         t_logits = run.forward_teacher(x)
+                    t_acts = [run.ta[a] for a in run.t_layers]
+                    if graphs:  # copied out of the teacher graph's memory before the student's graph runs
+                        t_logits, t_acts = t_logits.clone(), [t.clone() for t in t_acts]
                 with torch.set_grad_enabled(train_student):
                     logits = run.forward_student(x)
                 captured = Step(
                     y=y,
                     logits=logits,
                     teacher_logits=t_logits,
-                    teacher=[run.ta[a] for a in run.t_layers] if uses_teacher else [],
+                    teacher=t_acts,
                     student=[run.sa[b] for b in run.s_layers],
                 )
                 terms = method.terms(phase, cfg, run.mods, captured)
