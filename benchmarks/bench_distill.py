@@ -180,10 +180,11 @@ def main() -> None:
         "the probe set, not on the training set), so the 10% target holds here only for epochs about ten "
         "times longer than the worker's time, or with `every=` spacing the probes out. On a GPU the step "
         "loop pays the training-thread column plus whatever the worker takes from the interpreter lock; "
-        "that has not been measured (no GPU was lent to this session).",
+        "probes during GPU training have not been measured yet.",
         "",
-        "No GPU was available to this session; the CUDA path (bf16 autocast, one host synchronisation "
-        "per epoch) is covered by a test that skips without CUDA.",
+        "The plain student's epoch does not run the teacher (`DistillMethod.uses_teacher`). Epochs on a GPU "
+        "(throughput against a plain PyTorch loop, host synchronisations, torch.compile): "
+        "[fit() on a GPU](cuda.md), `python benchmarks/cuda/run.py`.",
         "",
     ]
     (OUT / "distill.md").write_text("\n".join(lines))

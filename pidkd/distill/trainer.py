@@ -85,7 +85,9 @@ class DistillConfig:
     ``DistillConfig.preset("paper")`` is the RID paper's Algorithm 1 and CIFAR-10 settings (SGD
     with Nesterov momentum, lr 0.05, sums over channels and positions, lambda_2 = 1, VID weight
     100, no clipping, the student frozen in RID's phase 1); ``preset("authors")`` what the authors'
-    code runs. Every value is checked
+    code runs. ``compile=True`` runs the teacher's and the student's forward passes through
+    ``torch.compile``; ``compile="reduce-overhead"`` adds CUDA graphs, the one that paid on a GPU for
+    small models (docs/distill.md, "On a GPU"). Every value is checked
     when the configuration is made (and again by :func:`fit`, which works on a copy): counts are
     ints, rates and weights finite numbers in range, switches real bools (``amp="no"`` is
     refused, not read as true).
