@@ -255,9 +255,10 @@ def markdown(result: dict) -> str:
         f"{meta['epochs']} epochs per run; time per epoch: the median over the epochs after the first, per phase. "
         f"Measured {meta['date']} on {meta['device']}, torch {meta['torch']} (CUDA {meta['cuda']}), "
         f"Python {meta['python']}. `plain loop`: a hand-written PyTorch loop for the student alone (the peer); "
-        "`fit ...`: `pidkd.distill.fit` with the default `DistillConfig` (constant learning rate), data on the GPU "
-        "unless said otherwise. Host syncs: synchronising CUDA calls per epoch "
-        "(`torch.cuda.set_sync_debug_mode`), the first-batch checks and evaluation included.",
+        "`fit ...`: `pidkd.distill.fit` with the default `DistillConfig` (constant learning rate; RID and TED: "
+        "a warm-up epoch, then cycles of 2 phase-1 and 2 phase-2 epochs), data on the GPU unless said "
+        "otherwise, no validation data. Host syncs: synchronising CUDA calls per epoch "
+        "(`torch.cuda.set_sync_debug_mode`), the first-batch checks included.",
         "",
     ]
     for setting in dict.fromkeys(r["setting"] for r in rows):

@@ -791,9 +791,9 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
 def _compiled(model: nn.Module, mode: bool | str) -> Any:
     """``model`` itself, or its ``torch.compile`` (the hooks that capture layers are traced with it).
 
-    torch.compile's caches are cleared first: a model of the same class compiled before, without this
-    run's capture hooks (or with another run's), would otherwise be replayed without them (seen with
-    torch 2.11 and 2.13: the captured layers stayed empty)."""
+    torch.compile's caches are cleared first: a teacher compiled by an earlier run, without this run's
+    capture hooks, was otherwise replayed without them (torch 2.11 and 2.13: the captured layers stayed
+    empty; a test repeats it)."""
     if mode is False:
         return model
     torch.compiler.reset()
