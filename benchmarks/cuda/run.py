@@ -32,7 +32,6 @@ import json
 import platform
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ sys.path.insert(0, str(ROOT / "cifar10"))
 from wrn import wrn  # noqa: E402
 
 from pidkd.distill import DistillConfig, fit  # noqa: E402
+from pidkd.distill._checks import host_syncs  # noqa: E402
 
 LAYERS = ["group1", "group2", "group3"]
 METHODS = ["student", "kd", "vid", "ted", "rid"]
@@ -90,25 +90,6 @@ def plain_loop(
 def sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-
-
-def host_syncs(run) -> tuple[Any, dict[str, int]]:
-    """``run()``'s result and its synchronising CUDA calls, counted by the Python line that made them."""
-    if not torch.cuda.is_available():
-        return run(), {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            out = run()
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
-    where: dict[str, int] = {}
-    for w in caught:
-        if "synchroniz" in str(w.message):
-            key = f"{Path(w.filename).name}:{w.lineno}"
-            where[key] = where.get(key, 0) + 1
-    return out, where
 
 
 def measure(name: str, run, n_images: int, dev: torch.device) -> dict[str, Any]:

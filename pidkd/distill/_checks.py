@@ -6,7 +6,9 @@ what to do next: "The 'x' parameter of DistillConfig() must be ... Got ... inste
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -111,3 +113,32 @@ def check_dtypes(x: torch.Tensor, models: Mapping[str, nn.Module]) -> None:
                 f"fit(): the inputs are {x.dtype} but the {who}'s parameters are {dtypes[0]}; give the models and "
                 f"the inputs one floating dtype (e.g. {who}.to({x.dtype}), or inputs.to({dtypes[0]}))."
             )
+
+
+def host_syncs(run: Callable[[], Any]) -> tuple[Any, dict[str, int]]:
+    """``run()``'s result and the synchronising CUDA calls it made, counted by ``"file:line"``.
+
+    Uses ``torch.cuda.set_sync_debug_mode("warn")`` (restored afterwards); without CUDA the count is
+    empty. The GPU tests and ``benchmarks/cuda/run.py`` use it to show that :func:`fit`'s step loop
+    does not wait for the device.
+
+    Examples
+    --------
+    >>> host_syncs(lambda: 1 + 1)[0]
+    2
+    """
+    if not torch.cuda.is_available():
+        return run(), {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            out = run()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    where: dict[str, int] = {}
+    for w in caught:
+        if "synchroniz" in str(w.message):
+            key = f"{Path(w.filename).name}:{w.lineno}"
+            where[key] = where.get(key, 0) + 1
+    return out, where

@@ -21,6 +21,7 @@ from pidkd.distill import (  # noqa: E402
     rid_phase2_loss,
     vid_loss,
 )
+from pidkd.distill._checks import host_syncs  # noqa: E402
 from pidkd.distill.losses import weighted_mismatch  # noqa: E402
 
 
@@ -316,25 +317,6 @@ def test_cuda_graphs_through_compile_reduce_overhead(digits, teacher, method):
     np.testing.assert_allclose(hist["reduce-overhead"]["val_acc"], hist[False]["val_acc"], atol=0.02)
 
 
-def _host_syncs(run) -> dict[str, int]:
-    """Synchronising CUDA calls made by ``run()``, counted by the Python line that made them."""
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            run()
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
-    where: dict[str, int] = {}
-    for w in caught:
-        if "synchroniz" in str(w.message):
-            key = f"{w.filename}:{w.lineno}"
-            where[key] = where.get(key, 0) + 1
-    return where
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("method", ["student", "kd", "vid", "ted", "rid"])
 @pytest.mark.parametrize("on_gpu", [True, False])
@@ -353,7 +335,7 @@ def test_cuda_step_loop_makes_no_host_syncs(digits, teacher, method, on_gpu):
         run = functools.partial(
             fit, copy.deepcopy(teacher), mlp([64, 16, 10], 1), data, method=method, device="cuda", config=cfg, **layers
         )
-        counts.append(_host_syncs(run))
+        counts.append(host_syncs(run)[1])
     assert sum(counts[1].values()) == sum(counts[2].values()), counts[1:]
 
 
