@@ -147,6 +147,17 @@ def _cap_labels(rr, minv, n_t, index, y_lo, y_hi, c):
                 if v != 0.0:
                     at[nc], bs[nc], place[nc], vals[nc] = t, n_t + s, index[t * n_s + s], v
                     nc += 1
+        if nc == k and place[k - 1] == k - 1:  # every cell, in place order: contiguous loops that vectorise
+            for i in range(nc):
+                t1, s1 = i // n_s, i % n_s
+                for x in range(n):
+                    row[x] = mi[t1, x] + mi[n_t + s1, x]
+                ci, vi = c[i], vals[i]
+                for t2 in range(t1, n_t):  # j >= i in row-major (t, s) order, as below
+                    rt, base = row[t2], t2 * n_s
+                    for s2 in range(s1 if t2 == t1 else 0, n_s):
+                        ci[base + s2] += vi * vals[base + s2] * (rt + row[n_t + s2])
+            continue
         for i in range(nc):
             for x in range(n):
                 row[x] = mi[at[i], x] + mi[bs[i], x]
