@@ -67,9 +67,6 @@ class TensorBatches:
         out = torch.empty((stop - start, *t.shape[1:]), dtype=t.dtype, pin_memory=True)
         return out.copy_(t[start:stop]) if idx is None else torch.index_select(t, 0, idx, out=out)
 
-    def _devices(self) -> set[torch.device]:
-        return {self.x.device, self.y.device}
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, bs = len(self.y), self.batch_size
         # A DataLoader's iterator draws a base seed for its workers (from the global generator when it
@@ -80,7 +77,10 @@ class TensorBatches:
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator)
             # One copy of the order per device and pass, asynchronous (pinned): no host sync per step.
-            on = {d: order if d.type == "cpu" else order.pin_memory().to(d, non_blocking=True) for d in self._devices()}
+            on = {
+                d: order if d.type == "cpu" else order.pin_memory().to(d, non_blocking=True)
+                for d in {self.x.device, self.y.device}
+            }
         for start in range(0, n, bs):
             stop = min(start + bs, n)
             if order is not None and stop == n and n % bs:

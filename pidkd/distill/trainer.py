@@ -777,8 +777,7 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
             sampler=sampler,
             val_ddp=eval_ddp["val"],
             test_ddp=eval_ddp["test"],
-            forward_teacher=_compiled(teacher, cfg.compile),
-            forward_student=_compiled(student, cfg.compile),
+            **_forward_passes(teacher, student, cfg.compile),
         )
         try:
             rows = _epochs(run, rows, start_epoch, start)
@@ -788,16 +787,18 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
     return rows, student, mods, run.best
 
 
-def _compiled(model: nn.Module, mode: bool | str) -> Any:
-    """``model`` itself, or its ``torch.compile`` (the hooks that capture layers are traced with it).
+def _forward_passes(teacher: nn.Module, student: nn.Module, mode: bool | str) -> dict[str, Any]:
+    """The teacher's and the student's forward passes: the models themselves, or their ``torch.compile``
+    (the hooks that capture layers are traced with them).
 
     torch.compile's caches are cleared first: a teacher compiled by an earlier run, without this run's
     capture hooks, was otherwise replayed without them (torch 2.11 and 2.13: the captured layers stayed
     empty; a test repeats it)."""
     if mode is False:
-        return model
+        return {"forward_teacher": teacher, "forward_student": student}
     torch.compiler.reset()
-    return torch.compile(model, mode=None if mode is True else mode)
+    opts = {"mode": None if mode is True else mode}
+    return {"forward_teacher": torch.compile(teacher, **opts), "forward_student": torch.compile(student, **opts)}
 
 
 @dataclass
