@@ -113,6 +113,12 @@ def main() -> None:
     h = fit(teacher, ex.cnn(4, 8, 1), train, method="rid", config=cfg, device="cpu", **layers).history
     dt = np.diff(np.concatenate([[0.0], h["wall_time"].to_numpy()]))[1:]
     times["rid (phase 1, student learning: the default)"] = dt[h["phase"].to_numpy()[1:] == "phase1"].tolist()
+    # the teacher's forward pass in every step (before the teacher cache; a DataLoader's data always)
+    cfg = dataclasses.replace(config(), cache_teacher=False)
+    h = fit(teacher, ex.cnn(4, 8, 1), train, method="rid", config=cfg, device="cpu", **layers).history
+    dt = np.diff(np.concatenate([[0.0], h["wall_time"].to_numpy()]))[1:]
+    for phase in ("phase1", "phase2"):
+        times[f"rid ({phase[:5]} {phase[5]}, teacher not cached)"] = dt[h["phase"].to_numpy()[1:] == phase].tolist()
     overhead = {
         "digits": probe_overhead(ex, train, test, teacher, config),
         "MNIST-1D": probe_overhead(mnist1d, *mnist1d_data, mnist1d_teacher, config),
@@ -182,7 +188,10 @@ def main() -> None:
         "loop pays the training-thread column plus whatever the worker takes from the interpreter lock; "
         "probes during GPU training have not been measured yet.",
         "",
-        "The plain student's epoch does not run the teacher (`DistillMethod.uses_teacher`). Epochs on a GPU "
+        "The plain student's epoch does not run the teacher (`DistillMethod.uses_teacher`); the distillation "
+        "methods replay the teacher's outputs, computed once before the first epoch (`DistillConfig(cache_teacher="
+        '"auto")`, the default, for an (inputs, labels) pair), except in the rows marked *teacher not cached*. '
+        "Epochs on a GPU "
         "(throughput against a plain PyTorch loop, host synchronisations, torch.compile): "
         "[fit() on a GPU](cuda.md), `python benchmarks/cuda/run.py`.",
         "",

@@ -8,7 +8,9 @@ depend on them, and nothing can be downloaded on the GPU machine). Measured per 
 - ``plain loop``: a hand-written PyTorch loop for the student alone (SGD with Nesterov momentum,
   cross-entropy, batches gathered on the GPU, bf16 autocast when AMP is on): the peer.
 - ``fit`` with each method (student, kd, vid, ted, rid) on the same data held on the GPU, the
-  default ``DistillConfig`` (RID with a warm-up epoch and cycles of 2 phase-1 + 2 phase-2 epochs).
+  default ``DistillConfig`` (RID with a warm-up epoch and cycles of 2 phase-1 + 2 phase-2 epochs;
+  the teacher's outputs cached, ``cache_teacher="auto"``), and KD and RID with
+  ``cache_teacher=False`` (the teacher's forward pass in every step).
 - the student through ``fit`` with the data on the host (pinned batches), and through a user's
   per-sample ``DataLoader`` (the path every pair took before ``TensorBatches``);
 - last, ``torch.compile`` (modes ``--compile-modes``): the plain loop, and fit's student and RID
@@ -130,10 +132,13 @@ def measure(name: str, run, n_images: int, dev: torch.device) -> dict[str, Any]:
     return row
 
 
-def via_fit(teacher, method, data, epochs, batch, amp, dev, compile=False) -> tuple[list[float], list[str]]:
+def via_fit(
+    teacher, method, data, epochs, batch, amp, dev, compile=False, cache="auto"
+) -> tuple[list[float], list[str]]:
     layers = {"teacher_layers": LAYERS, "student_layers": LAYERS} if method in ("vid", "ted", "rid") else {}
     cfg = config(epochs, batch, amp)
     cfg.compile = {False: False, "default": True}.get(compile, compile)
+    cfg.cache_teacher = cache
     h = fit(teacher, wrn(16, 1), data, method=method, config=cfg, device=dev, **layers).history
     wall = np.diff(np.concatenate([[0.0], h["wall_time"].to_numpy()]))
     return list(wall), list(h["phase"])
@@ -204,6 +209,9 @@ def main(argv: list[str] | None = None) -> dict:
                 tag, f"fit {method}", functools.partial(via_fit, teacher, method, (x, y), args.epochs, batch, amp, dev)
             )
         if amp and batch == first:
+            for method in ("kd", "rid"):  # the teacher's forward pass in every step, as before the cache
+                run = functools.partial(via_fit, teacher, method, (x, y), args.epochs, batch, amp, dev, cache=False)
+                record(tag, f"fit {method}, teacher not cached", run)
             run = functools.partial(via_fit, teacher, "student", (x_host, y_host), args.epochs, batch, amp, dev)
             record(tag, "fit student, data on the host", run)
             loader = torch.utils.data.DataLoader(
@@ -236,7 +244,8 @@ def markdown(result: dict) -> str:
         f"{meta['epochs']} epochs per run; time per epoch: the median over the epochs after the first, per phase. "
         f"Measured {meta['date']} on {meta['device']}, torch {meta['torch']} (CUDA {meta['cuda']}), "
         f"Python {meta['python']}. `plain loop`: a hand-written PyTorch loop for the student alone (the peer); "
-        "`fit ...`: `pidkd.distill.fit` with the default `DistillConfig` (constant learning rate; RID and TED: "
+        "`fit ...`: `pidkd.distill.fit` with the default `DistillConfig` (constant learning rate; the teacher's "
+        'outputs cached, `cache_teacher="auto"`, unless said otherwise; RID and TED: '
         "a warm-up epoch, then cycles of 2 phase-1 and 2 phase-2 epochs), data on the GPU unless said "
         "otherwise, no validation data. Host syncs: synchronising CUDA calls per epoch "
         "(`torch.cuda.set_sync_debug_mode`), the first-batch checks included.",

@@ -51,6 +51,10 @@ OPTIMIZERS = ("sgd", "adamw", "adam")
 #: Modes of ``DistillConfig(compile=...)`` besides True (torch.compile's default) and False.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
+#: ``DistillConfig(cache_teacher="auto")`` caches the teacher's outputs when they take at most this fraction of
+#: the free memory of the device that holds the inputs (:func:`_cache_budget`).
+CACHE_TEACHER_FRACTION = 0.25
+
 #: The marker and format version of the checkpoints :func:`fit` writes (``checkpoint_every``).
 CHECKPOINT_FORMAT = "pidkd-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -87,7 +91,11 @@ class DistillConfig:
     100, no clipping, the student frozen in RID's phase 1); ``preset("authors")`` what the authors'
     code runs. ``compile=True`` runs the teacher's and the student's forward passes through
     ``torch.compile``; ``compile="reduce-overhead"`` adds CUDA graphs, the one that paid on a GPU for
-    small models (docs/distill.md, "On a GPU"). Every value is checked
+    small models (docs/distill.md, "On a GPU"). The teacher is frozen, so its outputs on an
+    (inputs, labels) pair are the same every epoch: ``cache_teacher`` ("auto" by default) computes
+    them once and replays them, which saves the teacher's forward pass in every step of every
+    distillation method (the replayed outputs are bit-for-bit those of the forward pass on a CPU;
+    a DataLoader, which may augment, always runs the teacher). Every value is checked
     when the configuration is made (and again by :func:`fit`, which works on a copy): counts are
     ints, rates and weights finite numbers in range, switches real bools (``amp="no"`` is
     refused, not read as true).
@@ -128,6 +136,10 @@ class DistillConfig:
     # torch.compile the teacher's and the student's forward passes: True, or a mode of torch.compile
     # ("reduce-overhead": CUDA graphs). Compiling takes a while; it pays off in long runs of small steps.
     compile: bool | str = False
+    # Compute the teacher's outputs (logits and captured layers) once, before the first epoch, and replay
+    # them every epoch: True, False, or "auto" (when the training data is an (inputs, labels) pair, in
+    # one process, and the outputs take at most a quarter of the free memory where the inputs are).
+    cache_teacher: bool | str = "auto"
     seed: int = 0
     progress: bool = True
 
@@ -165,6 +177,11 @@ class DistillConfig:
         for name in ("nesterov", "amp", "progress", "overwrite_checkpoints", "train_student_in_phase1"):
             setattr(self, name, check_bool(getattr(self, name), name=name, caller=c))
         self.reduction = check_choice(self.reduction, ["sum", "mean"], name="reduction", caller=c)
+        if not isinstance(self.cache_teacher, bool) and self.cache_teacher != "auto":
+            raise ValueError(
+                f"The 'cache_teacher' parameter of {c} must be True, False or 'auto'. "
+                f"Got {self.cache_teacher!r} instead."
+            )
         if not isinstance(self.compile, bool):
             self.compile = check_choice(self.compile, list(COMPILE_MODES), name="compile", caller=c)
         self.sigma_penalty = check_choice(self.sigma_penalty, ["sumsq", "meansq"], name="sigma_penalty", caller=c)
@@ -751,6 +768,10 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
     start = time.perf_counter() - (rows[-1].get("wall_time", 0.0) if rows else 0.0)
     # Hooks are registered once for the whole run (not per step) and removed at the end.
     with capture(teacher, t_layers) as ta, capture(student, s_layers) as sa:
+        passes = _forward_passes(teacher, student, cfg.compile)
+        cache = _teacher_cache(method, cfg, train, ddp, passes["forward_teacher"], ta, t_layers, dev, use_amp, tqdm)
+        if cache is not None:  # the same batches and random draws, with the teacher's outputs alongside
+            train = TensorBatches(train.x, train.y, cfg.batch_size, True, gen, pin=pin, extras=cache)
         run = _Run(
             method=method,
             cfg=cfg,
@@ -777,7 +798,8 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
             sampler=sampler,
             val_ddp=eval_ddp["val"],
             test_ddp=eval_ddp["test"],
-            **_forward_passes(teacher, student, cfg.compile),
+            cached=cache is not None,
+            **passes,
         )
         try:
             rows = _epochs(run, rows, start_epoch, start)
@@ -799,6 +821,63 @@ def _forward_passes(teacher: nn.Module, student: nn.Module, mode: bool | str) ->
     torch.compiler.reset()
     opts = {"mode": None if mode is True else mode}
     return {"forward_teacher": torch.compile(teacher, **opts), "forward_student": torch.compile(student, **opts)}
+
+
+def _cache_budget(store: torch.device) -> int:
+    """Bytes that ``cache_teacher="auto"`` may take on ``store``: :data:`CACHE_TEACHER_FRACTION` of its free
+    memory (1 GiB where the free host memory cannot be read)."""
+    if store.type == "cuda":
+        free = torch.cuda.mem_get_info(store)[0]
+    else:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # no such sysconf name (macOS, Windows)
+            free = 4 * 2**30
+    return int(CACHE_TEACHER_FRACTION * free)
+
+
+def _teacher_cache(method, cfg, train, ddp, forward_teacher, ta, t_layers, dev, use_amp, tqdm):
+    """The teacher's logits and captured layers on every training sample, in sample order, or None when
+    ``cfg.cache_teacher`` does not ask for them (or, "auto", cannot have them: a DataLoader, several
+    processes, or more than :func:`_cache_budget`). Stored where the inputs are; computed in
+    batches of ``cfg.batch_size`` under the steps' autocast, without drawing random numbers."""
+    want = cfg.cache_teacher
+    if want is False or not method.uses_teacher:
+        return None
+    why = None
+    if ddp.active:
+        why = "in several processes (torchrun)"
+    elif not isinstance(train, TensorBatches):
+        why = "with train_data as an iterable of batches (a DataLoader may augment, so the outputs change)"
+    if why is not None:
+        if want is True:
+            raise ValueError(
+                f"DistillConfig(cache_teacher=True) caches the teacher's outputs on an (inputs, labels) pair in one "
+                f"process; fit() runs {why}. Use cache_teacher='auto' or False."
+            )
+        return None
+    x, n, bs = train.x, len(train.y), cfg.batch_size
+    store, cache = x.device, None
+    starts = range(0, n, bs)
+    graphs = cfg.compile == "reduce-overhead" and dev.type == "cuda"
+    with torch.no_grad():
+        for start in tqdm(starts, desc="caching the teacher's outputs", leave=False) if tqdm else starts:
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                outs = [forward_teacher(x[start : start + bs].to(dev, non_blocking=True))]
+            outs += [ta[name] for name in t_layers]
+            if cache is None:
+                size = sum(t[0].numel() * t.element_size() for t in outs) * n
+                if want == "auto" and size > _cache_budget(store):
+                    return None
+                pinned = store.type == "cpu" and dev.type == "cuda"  # copies to the host that do not wait
+                cache = [torch.empty((n, *t.shape[1:]), dtype=t.dtype, device=store, pin_memory=pinned) for t in outs]
+            for buf, t in zip(cache, outs):
+                buf[start : start + len(t)].copy_(t, non_blocking=True)
+    if dev.type == "cuda":
+        torch.cuda.current_stream(dev).synchronize()  # once: the host reads the cache from the first step on
+    return cache
 
 
 @dataclass
@@ -834,6 +913,7 @@ class _Run:
     warned: set[str] = field(default_factory=set)
     forward_teacher: Any = None  # the teacher's and the student's forward passes, compiled or not
     forward_student: Any = None
+    cached: bool = False  # the training batches carry the teacher's cached outputs (logits, layers)
 
 
 LOSS_SCALE_LIMIT = 100.0
@@ -909,13 +989,19 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
             if run.tqdm
             else run.train
         )
-        for step, (x, y) in enumerate(it):
+        for step, batch in enumerate(it):
+            if run.cached:
+                x, y, *cached = batch
+            else:
+                x, y = batch
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True).long()  # int32 labels too
             if graphs:
                 torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are dead
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.use_amp):
                 t_logits, t_acts = None, []
-                if uses_teacher:
+                if run.cached:
+                    t_logits, *t_acts = (t.to(dev, non_blocking=True) for t in cached)
+                elif uses_teacher:
                     with torch.no_grad():
                         t_logits = run.forward_teacher(x)
                     t_acts = [run.ta[a] for a in run.t_layers]

@@ -36,6 +36,21 @@ def test_every_sample_once_per_pass():
     assert not torch.equal(first, second)
 
 
+def test_extras_are_gathered_with_the_same_indices_and_draw_nothing():
+    y = torch.arange(23)
+    gen_a, gen_b = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    plain = TensorBatches(y.float(), y, 5, True, gen_a)
+    extras = [10 * y, torch.stack([y, -y], 1).half()]
+    with_extras = TensorBatches(y.float(), y, 5, True, gen_b, extras=extras)
+    for _ in range(2):
+        for (xa, ya), (xb, yb, e1, e2) in zip(plain, with_extras, strict=True):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+            assert torch.equal(e1, 10 * yb) and torch.equal(e2, torch.stack([yb, -yb], 1).half())
+    assert torch.equal(gen_a.get_state(), gen_b.get_state())
+    with pytest.raises(ValueError, match="23 rows"):
+        TensorBatches(y.float(), y, 5, True, None, extras=[y[:-1]])
+
+
 @pytest.mark.gpu
 def test_batches_stay_on_the_gpu_and_host_batches_are_pinned():
     x, y = torch.randn(10, 3), torch.arange(10)

@@ -220,10 +220,49 @@ def test_the_plain_student_never_runs_the_teacher_in_its_steps(digits, teacher):
         fit(teacher, mlp([64, 16, 10], 1), train, method="student", config=cfg)
         assert len(calls) == 1  # the first batch's checks only
         calls.clear()
-        fit(teacher, mlp([64, 16, 10], 1), train, method="kd", config=cfg)
+        fit(teacher, mlp([64, 16, 10], 1), train, method="kd", config=dataclasses.replace(cfg, cache_teacher=False))
         assert len(calls) == 1 + 2 * math.ceil(len(train[1]) / 256)
     finally:
         hook.remove()
+
+
+@pytest.mark.parametrize("method", ["kd", "rid"])
+def test_cached_teacher_outputs_replay_the_teacher_exactly(method, digits, teacher, monkeypatch):
+    train, val = digits
+    n_batches = math.ceil(len(train[1]) / 128)
+    calls = []
+    hook = teacher.register_forward_hook(lambda *_: calls.append(1))
+    layers = {"teacher_layers": ["2"], "student_layers": ["0"]}
+    hist = {}
+    try:
+        for cache in (False, True, "auto"):
+            calls.clear()
+            cfg = DistillConfig(
+                epochs=3, batch_size=128, warmup_epochs=1, cycle_epochs=2, phase1_fraction=0.5, progress=False
+            )
+            cfg = dataclasses.replace(cfg, cache_teacher=cache)
+            hist[cache] = fit(teacher, mlp([64, 16, 10], 1), train, method=method, val_data=val, config=cfg, **layers)
+            # the first batch's checks, then every step (no cache) or one pass over the data (cache)
+            assert len(calls) == 1 + (3 * n_batches if cache is False else n_batches)
+        cols = [c for c in hist[False].history if c != "wall_time"]
+        for cache in (True, "auto"):  # the same batches, random draws and losses, to the bit
+            assert hist[cache].history[cols].equals(hist[False].history[cols])
+        # "auto" leaves outputs larger than its budget, and DataLoaders (which may augment), uncached
+        monkeypatch.setattr("pidkd.distill.trainer.CACHE_TEACHER_FRACTION", 0.0)
+        calls.clear()
+        fit(teacher, mlp([64, 16, 10], 1), train, method=method, config=cfg, epochs=1, **layers)
+        assert len(calls) == 1 + 1 + n_batches  # the cache's first batch, found too large, then every step
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*train), batch_size=128)
+        calls.clear()
+        fit(teacher, mlp([64, 16, 10], 1), loader, method=method, config=cfg, epochs=1, **layers)
+        assert len(calls) == 1 + n_batches
+    finally:
+        hook.remove()
+    with pytest.raises(ValueError, match="DataLoader may augment"):
+        cfg = dataclasses.replace(cfg, cache_teacher=True)
+        fit(teacher, mlp([64, 16, 10], 1), loader, method=method, config=cfg, **layers)
+    with pytest.raises(ValueError, match="cache_teacher"):
+        DistillConfig(cache_teacher="always")
 
 
 def test_compiled_forward_passes_train_as_the_eager_ones(digits, teacher):
