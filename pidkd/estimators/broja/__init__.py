@@ -36,11 +36,13 @@ solver ran; it does not take a solver's word for optimality.
 
 Modules of this package: ``_dual_newton`` (the Newton solver, its Schur and Woodbury steps),
 ``_pcg`` (its preconditioned-CG step for large alphabets), ``_kernels`` and ``_woodbury_kernel``
-(its compiled loops), ``_certificate`` (the one certificate).
+(its compiled loops), ``_torch_newton`` (the same solver in PyTorch, for batches on a GPU:
+``pid_batch(device=...)``), ``_certificate`` (the one certificate).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from collections.abc import Sequence
@@ -211,6 +213,33 @@ def _solve_newton(ps: NDArray[np.float64], tol_nats: float, max_iter: int | None
     ]
 
 
+def _solve_torch(ps: NDArray[np.float64], tol_nats: float, max_iter: int | None, *, device: Any) -> list[_Solve]:
+    """The Newton solver in PyTorch on ``device``; certified again on the host by :func:`_result`."""
+    torch = import_optional("torch", purpose="pid_batch(device=...)")
+    from pidkd.estimators.broja import _torch_newton
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"The 'device' parameter of pid_batch() must be a torch device such as 'cuda', 'cuda:1' or 'cpu', or "
+            f"None. Got {device!r} instead."
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"pid_batch(device={device!r}): PyTorch sees no CUDA device here. Use device=None (pidkd's CPU solver)."
+        )
+    start = time.perf_counter()
+    q, a, b, converged, n_iter = _torch_newton.solve(
+        ps, device=dev, gap_tol=tol_nats, residual_tol=RESIDUAL_TOL, max_iter=max_iter or _NEWTON_MAX_ITER
+    )
+    share = (time.perf_counter() - start) / len(ps)
+    return [
+        _Solve(q[i], a[i], b[i], "optimal" if converged[i] else "max_iter", int(n_iter[i]), share, "NEWTON-torch")
+        for i in range(len(ps))
+    ]
+
+
 def _informations(p: NDArray[np.float64]) -> tuple[float, float, float, float]:
     """I(Y;T), I(Y;S), I(Y;T,S) and H(Y|S) in nats."""
     pyt, pys = p.sum(axis=2), p.sum(axis=1)
@@ -323,14 +352,21 @@ def broja_decompositions(
     tol: float | None = None,
     strict: bool = True,
     max_iter: int | None = None,
+    device: Any = None,
 ) -> list[PIDResult]:
     """BROJA PIDs of many validated pmfs at once (the Newton solver runs them as one batch).
 
     Pmfs of different shapes are padded with zero-probability symbols to a common shape, which
-    changes no PID; closed-form cases (I(Y;T) = 0 or I(Y;S) = 0) skip the solver.
+    changes no PID; closed-form cases (I(Y;T) = 0 or I(Y;S) = 0) skip the solver. ``device`` (a torch
+    device) runs the Newton solver in PyTorch there (:mod:`pidkd.estimators.broja._torch_newton`).
     """
     caller = "pid()" if len(ps) == 1 else "pid_batch()"
     name, tol = _check_solver(solver, tol, caller)
+    if device is not None and name != "NEWTON":
+        raise ValueError(
+            f"{caller}: device={device!r} runs pidkd's NEWTON solver in PyTorch; solver={name!r} runs on the CPU. "
+            "Leave solver unset, or device=None."
+        )
     infos = [_informations(p) for p in ps]
     sols: list[_Solve | None] = [
         _closed_form(p, t_independent=mi_t <= _ZERO_MI) if _is_closed_form(mi_t, mi_s) else None
@@ -342,7 +378,8 @@ def broja_decompositions(
         stack = np.zeros((len(todo), *shape))
         for j, i in enumerate(todo):
             stack[j, : ps[i].shape[0], : ps[i].shape[1], : ps[i].shape[2]] = ps[i]
-        for j, sol in zip(todo, _solve_newton(stack, tol * np.log(2.0), max_iter)):
+        solve = _solve_newton if device is None else functools.partial(_solve_torch, device=device)
+        for j, sol in zip(todo, solve(stack, tol * np.log(2.0), max_iter)):
             n_y, n_t, n_s = ps[j].shape
             sol.q = sol.q[:n_y, :n_t, :n_s]
             sol.a = None if sol.a is None else sol.a[:n_y, :n_t]

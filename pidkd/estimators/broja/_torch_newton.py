@@ -1,0 +1,301 @@
+"""pidkd's Newton solver in PyTorch: a batch of BROJA programmes solved together on any torch device.
+
+The same algorithm as :mod:`pidkd.estimators.broja._dual_newton` (exponential multiplier stages,
+damped Newton steps on the smooth dual, the dense Schur-complement Newton step, Armijo line search,
+iterative-scaling polish, the certified duality gap as the only stopping rule), written as masked
+operations on the whole batch: every iteration computes on every problem and keeps the results of
+the problems that are still running, so a GPU runs one kernel per operation for thousands of
+problems instead of one launch per problem. The host reads a handful of flags per iteration (whether
+any problem is still running, still searching its step or ending a stage), never per problem.
+
+Built for many small problems (bootstrap resamples, probes, sweeps): the Schur step costs
+(|S||Y|)^3 per problem and step, so large alphabets belong on the numpy path (``device=None``).
+Everything runs in float64. The caller certifies the returned (q, a, b) again with
+:func:`pidkd.estimators.broja._certificate.certify` on the host, so the reported certificate is the
+same code whatever solved the problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pidkd.estimators.broja._dual_newton import _ARMIJO, _MAX_STAGES, _MIN_STEP, _MU_FLOOR, EXP_LIMIT
+
+__all__ = ["MAX_ROWS", "solve"]
+
+#: Largest Schur system (|S||Y| rows) the torch path takes; larger problems belong on the numpy path.
+MAX_ROWS = 2048
+
+
+class _Batch:
+    """Constants of a batch of same-shaped problems in (batch, t, s, y) layout, on one device."""
+
+    def __init__(self, torch: Any, p: Any):
+        self.torch = torch
+        self.p = p
+        self.n_b, self.n_y, self.n_t, self.n_s = p.shape
+        self.pyt = p.sum(dim=3).transpose(1, 2).contiguous()  # [B, t, y]
+        self.pys = p.sum(dim=2).transpose(1, 2).contiguous()  # [B, s, y]
+        self.cell = (self.pyt[:, :, None, :] > 0) & (self.pys[:, None, :, :] > 0)  # [B, t, s, y]
+        self.nonempty = self.cell.any(dim=3)
+        self.dummy_a = (self.pyt <= 0).to(p.dtype)
+        self.dummy_b = (self.pys <= 0).to(p.dtype)
+        self.pin = self.pys.argmax(dim=1)  # [B, y]: the pinned b(y, s) of the gauge
+
+    def evaluate(self, a, b, eps, mu):
+        """F [B], L [B,t,s], softmax r [B,t,s,y], masses m [B,t,s], as ``_Problems.evaluate``."""
+        torch = self.torch
+        z = torch.where(self.cell, -(a[:, :, None, :] + b[:, None, :, :]), -torch.inf)
+        zmax = z.amax(dim=3)
+        has = torch.isfinite(zmax)
+        zmax = torch.where(has, zmax, 0.0)
+        e = torch.exp(z - zmax[..., None])
+        ssum = torch.where(has, e.sum(dim=3), 1.0)
+        ln = torch.where(has, zmax + torch.log(ssum), -torch.inf)
+        r = e / ssum[..., None]
+        m = torch.where(has, mu * torch.exp(ln / eps[:, None, None]), 0.0)
+        f = (self.pyt * a).sum(dim=(1, 2)) + (self.pys * b).sum(dim=(1, 2)) + eps * m.sum(dim=(1, 2))
+        return f, ln, r, m
+
+    def gradient(self, r, m):
+        w = m[..., None] * r
+        ga, gb = self.pyt - w.sum(dim=2), self.pys - w.sum(dim=1)
+        res = ga.abs().amax(dim=(1, 2)).maximum(gb.abs().amax(dim=(1, 2)))
+        return ga, gb, res
+
+    def schur_step(self, r, m, ga, gb, eps):
+        """Solve H d = -g for every problem (Schur complement on the s side), as ``_Problems.schur_step``."""
+        torch = self.torch
+        nb, n_y, n_t, n_s = self.n_b, self.n_y, self.n_t, self.n_s
+        w = m[..., None] * r  # [B, t, s, y]
+        k = (1.0 / eps - 1.0)[:, None, None, None, None] * (w[..., :, None] * r[..., None, :])
+        iy = torch.arange(n_y, device=r.device)
+        k[..., iy, iy] += w
+        da_blk = k.sum(dim=2)  # [B, t, y, y]
+        db_blk = k.sum(dim=1)  # [B, s, y, y]
+        ridge = 1e-13 * k.abs().amax(dim=(1, 2, 3, 4)) + 1e-300
+        da_blk[..., iy, iy] += self.dummy_a + ridge[:, None, None]
+        db_blk[..., iy, iy] += self.dummy_b + ridge[:, None, None]
+        da_inv = _inv_spd(torch, da_blk)
+        c = k.permute(0, 1, 3, 2, 4).reshape(nb, n_t * n_y, n_s * n_y)
+        dinv_c = torch.matmul(da_inv[:, :, None], k).permute(0, 1, 3, 2, 4).reshape(nb, n_t * n_y, n_s * n_y)
+        schur = -torch.matmul(c.transpose(1, 2), dinv_c)
+        blocks = schur.view(nb, n_s, n_y, n_s, n_y)
+        i_s = torch.arange(n_s, device=r.device)
+        blocks[:, i_s, :, i_s, :] += db_blk.transpose(0, 1)
+        ra, rb = -ga.reshape(nb, -1), -gb.reshape(nb, -1)
+        rhs = rb - torch.einsum("bij,bi->bj", dinv_c, ra)
+        pin = self.pin * n_y + iy  # [B, y]
+        ib = torch.arange(nb, device=r.device)[:, None]
+        schur[ib, pin, :] = 0.0
+        schur[ib, :, pin] = 0.0
+        schur[ib, pin, pin] = 1.0
+        rhs[ib, pin] = 0.0
+        db = _solve_spd(torch, schur, rhs)
+        da = torch.einsum("btyz,btz->bty", da_inv, (ra - torch.einsum("bij,bj->bi", c, db)).reshape(nb, n_t, n_y))
+        return da, db.reshape(nb, n_s, n_y)
+
+
+def _inv_spd(torch, mat):
+    """Inverses of a stack of symmetric positive semidefinite matrices; pseudo-inverses where singular,
+    NaN where not finite (as ``_dual_newton._inv_spd``)."""
+    inv, info = torch.linalg.inv_ex(mat)
+    finite = torch.isfinite(mat).flatten(-2).all(dim=-1)
+    bad = (info != 0) & finite
+    if bool(bad.any()):  # rare: the pseudo-inverses only then
+        pinv = torch.linalg.pinv(torch.where(finite[..., None, None], mat, 0.0), hermitian=True)
+        inv = torch.where(bad[..., None, None], pinv, inv)
+    return torch.where(finite[..., None, None], inv, torch.nan)
+
+
+def _solve_spd(torch, mat, rhs):
+    """Solve a stack of symmetric positive (semi)definite systems (least squares where singular)."""
+    sol, info = torch.linalg.solve_ex(mat, rhs[..., None])
+    sol = sol[..., 0]
+    finite = torch.isfinite(mat).flatten(-2).all(dim=-1) & torch.isfinite(rhs).all(dim=-1)
+    bad = (info != 0) & finite
+    if bool(bad.any()):  # rare: least squares (pseudo-inverse) only then
+        safe = torch.where(finite[..., None, None], mat, 0.0)
+        lstsq = torch.linalg.pinv(safe, hermitian=True) @ torch.where(finite[..., None], rhs, 0.0)[..., None]
+        sol = torch.where(bad[..., None], lstsq[..., 0], sol)
+    return torch.where(finite[..., None], sol, torch.nan)
+
+
+def _polish(torch, q, p, sweeps: int = 50):
+    """Iterative scaling of q[B, y, t, s] onto the marginals of p (as ``_dual_newton._polish``)."""
+    pyt, pys = p.sum(dim=3), p.sum(dim=2)
+    for sweep in range(sweeps):
+        rt = q.sum(dim=3)
+        q = q * torch.where(rt > 0, pyt / torch.where(rt > 0, rt, 1.0), 1.0)[..., None]
+        rs = q.sum(dim=2)
+        q = q * torch.where(rs > 0, pys / torch.where(rs > 0, rs, 1.0), 1.0)[:, :, None, :]
+        if sweep % 5 == 4 and (q.sum(dim=3) - pyt).abs().max() <= 1e-15:  # checked every 5 sweeps (a host read)
+            break
+    return q
+
+
+def _xlogx_sum(torch, x, dims):
+    return torch.where(x > 0, x * torch.log(torch.where(x > 0, x, 1.0)), 0.0).sum(dim=dims)
+
+
+def _gap(torch, p, q, a, b):
+    """Residual and duality gap (nats) of q[B, y, t, s] with multipliers a[B, y, t], b[B, y, s]: the
+    formulas of :func:`pidkd.estimators.broja._certificate.certify`, on the device (used to stop)."""
+    pyt, pys = p.sum(dim=3), p.sum(dim=2)
+    residual = (q.sum(dim=3) - pyt).abs().amax(dim=(1, 2)).maximum((q.sum(dim=2) - pys).abs().amax(dim=(1, 2)))
+    h = _xlogx_sum(torch, q.sum(dim=1), (1, 2)) - _xlogx_sum(torch, q, (1, 2, 3))
+    cell = (pyt[:, :, :, None] > 0) & (pys[:, :, None, :] > 0)
+    a = torch.where(pyt > 0, a, 0.0)
+    b = torch.where(pys > 0, b, 0.0)
+    z = torch.where(cell, -(a[:, :, :, None] + b[:, :, None, :]), -torch.inf)
+    zmax = z.amax(dim=1)
+    has = torch.isfinite(zmax)
+    zmax = torch.where(has, zmax, 0.0)
+    lse = zmax + torch.log(torch.exp(z - zmax[:, None]).sum(dim=1))
+    viol = torch.where(has, lse.clamp(min=0.0), 0.0)
+    repair_t = (viol.amax(dim=2) * pyt.sum(dim=1)).sum(dim=1)
+    repair_s = (viol.amax(dim=1) * pys.sum(dim=1)).sum(dim=1)
+    bound = (a * pyt).sum(dim=(1, 2)) + (b * pys).sum(dim=(1, 2)) + torch.minimum(repair_t, repair_s)
+    return residual, bound - h
+
+
+def _stage_gap(torch, pr, ends, m, r, a, b, gap_tol):
+    """Residual and gap of the problems ``ends`` (a boolean mask) at their current points, +inf for the
+    others; those near the tolerance after polishing (as ``_dual_newton._certify``). Only the masked
+    problems are computed on."""
+    idx = ends.nonzero()[:, 0]
+    p = pr.p[idx]
+    q = (m[idx, ..., None] * r[idx]).permute(0, 3, 1, 2)
+    at, bt = a[idx].transpose(1, 2), b[idx].transpose(1, 2)
+    residual, gap = _gap(torch, p, q, at, bt)
+    near = (gap <= 10 * gap_tol).nonzero()[:, 0]
+    if near.numel():
+        fine_res, fine_gap = _gap(torch, p[near], _polish(torch, q[near], p[near]), at[near], bt[near])
+        residual, gap = residual.index_copy(0, near, fine_res), gap.index_copy(0, near, fine_gap)
+    full = torch.full((pr.n_b,), torch.inf, dtype=gap.dtype, device=gap.device)
+    return full.index_copy(0, idx, residual), full.index_copy(0, idx, gap)
+
+
+def _pick(mask, new, old):
+    """``new`` where ``mask`` (over the batch axis), else ``old``."""
+    return new.where(mask.view(-1, *([1] * (new.dim() - 1))), old)
+
+
+def solve(
+    p: NDArray[np.float64],
+    *,
+    device: Any,
+    gap_tol: float,
+    residual_tol: float,
+    max_iter: int = 500,
+    shrink: float = 0.2,
+    eps_min: float = 1e-8,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_], NDArray[np.int64]]:
+    """Solve a batch ``p[B, y, t, s]`` (validated pmfs) on the torch ``device``.
+
+    Returns q [B, y, t, s] (polished onto the marginals), a [B, y, t], b [B, y, s], whether each
+    problem reached ``gap <= gap_tol`` and ``residual <= residual_tol`` (nats) on the device, and
+    its Newton iterations, all as numpy arrays on the host.
+    """
+    import torch
+
+    n_rows = p.shape[1] * p.shape[3]
+    if n_rows > MAX_ROWS:
+        raise ValueError(
+            f"pid_batch(device=...) solves each problem's Newton system densely, with |Y||S| = {n_rows} rows here "
+            f"(most {MAX_ROWS}); for alphabets this large use device=None (pidkd's structured steps)."
+        )
+    dev = torch.device(device)
+    pr = _Batch(torch, torch.as_tensor(p, dtype=torch.float64, device=dev))
+    nb = pr.n_b
+    with torch.no_grad():
+        return _solve(torch, pr, nb, gap_tol, residual_tol, max_iter, shrink, eps_min)
+
+
+def _solve(torch, pr, nb, gap_tol, residual_tol, max_iter, shrink, eps_min):
+    dev, f64 = pr.p.device, torch.float64
+    py = pr.p.sum(dim=(2, 3))
+    a = torch.where(pr.dummy_a > 0, 0.0, -torch.log(pr.pyt))
+    b = torch.where(pr.dummy_b > 0, 0.0, -torch.log(pr.pys) + torch.log(torch.where(py > 0, py, 1.0))[:, None, :] - 1.0)
+    eps = torch.ones(nb, dtype=f64, device=dev)
+    mu = pr.nonempty.to(f64) * np.exp(-1.0)
+    f, ln, r, m = pr.evaluate(a, b, eps, mu)
+    ga, gb, res = pr.gradient(r, m)
+    n_iter = torch.zeros(nb, dtype=torch.int64, device=dev)
+    n_stages = torch.zeros(nb, dtype=torch.int64, device=dev)
+    running = torch.ones(nb, dtype=torch.bool, device=dev)
+    converged = torch.zeros(nb, dtype=torch.bool, device=dev)
+    stage_end = torch.ones(nb, dtype=torch.bool, device=dev)
+    while bool(running.any()):
+        ends = stage_end & running
+        if bool(ends.any()):
+            residual, gap = _stage_gap(torch, pr, ends, m, r, a, b, gap_tol)
+            done = (gap <= gap_tol) & (residual <= residual_tol)
+            converged = torch.where(ends, done, converged)
+            running = torch.where(ends, ~done & (n_iter < max_iter) & (n_stages < _MAX_STAGES), running)
+            stage_end = stage_end & ~ends
+            nxt = ends & running
+            # the exponential multiplier update and the predictor of _dual_newton._solve
+            mu = _pick(nxt, torch.where(pr.nonempty, m.clamp(min=_MU_FLOOR), 0.0), mu)
+            lw = torch.where(m > 0, m * ln, 0.0).sum(dim=2)
+            msum = m.sum(dim=2)
+            shift = torch.where(msum > 0, lw / torch.where(msum > 0, msum, 1.0), 0.0)  # [B, t]
+            a = _pick(nxt, a + shift[..., None], a)
+            after = ln - shift[..., None]
+            over = pr.nonempty & (after > 0)
+            room = EXP_LIMIT - torch.log(torch.where(over, mu, 1.0))
+            guard = torch.where(over, after / room, 0.0).amax(dim=(1, 2))
+            eps = _pick(nxt, (eps * shrink).clamp(min=eps_min).maximum(guard), eps)
+            n_stages = n_stages + nxt.long()
+            f2, ln2, r2, m2 = pr.evaluate(a, b, eps, mu)
+            f, ln, r, m = (_pick(nxt, new, old) for new, old in ((f2, f), (ln2, ln), (r2, r), (m2, m)))
+            ga2, gb2, res2 = pr.gradient(r, m)
+            ga, gb, res = (_pick(nxt, new, old) for new, old in ((ga2, ga), (gb2, gb), (res2, res)))
+        inner_tol = torch.where(eps > eps_min, (1e-3 * eps * residual_tol / eps_min).clamp(min=1e-15), 1e-15)
+        stage_end = stage_end | (running & ((res <= inner_tol) | (n_iter >= max_iter)))
+        act = running & ~stage_end
+        if bool(act.any()):
+            a, b, f, ln, r, m, ga, gb, res, n_iter, stage_end = _newton_iteration(
+                torch, pr, act, a, b, eps, mu, f, ln, r, m, ga, gb, res, n_iter, stage_end
+            )
+    q = _polish(torch, (m[..., None] * r).permute(0, 3, 1, 2), pr.p)
+    residual, gap = _gap(torch, pr.p, q, a.transpose(1, 2), b.transpose(1, 2))
+    converged = converged & (gap <= gap_tol) & (residual <= residual_tol)
+    host = (q, a.transpose(1, 2), b.transpose(1, 2), converged, n_iter)
+    return tuple(x.cpu().numpy() for x in host)
+
+
+def _newton_iteration(torch, pr, act, a, b, eps, mu, f, ln, r, m, ga, gb, res, n_iter, stage_end):
+    """One damped Newton step for the problems ``act`` (the others keep their values)."""
+    da, db = pr.schur_step(r, m, ga, gb, eps)
+    slope = (ga * da).sum(dim=(1, 2)) + (gb * db).sum(dim=(1, 2))
+    ok_dir = act & (slope < 0)  # otherwise round-off level (or NaN): no descent direction left
+    stage_end = stage_end | (act & ~ok_dir)
+    n_iter = n_iter + ok_dir.long()
+    step = ok_dir.to(a.dtype)
+    pending = ok_dir.clone()
+    quad = ok_dir & (-slope < 1e-12)  # F changes below its round-off: judge the step by the residual
+    f_acc, ln_acc, r_acc, m_acc = f, ln, r, m
+    while bool(pending.any()):
+        f_new, ln_new, r_new, m_new = pr.evaluate(a + step[:, None, None] * da, b + step[:, None, None] * db, eps, mu)
+        ok = torch.isfinite(f_new) & (f_new <= f + _ARMIJO * step * slope)
+        ok = torch.where(quad, torch.isfinite(f_new) & (pr.gradient(r_new, m_new)[2] < res), ok)
+        take = pending & ok
+        f_acc, ln_acc, r_acc, m_acc = (
+            _pick(take, new, old) for new, old in ((f_new, f_acc), (ln_new, ln_acc), (r_new, r_acc), (m_new, m_acc))
+        )
+        fail = pending & ~ok & ((step < _MIN_STEP) | quad)
+        stage_end = stage_end | fail
+        step = torch.where(fail, 0.0, step)
+        pending = pending & ~ok & ~fail
+        step = torch.where(pending, step * 0.5, step)
+    moved = step > 0
+    a = _pick(moved, a + step[:, None, None] * da, a)
+    b = _pick(moved, b + step[:, None, None] * db, b)
+    f, ln, r, m = f_acc, ln_acc, r_acc, m_acc  # the accepted evaluations (unchanged where not moved)
+    ga2, gb2, res2 = pr.gradient(r, m)
+    ga, gb, res = (_pick(moved, new, old) for new, old in ((ga2, ga), (gb2, gb), (res2, res)))
+    return a, b, f, ln, r, m, ga, gb, res, n_iter, stage_end

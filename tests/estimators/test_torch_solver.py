@@ -1,0 +1,82 @@
+"""pid_batch(device=...): pidkd's Newton solver in PyTorch, against the default numpy/Numba path."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import pidkd  # noqa: E402
+from pidkd.estimators.broja import _torch_newton  # noqa: E402
+
+
+def atoms(rs):
+    return np.array([[r.red, r.uni_t, r.uni_s, r.syn] for r in rs])
+
+
+def random_pmfs(n, shape, seed, zero_frac=0.0, power=1.0):
+    rng = np.random.default_rng(seed)
+    ps = rng.random((n, *shape)) ** power * (rng.random((n, *shape)) >= zero_frac)
+    return ps / ps.sum(axis=(1, 2, 3), keepdims=True)
+
+
+@pytest.mark.parametrize(
+    "shape, zero_frac, power",
+    [((2, 3, 4), 0.0, 1.0), ((5, 4, 6), 0.5, 1.0), ((30, 3, 3), 0.0, 3.0), ((4, 8, 8), 0.7, 2.0)],
+)
+def test_torch_path_gives_the_default_paths_certified_atoms(shape, zero_frac, power):
+    ps = random_pmfs(12, shape, seed=shape[0], zero_frac=zero_frac, power=power)
+    ps[3, 1] = 0.0  # a label that never occurs
+    ps[3] /= ps[3].sum()
+    want = pidkd.pid_batch(ps)
+    got = pidkd.pid_batch(ps, device="cpu")
+    np.testing.assert_allclose(atoms(got), atoms(want), atol=2e-9)
+    solved = [r for r in got if r.diagnostics.solver != "closed_form"]
+    assert solved and all(r.diagnostics.solver == "NEWTON-torch" and r.diagnostics.converged for r in solved)
+    assert max(r.diagnostics.gap for r in solved) <= 1e-9
+
+
+def test_problems_in_a_batch_do_not_affect_each_other():
+    """Masked batch iterations: each problem follows its own stages, as when solved alone."""
+    ps = np.concatenate([random_pmfs(3, (3, 5, 5), 0), random_pmfs(3, (3, 5, 5), 1, power=8.0)])
+    batch = _torch_newton.solve(ps, device="cpu", gap_tol=1e-9, residual_tol=1e-10)
+    for i in (0, 4):
+        alone = _torch_newton.solve(ps[i : i + 1], device="cpu", gap_tol=1e-9, residual_tol=1e-10)
+        assert alone[4][0] == batch[4][i]  # the same Newton iterations
+        np.testing.assert_allclose(alone[0][0], batch[0][i], atol=1e-14)
+
+
+def test_near_deterministic_inputs_are_certified():
+    """Cells of mass 1e-6 to 1e-12 next to large ones (the stiff case): certified, the default path's atoms."""
+    rng = np.random.default_rng(3)
+    ps = []
+    for tiny in (1e-6, 1e-9, 1e-12):
+        p = np.full((3, 4, 4), tiny) + rng.random((3, 4, 4)) * (rng.random((3, 4, 4)) < 0.3)
+        ps.append(p / p.sum())
+    got, want = pidkd.pid_batch(ps, device="cpu"), pidkd.pid_batch(ps)  # strict: an uncertified solve raises
+    assert all(r.diagnostics.solver == "NEWTON-torch" and r.diagnostics.gap <= 1e-9 for r in got)
+    np.testing.assert_allclose(atoms(got), atoms(want), atol=2e-9)
+
+
+def test_tensor_input_and_bad_arguments():
+    ps = random_pmfs(4, (3, 4, 4), 7)
+    got = pidkd.pid_batch(torch.tensor(ps), device=torch.device("cpu"))
+    np.testing.assert_allclose(atoms(got), atoms(pidkd.pid_batch(ps)), atol=2e-9)
+    with pytest.raises(ValueError, match="torch device"):
+        pidkd.pid_batch(ps, device="gpu")
+    with pytest.raises(ValueError, match="NEWTON solver in PyTorch"):
+        pidkd.pid_batch(ps, device="cpu", solver="clarabel")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            pidkd.pid_batch(ps, device="cuda")
+    big = random_pmfs(1, (70, 2, 30), 0)  # |Y||S| = 2100 rows
+    with pytest.raises(ValueError, match="device=None"):
+        pidkd.pid_batch(big, device="cpu")
+
+
+@pytest.mark.gpu
+def test_cuda_gives_the_cpu_atoms():
+    ps = random_pmfs(200, (4, 5, 5), 11, zero_frac=0.3)
+    got = pidkd.pid_batch(ps, device="cuda")
+    np.testing.assert_allclose(atoms(got), atoms(pidkd.pid_batch(ps)), atol=2e-9)
+    on_gpu = pidkd.pid_batch(torch.tensor(ps, device="cuda"))  # a GPU tensor stays on its device
+    assert all(r.diagnostics.solver in ("NEWTON-torch", "closed_form") for r in on_gpu)
