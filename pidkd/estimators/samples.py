@@ -227,6 +227,7 @@ def pid_from_samples(
     base: float = 2.0,
     solver: str | None = None,
     bias_correction: str = "jackknife",
+    device: Any = None,
 ) -> SamplePID:
     """BROJA PID of I(Y; T, S) estimated from samples: bias-corrected atoms, intervals, a null level.
 
@@ -257,6 +258,10 @@ def pid_from_samples(
         interval (needs ``n_bootstrap > 0``). "none": the plug-in and the basic bootstrap
         interval, exactly as pidkd 0.1.0. The study behind the default is on the docs page "Bias
         of sample estimates".
+    device : str, torch.device or None
+        Solve the resamples (bootstrap, permutations, jackknife) with ``pid_batch(device=...)``:
+        pidkd's solver in PyTorch on that device, e.g. ``"cuda"`` (see :func:`pidkd.pid_batch`).
+        None: the default CPU solver. The plug-in PID always runs on the default path.
 
     Returns
     -------
@@ -300,6 +305,8 @@ def pid_from_samples(
     n = int(cy.size)
     kw = {"base": base, "solver": solver}
     result = pid(counts, counts=True, **kw)
+    if device is not None:
+        kw["device"] = device
     shape = counts.shape
     flat = (cy * shape[1] + ct) * shape[2] + cs
     boot = None

@@ -73,6 +73,18 @@ def test_tensor_input_and_bad_arguments():
         pidkd.pid_batch(big, device="cpu")
 
 
+def test_pid_from_samples_solves_its_resamples_on_the_device():
+    rng = np.random.default_rng(0)
+    t, s = rng.integers(0, 4, 3000), rng.integers(0, 4, 3000)
+    y = (t + s + (rng.random(3000) < 0.2)) % 3
+    kw = {"n_bootstrap": 20, "n_permutations": 5}
+    want = pidkd.pid_from_samples(y, t, s, **kw)
+    got = pidkd.pid_from_samples(y, t, s, device="cpu", **kw)
+    for field in ("estimate", "null_mean", "null_high"):
+        np.testing.assert_allclose(list(getattr(got, field).values()), list(getattr(want, field).values()), atol=1e-8)
+    np.testing.assert_allclose(np.array(list(got.ci.values())), np.array(list(want.ci.values())), atol=1e-8)
+
+
 @pytest.mark.gpu
 def test_cuda_gives_the_cpu_atoms():
     ps = random_pmfs(200, (4, 5, 5), 11, zero_frac=0.3)
