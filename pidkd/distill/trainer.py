@@ -858,6 +858,7 @@ def _teacher_cache(method, cfg, train, ddp, forward_teacher, ta, t_layers, dev, 
         return None
     x, n, bs = train.x, len(train.y), cfg.batch_size
     store, cache = x.device, None
+    to_host = store.type == "cpu" and dev.type == "cuda"  # pinned, so that the copies to the host do not wait
     starts = range(0, n, bs)
     graphs = cfg.compile == "reduce-overhead" and dev.type == "cuda"
     with torch.no_grad():
@@ -867,15 +868,22 @@ def _teacher_cache(method, cfg, train, ddp, forward_teacher, ta, t_layers, dev, 
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
                 outs = [forward_teacher(x[start : start + bs].to(dev, non_blocking=True))]
             outs += [ta[name] for name in t_layers]
+            other = [type(t).__name__ for t in outs if not isinstance(t, torch.Tensor)]
+            if cache is None and other:
+                if want is True:
+                    raise ValueError(
+                        "DistillConfig(cache_teacher=True) caches tensors; the teacher's output or a captured "
+                        f"teacher layer is a {other[0]}. Use cache_teacher='auto' or False."
+                    )
+                return None
             if cache is None:
                 size = sum(t[0].numel() * t.element_size() for t in outs) * n
                 if want == "auto" and size > _cache_budget(store):
                     return None
-                pinned = store.type == "cpu" and dev.type == "cuda"  # copies to the host that do not wait
-                cache = [torch.empty((n, *t.shape[1:]), dtype=t.dtype, device=store, pin_memory=pinned) for t in outs]
+                cache = [torch.empty((n, *t.shape[1:]), dtype=t.dtype, device=store, pin_memory=to_host) for t in outs]
             for buf, t in zip(cache, outs):
                 buf[start : start + len(t)].copy_(t, non_blocking=True)
-    if dev.type == "cuda":
+    if to_host:
         torch.cuda.current_stream(dev).synchronize()  # once: the host reads the cache from the first step on
     return cache
 

@@ -234,8 +234,18 @@ def _solve_torch(ps: NDArray[np.float64], tol_nats: float, max_iter: int | None,
         ps, device=dev, gap_tol=tol_nats, residual_tol=RESIDUAL_TOL, max_iter=max_iter or _NEWTON_MAX_ITER
     )
     share = (time.perf_counter() - start) / len(ps)
+    c = certify(ps, q, a, b)  # on the host, by the code that certifies every other solver
     return [
-        _Solve(q[i], a[i], b[i], "optimal" if converged[i] else "max_iter", int(n_iter[i]), share, "NEWTON-torch")
+        _Solve(
+            q[i],
+            a[i],
+            b[i],
+            "optimal" if converged[i] else "max_iter",
+            int(n_iter[i]),
+            share,
+            "NEWTON-torch",
+            (float(c.residual[i]), float(c.h[i]), float(c.gap[i])),
+        )
         for i in range(len(ps))
     ]
 
