@@ -6,13 +6,14 @@ iterative-scaling polish, the certified duality gap as the only stopping rule), 
 operations on the whole batch: every iteration computes on every problem and keeps the results of
 the problems that are still running, so a GPU runs one kernel per operation for thousands of
 problems instead of one launch per problem. The host reads a handful of flags per iteration (whether
-any problem is still running, still searching its step or ending a stage), never per problem.
+any problem is still running, still searching its step or ending a stage), never per problem. At a
+stage's end the problems that end it are copied to the host and checked by the numpy path's own
+polish and certificate (``_dual_newton._certify``), so there is one certificate, in one place.
 
 Built for many small problems (bootstrap resamples, probes, sweeps): the Schur step costs
 (|S||Y|)^3 per problem and step, so large alphabets belong on the numpy path (``device=None``).
 Everything runs in float64. The caller certifies the returned (q, a, b) again with
-:func:`pidkd.estimators.broja._certificate.certify` on the host, so the reported certificate is the
-same code whatever solved the problem.
+:func:`pidkd.estimators.broja._certificate.certify`, as it does for every solver.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from pidkd.estimators.broja import _dual_newton
 from pidkd.estimators.broja._dual_newton import _ARMIJO, _MAX_STAGES, _MIN_STEP, _MU_FLOOR, EXP_LIMIT
 
 __all__ = ["MAX_ROWS", "solve"]
@@ -124,59 +126,16 @@ def _solve_spd(torch, mat, rhs):
     return torch.where(finite[..., None], sol, torch.nan)
 
 
-def _polish(torch, q, p, sweeps: int = 50):
-    """Iterative scaling of q[B, y, t, s] onto the marginals of p (as ``_dual_newton._polish``)."""
-    pyt, pys = p.sum(dim=3), p.sum(dim=2)
-    for sweep in range(sweeps):
-        rt = q.sum(dim=3)
-        q = q * torch.where(rt > 0, pyt / torch.where(rt > 0, rt, 1.0), 1.0)[..., None]
-        rs = q.sum(dim=2)
-        q = q * torch.where(rs > 0, pys / torch.where(rs > 0, rs, 1.0), 1.0)[:, :, None, :]
-        if sweep % 5 == 4 and (q.sum(dim=3) - pyt).abs().max() <= 1e-15:  # checked every 5 sweeps (a host read)
-            break
-    return q
-
-
-def _xlogx_sum(torch, x, dims):
-    return torch.where(x > 0, x * torch.log(torch.where(x > 0, x, 1.0)), 0.0).sum(dim=dims)
-
-
-def _gap(torch, p, q, a, b):
-    """Residual and duality gap (nats) of q[B, y, t, s] with multipliers a[B, y, t], b[B, y, s]: the
-    formulas of :func:`pidkd.estimators.broja._certificate.certify`, on the device (used to stop)."""
-    pyt, pys = p.sum(dim=3), p.sum(dim=2)
-    residual = (q.sum(dim=3) - pyt).abs().amax(dim=(1, 2)).maximum((q.sum(dim=2) - pys).abs().amax(dim=(1, 2)))
-    h = _xlogx_sum(torch, q.sum(dim=1), (1, 2)) - _xlogx_sum(torch, q, (1, 2, 3))
-    cell = (pyt[:, :, :, None] > 0) & (pys[:, :, None, :] > 0)
-    a = torch.where(pyt > 0, a, 0.0)
-    b = torch.where(pys > 0, b, 0.0)
-    z = torch.where(cell, -(a[:, :, :, None] + b[:, :, None, :]), -torch.inf)
-    zmax = z.amax(dim=1)
-    has = torch.isfinite(zmax)
-    zmax = torch.where(has, zmax, 0.0)
-    lse = zmax + torch.log(torch.exp(z - zmax[:, None]).sum(dim=1))
-    viol = torch.where(has, lse.clamp(min=0.0), 0.0)
-    repair_t = (viol.amax(dim=2) * pyt.sum(dim=1)).sum(dim=1)
-    repair_s = (viol.amax(dim=1) * pys.sum(dim=1)).sum(dim=1)
-    bound = (a * pyt).sum(dim=(1, 2)) + (b * pys).sum(dim=(1, 2)) + torch.minimum(repair_t, repair_s)
-    return residual, bound - h
-
-
-def _stage_gap(torch, pr, ends, m, r, a, b, gap_tol):
+def _stage_ends(torch, pr, p, ends, m, r, a, b, gap_tol):
     """Residual and gap of the problems ``ends`` (a boolean mask) at their current points, +inf for the
-    others; those near the tolerance after polishing (as ``_dual_newton._certify``). Only the masked
-    problems are computed on."""
+    others: :func:`pidkd.estimators.broja._dual_newton._certify` (polish near the tolerance, then the
+    one certificate) on host copies of those problems only."""
     idx = ends.nonzero()[:, 0]
-    p = pr.p[idx]
-    q = (m[idx, ..., None] * r[idx]).permute(0, 3, 1, 2)
-    at, bt = a[idx].transpose(1, 2), b[idx].transpose(1, 2)
-    residual, gap = _gap(torch, p, q, at, bt)
-    near = (gap <= 10 * gap_tol).nonzero()[:, 0]
-    if near.numel():
-        fine_res, fine_gap = _gap(torch, p[near], _polish(torch, q[near], p[near]), at[near], bt[near])
-        residual, gap = residual.index_copy(0, near, fine_res), gap.index_copy(0, near, fine_gap)
-    full = torch.full((pr.n_b,), torch.inf, dtype=gap.dtype, device=gap.device)
-    return full.index_copy(0, idx, residual), full.index_copy(0, idx, gap)
+    host = [x[idx].cpu().numpy() for x in (m, r, a, b)]
+    cert = _dual_newton._certify(p[idx.cpu().numpy()], *host, gap_tol)
+    full = torch.full((pr.n_b,), torch.inf, dtype=m.dtype, device=m.device)
+    residual = full.index_copy(0, idx, torch.as_tensor(cert.residual, device=m.device))
+    return residual, full.index_copy(0, idx, torch.as_tensor(cert.gap, device=m.device))
 
 
 def _pick(mask, new, old):
@@ -197,7 +156,7 @@ def solve(
     """Solve a batch ``p[B, y, t, s]`` (validated pmfs) on the torch ``device``.
 
     Returns q [B, y, t, s] (polished onto the marginals), a [B, y, t], b [B, y, s], whether each
-    problem reached ``gap <= gap_tol`` and ``residual <= residual_tol`` (nats) on the device, and
+    problem reached ``gap <= gap_tol`` and ``residual <= residual_tol`` (nats) at a stage's end, and
     its Newton iterations, all as numpy arrays on the host.
     """
     import torch
@@ -212,10 +171,10 @@ def solve(
     pr = _Batch(torch, torch.as_tensor(p, dtype=torch.float64, device=dev))
     nb = pr.n_b
     with torch.no_grad():
-        return _solve(torch, pr, nb, gap_tol, residual_tol, max_iter, shrink, eps_min)
+        return _solve(torch, pr, p, nb, gap_tol, residual_tol, max_iter, shrink, eps_min)
 
 
-def _solve(torch, pr, nb, gap_tol, residual_tol, max_iter, shrink, eps_min):
+def _solve(torch, pr, p, nb, gap_tol, residual_tol, max_iter, shrink, eps_min):
     dev, f64 = pr.p.device, torch.float64
     py = pr.p.sum(dim=(2, 3))
     a = torch.where(pr.dummy_a > 0, 0.0, -torch.log(pr.pyt))
@@ -232,7 +191,7 @@ def _solve(torch, pr, nb, gap_tol, residual_tol, max_iter, shrink, eps_min):
     while bool(running.any()):
         ends = stage_end & running
         if bool(ends.any()):
-            residual, gap = _stage_gap(torch, pr, ends, m, r, a, b, gap_tol)
+            residual, gap = _stage_ends(torch, pr, p, ends, m, r, a, b, gap_tol)
             done = (gap <= gap_tol) & (residual <= residual_tol)
             converged = torch.where(ends, done, converged)
             running = torch.where(ends, ~done & (n_iter < max_iter) & (n_stages < _MAX_STAGES), running)
@@ -261,11 +220,9 @@ def _solve(torch, pr, nb, gap_tol, residual_tol, max_iter, shrink, eps_min):
             a, b, f, ln, r, m, ga, gb, res, n_iter, stage_end = _newton_iteration(
                 torch, pr, act, a, b, eps, mu, f, ln, r, m, ga, gb, res, n_iter, stage_end
             )
-    q = _polish(torch, (m[..., None] * r).permute(0, 3, 1, 2), pr.p)
-    residual, gap = _gap(torch, pr.p, q, a.transpose(1, 2), b.transpose(1, 2))
-    converged = converged & (gap <= gap_tol) & (residual <= residual_tol)
-    host = (q, a.transpose(1, 2), b.transpose(1, 2), converged, n_iter)
-    return tuple(x.cpu().numpy() for x in host)
+    q = (m[..., None] * r).permute(0, 3, 1, 2).cpu().numpy()
+    host = (a.transpose(1, 2), b.transpose(1, 2), converged, n_iter)
+    return (_dual_newton._polish(q, p), *(x.cpu().numpy() for x in host))
 
 
 def _newton_iteration(torch, pr, act, a, b, eps, mu, f, ln, r, m, ga, gb, res, n_iter, stage_end):
