@@ -5,7 +5,7 @@ pmfs (seed fixed), in one process: wall time per batch (after one warm-up call o
 PID, the ratio, the largest |atom difference| between the two (bits) and the largest certified
 duality gap of each. The device is CUDA when PyTorch sees one, else the CPU (where the default
 path is the faster one: the PyTorch path is built for GPUs). Writes docs/benchmarks/torch_batch.json
-and torch_batch.md (``--name``).
+and torch_batch.md (``--name``, ``--out``).
 
 Run: python benchmarks/torch_batch.py              (CUDA if available, else CPU)
      python benchmarks/torch_batch.py --device cpu --name torch_batch_cpu
@@ -46,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--name", default="torch_batch")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder of NAME.json and NAME.md")
     args = parser.parse_args()
     dev = torch.device(args.device)
     rows = []
@@ -79,8 +80,8 @@ def main() -> None:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [
         "# Benchmark: batches of PIDs, default solver against the PyTorch path",
         "",
@@ -102,7 +103,7 @@ def main() -> None:
             f"{r['device_max_gap_bits']:.1e} | {r['all_certified']} |"
         )
     lines.append("")
-    (OUT / f"{args.name}.md").write_text("\n".join(lines))
+    (args.out / f"{args.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
