@@ -52,8 +52,9 @@ OPTIMIZERS = ("sgd", "adamw", "adam")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 #: ``DistillConfig(cache_teacher="auto")`` caches the teacher's outputs when they take at most this fraction of
-#: the free memory of the device that holds the inputs (:func:`_cache_budget`).
-CACHE_TEACHER_FRACTION = 0.25
+#: the free memory of the device that holds the inputs (:func:`_cache_budget`): less on a GPU, whose free memory
+#: is measured before training allocates its activations, gradients and optimizer state.
+CACHE_TEACHER_FRACTION = {"cpu": 0.25, "cuda": 0.1}
 
 #: The marker and format version of the checkpoints :func:`fit` writes (``checkpoint_every``).
 CHECKPOINT_FORMAT = "pidkd-checkpoint"
@@ -138,7 +139,8 @@ class DistillConfig:
     compile: bool | str = False
     # Compute the teacher's outputs (logits and captured layers) once, before the first epoch, and replay
     # them every epoch: True, False, or "auto" (when the training data is an (inputs, labels) pair, in
-    # one process, and the outputs take at most a quarter of the free memory where the inputs are).
+    # one process, and the outputs take at most a quarter of the free host memory, or a tenth of the free
+    # GPU memory, where the inputs are).
     cache_teacher: bool | str = "auto"
     seed: int = 0
     progress: bool = True
@@ -825,7 +827,7 @@ def _forward_passes(teacher: nn.Module, student: nn.Module, mode: bool | str) ->
 
 def _cache_budget(store: torch.device) -> int:
     """Bytes that ``cache_teacher="auto"`` may take on ``store``: :data:`CACHE_TEACHER_FRACTION` of its free
-    memory (1 GiB where the free host memory cannot be read)."""
+    memory (of 4 GiB where the free host memory cannot be read)."""
     if store.type == "cuda":
         free = torch.cuda.mem_get_info(store)[0]
     else:
@@ -833,7 +835,7 @@ def _cache_budget(store: torch.device) -> int:
             free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):  # no such sysconf name (macOS, Windows)
             free = 4 * 2**30
-    return int(CACHE_TEACHER_FRACTION * free)
+    return int(CACHE_TEACHER_FRACTION.get(store.type, CACHE_TEACHER_FRACTION["cuda"]) * free)
 
 
 def _teacher_cache(method, cfg, train, ddp, forward_teacher, ta, t_layers, dev, use_amp, tqdm):

@@ -248,7 +248,7 @@ def test_cached_teacher_outputs_replay_the_teacher_exactly(method, digits, teach
         for cache in (True, "auto"):  # the same batches, random draws and losses, to the bit
             assert hist[cache].history[cols].equals(hist[False].history[cols])
         # "auto" leaves outputs larger than its budget, and DataLoaders (which may augment), uncached
-        monkeypatch.setattr("pidkd.distill.trainer.CACHE_TEACHER_FRACTION", 0.0)
+        monkeypatch.setattr("pidkd.distill.trainer.CACHE_TEACHER_FRACTION", {"cpu": 0.0, "cuda": 0.0})
         calls.clear()
         fit(teacher, mlp([64, 16, 10], 1), train, method=method, config=cfg, epochs=1, **layers)
         assert len(calls) == 1 + 1 + n_batches  # the cache's first batch, found too large, then every step
