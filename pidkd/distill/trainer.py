@@ -870,15 +870,15 @@ def _teacher_cache(method, cfg, train, ddp, forward_teacher, ta, t_layers, dev, 
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
                 outs = [forward_teacher(x[start : start + bs].to(dev, non_blocking=True))]
             outs += [ta[name] for name in t_layers]
-            other = [type(t).__name__ for t in outs if not isinstance(t, torch.Tensor)]
-            if cache is None and other:
-                if want is True:
-                    raise ValueError(
-                        "DistillConfig(cache_teacher=True) caches tensors; the teacher's output or a captured "
-                        f"teacher layer is a {other[0]}. Use cache_teacher='auto' or False."
-                    )
-                return None
-            if cache is None:
+            if cache is None:  # the first batch decides whether and how the outputs are cached
+                other = [type(t).__name__ for t in outs if not isinstance(t, torch.Tensor)]
+                if other:
+                    if want is True:
+                        raise ValueError(
+                            "DistillConfig(cache_teacher=True) caches tensors; the teacher's output or a captured "
+                            f"teacher layer is a {other[0]}. Use cache_teacher='auto' or False."
+                        )
+                    return None
                 size = sum(t[0].numel() * t.element_size() for t in outs) * n
                 if want == "auto" and size > _cache_budget(store):
                     return None

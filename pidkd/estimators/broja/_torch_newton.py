@@ -169,13 +169,13 @@ def solve(
         )
     dev = torch.device(device)
     pr = _Batch(torch, torch.as_tensor(p, dtype=torch.float64, device=dev))
-    nb = pr.n_b
     # as the numpy path: the host checks may meet overflowed trial points, which fail their certificate
     with torch.no_grad(), np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        return _solve(torch, pr, p, nb, gap_tol, residual_tol, max_iter, shrink, eps_min)
+        return _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min)
 
 
-def _solve(torch, pr, p, nb, gap_tol, residual_tol, max_iter, shrink, eps_min):
+def _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min):
+    nb = pr.n_b
     dev, f64 = pr.p.device, torch.float64
     py = pr.p.sum(dim=(2, 3))
     a = torch.where(pr.dummy_a > 0, 0.0, -torch.log(pr.pyt))
