@@ -49,7 +49,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT, help="folder of NAME.json and NAME.md")
     args = parser.parse_args()
     dev = torch.device(args.device)
-    rows = []
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    rows: list[dict] = []
     for shape, n in CASES[dev.type]:
         rng = np.random.default_rng(SEED)
         ps = rng.random((n, *shape))
@@ -73,15 +80,13 @@ def main() -> None:
         }
         rows.append(row)
         print(row, flush=True)
-    meta = {
-        "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        write(args.out, args.name, meta, rows)  # after every row: a run cut short keeps what it measured
+    print((args.out / f"{args.name}.md").read_text())
+
+
+def write(out: Path, name: str, meta: dict, rows: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [
         "# Benchmark: batches of PIDs, default solver against the PyTorch path",
         "",
@@ -103,8 +108,7 @@ def main() -> None:
             f"{r['device_max_gap_bits']:.1e} | {r['all_certified']} |"
         )
     lines.append("")
-    (args.out / f"{args.name}.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    (out / f"{name}.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
