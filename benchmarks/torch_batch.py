@@ -4,11 +4,14 @@
 pmfs (seed fixed), in one process: wall time per batch (after one warm-up call of each), time per
 PID, the ratio, the largest |atom difference| between the two (bits) and the largest certified
 duality gap of each. The device is CUDA when PyTorch sees one, else the CPU (where the default
-path is the faster one: the PyTorch path is built for GPUs). Writes docs/benchmarks/torch_batch.json
-and torch_batch.md (``--name``, ``--out``).
+path is the faster one: the PyTorch path is built for GPUs). Section "samples": ``pid_from_samples`` with
+its defaults (200 bootstrap resamples, 20 permutations, jackknife) on CIFAR-like and CIFAR-100-like codes
+(10,000 samples, 10 or 100 labels, 10 codes per side, as benchmarks/scale/run.py), default against
+``device=...``, with the largest difference of any estimate, interval end or null level. Writes
+docs/benchmarks/torch_batch.json and torch_batch.md (``--name``, ``--out``).
 
 Run: python benchmarks/torch_batch.py              (CUDA if available, else CPU)
-     python benchmarks/torch_batch.py --device cpu --name torch_batch_cpu
+     python benchmarks/torch_batch.py --device cpu --name torch_batch_cpu --sections batches
 """
 
 from __future__ import annotations
@@ -18,18 +21,23 @@ import json
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import pidkd
+from pidkd.estimators.samples import SampleSizeWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
 SEED = 0
 CASES = {"cpu": [((4, 4, 4), 1000), ((10, 10, 10), 200)], "cuda": [((4, 4, 4), 1000), ((4, 4, 4), 10000)]}
 CASES["cuda"] += [((10, 10, 10), 200), ((10, 10, 10), 2000), ((20, 10, 10), 1000)]
+#: pid_from_samples cases: (samples, labels), 10 codes per side (on a CPU the PyTorch path is slow for 100 labels:
+#: every resample's Newton system is factored densely, 1,000 rows)
+SAMPLES = {"cpu": [(10_000, 10)], "cuda": [(10_000, 10), (10_000, 100)]}
 
 
 def atoms(rs) -> np.ndarray:
@@ -47,6 +55,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--name", default="torch_batch")
     parser.add_argument("--out", type=Path, default=OUT, help="folder of NAME.json and NAME.md")
+    parser.add_argument("--sections", nargs="+", choices=("batches", "samples"), default=["batches", "samples"])
     args = parser.parse_args()
     dev = torch.device(args.device)
     meta = {
@@ -57,7 +66,8 @@ def main() -> None:
         "python": platform.python_version(),
     }
     rows: list[dict] = []
-    for shape, n in CASES[dev.type]:
+    samples: list[dict] = []
+    for shape, n in CASES[dev.type] if "batches" in args.sections else []:
         rng = np.random.default_rng(SEED)
         ps = rng.random((n, *shape))
         ps /= ps.sum(axis=(1, 2, 3), keepdims=True)
@@ -80,13 +90,49 @@ def main() -> None:
         }
         rows.append(row)
         print(row, flush=True)
-        write(args.out, args.name, meta, rows)  # after every row: a run cut short keeps what it measured
+        write(args.out, args.name, meta, rows, samples)  # after every row: a run cut short keeps what it measured
+    for n, k in SAMPLES[dev.type] if "samples" in args.sections else []:
+        samples.append(sample_row(n, k, dev))
+        print(samples[-1], flush=True)
+        write(args.out, args.name, meta, rows, samples)
     print((args.out / f"{args.name}.md").read_text())
 
 
-def write(out: Path, name: str, meta: dict, rows: list[dict]) -> None:
+def sample_numbers(r) -> np.ndarray:
+    """Every number of a SamplePID: estimates, interval ends, null means and levels, in a fixed order."""
+    keys = sorted(r.estimate)
+    return np.array(
+        [r.estimate[a] for a in keys]
+        + [v for a in keys for v in r.ci[a]]
+        + [r.null_mean[a] for a in keys]
+        + [r.null_high[a] for a in keys]
+    )
+
+
+def sample_row(n: int, k: int, dev: torch.device) -> dict:
+    """pid_from_samples (defaults) on CIFAR-like codes, on the default path and with ``device=dev``."""
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, k, n)
+    t = (y * 7 + rng.integers(0, 3, n)) % 10
+    s = (y + rng.integers(0, 5, n)) % 10
+    out = {"samples": n, "labels": k}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SampleSizeWarning)
+        pidkd.pid_from_samples(y[:500], t[:500], s[:500], n_bootstrap=2, n_permutations=1)  # warm-up
+        pidkd.pid_from_samples(y[:500], t[:500], s[:500], n_bootstrap=2, n_permutations=1, device=dev)
+        for name, kwargs in (("default", {}), ("device", {"device": dev})):
+            start = time.perf_counter()
+            res = pidkd.pid_from_samples(y, t, s, **kwargs)
+            out[f"{name}_seconds"] = time.perf_counter() - start
+            out[name] = res
+    out["speedup"] = out["default_seconds"] / out["device_seconds"]
+    out["max_diff_bits"] = float(np.abs(sample_numbers(out.pop("default")) - sample_numbers(out.pop("device"))).max())
+    return out
+
+
+def write(out: Path, name: str, meta: dict, rows: list[dict], samples: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows, "samples": samples}, indent=1))
     lines = [
         "# Benchmark: batches of PIDs, default solver against the PyTorch path",
         "",
@@ -107,6 +153,23 @@ def write(out: Path, name: str, meta: dict, rows: list[dict]) -> None:
             f"{r['speedup']:.2f}x | {r['max_atom_diff_bits']:.1e} | {r['default_max_gap_bits']:.1e} / "
             f"{r['device_max_gap_bits']:.1e} | {r['all_certified']} |"
         )
+    if samples:
+        lines += [
+            "",
+            "`pidkd.pid_from_samples(y, t, s)` with its defaults (200 bootstrap resamples, 20 label permutations, "
+            "jackknife over 20 groups: 240 resample PIDs besides the plug-in) against the same call with "
+            "`device=...`, which solves the resamples on the device (the plug-in stays on the default path). Codes as "
+            "`benchmarks/scale/run.py`: labels uniform, T = (7 Y + U{0..2}) mod 10, S = (Y + U{0..4}) mod 10. "
+            "Max diff: the largest difference of any estimate, interval end, null mean or null level (bits).",
+            "",
+            "| samples | labels | default | with device | default / device | max diff (bits) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in samples:
+            lines.append(
+                f"| {r['samples']:,} | {r['labels']} | {r['default_seconds']:.2f} s | {r['device_seconds']:.2f} s | "
+                f"{r['speedup']:.2f}x | {r['max_diff_bits']:.1e} |"
+            )
     lines.append("")
     (out / f"{name}.md").write_text("\n".join(lines))
 
