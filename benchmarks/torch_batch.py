@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
 SEED = 0
 CASES = {"cpu": [((4, 4, 4), 1000), ((10, 10, 10), 200)], "cuda": [((4, 4, 4), 1000), ((4, 4, 4), 10000)]}
-CASES["cuda"] += [((10, 10, 10), 200), ((10, 10, 10), 2000), ((20, 10, 10), 1000)]
+CASES["cuda"] += [((10, 10, 10), 200), ((10, 10, 10), 2000), ((20, 10, 10), 1000), ((100, 10, 10), 200)]
 #: pid_from_samples cases: (samples, labels), 10 codes per side (on a CPU the PyTorch path is slow for 100 labels:
 #: every resample's Newton system is factored densely, 1,000 rows)
 SAMPLES = {"cpu": [(10_000, 10)], "cuda": [(10_000, 10), (10_000, 100)]}
@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--name", default="torch_batch")
     parser.add_argument("--out", type=Path, default=OUT, help="folder of NAME.json and NAME.md")
     parser.add_argument("--sections", nargs="+", choices=("batches", "samples"), default=["batches", "samples"])
+    parser.add_argument("--shapes", nargs="*", help="only these pmf shapes of the batches section, e.g. 20x10x10")
     args = parser.parse_args()
     dev = torch.device(args.device)
     meta = {
@@ -68,6 +69,8 @@ def main() -> None:
     rows: list[dict] = []
     samples: list[dict] = []
     for shape, n in CASES[dev.type] if "batches" in args.sections else []:
+        if args.shapes and "x".join(map(str, shape)) not in args.shapes:
+            continue
         rng = np.random.default_rng(SEED)
         ps = rng.random((n, *shape))
         ps /= ps.sum(axis=(1, 2, 3), keepdims=True)

@@ -35,6 +35,31 @@ def test_torch_path_gives_the_default_paths_certified_atoms(shape, zero_frac, po
     assert max(r.diagnostics.gap for r in solved) <= 1e-9
 
 
+@pytest.mark.parametrize(
+    "shape, zero_frac", [((2, 3, 4), 0.0), ((30, 3, 3), 0.3), ((12, 5, 4), 0.6), ((100, 4, 4), 0.5)]
+)
+def test_schur_and_woodbury_steps_take_the_same_path(shape, zero_frac):
+    """The two dense Newton steps solve the same system: the same iterations, the same Q to round-off."""
+    ps = random_pmfs(4, shape, seed=shape[0], zero_frac=zero_frac)
+    ps[1, 0] = 0.0  # a label that never occurs
+    ps[1] /= ps[1].sum()
+    kw = {"device": "cpu", "gap_tol": 1e-9, "residual_tol": 1e-8}
+    schur = _torch_newton.solve(ps, step="schur", **kw)
+    woodbury = _torch_newton.solve(ps, step="woodbury", **kw)
+    assert schur[3].all() and woodbury[3].all()
+    np.testing.assert_array_equal(schur[4], woodbury[4])
+    np.testing.assert_allclose(schur[0], woodbury[0], atol=1e-12)
+
+
+def test_many_labels_take_the_woodbury_step():
+    """CIFAR-100-sized resamples (100 labels, 10 codes a side, sparse): the Woodbury step, the default atoms."""
+    assert _torch_newton._step(100, 10, 10) == "woodbury" and _torch_newton._step(4, 4, 4) == "schur"
+    ps = random_pmfs(3, (100, 10, 10), seed=5, zero_frac=0.8)
+    got, want = pidkd.pid_batch(ps, device="cpu"), pidkd.pid_batch(ps)
+    np.testing.assert_allclose(atoms(got), atoms(want), atol=2e-9)
+    assert all(r.diagnostics.solver == "NEWTON-torch" and r.diagnostics.gap <= 1e-9 for r in got)
+
+
 def test_problems_in_a_batch_do_not_affect_each_other():
     """Masked batch iterations: each problem follows its own stages, as when solved alone."""
     ps = np.concatenate([random_pmfs(3, (3, 5, 5), 0), random_pmfs(3, (3, 5, 5), 1, power=8.0)])
@@ -68,9 +93,13 @@ def test_tensor_input_and_bad_arguments():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             pidkd.pid_batch(ps, device="cuda")
-    big = random_pmfs(1, (70, 2, 30), 0)  # |Y||S| = 2100 rows
+    big = random_pmfs(1, (50, 50, 50), 0)  # |Y||S| = |T||S| = 2500 rows
     with pytest.raises(ValueError, match="device=None"):
         pidkd.pid_batch(big, device="cpu")
+    with pytest.raises(ValueError, match="device=None"):  # the Schur step would have 2100 rows
+        _torch_newton.solve(random_pmfs(1, (70, 2, 30), 0), device="cpu", gap_tol=1e-9, residual_tol=1e-8, step="schur")
+    with pytest.raises(ValueError, match="'step'"):
+        _torch_newton.solve(ps, device="cpu", gap_tol=1e-9, residual_tol=1e-8, step="pcg")
 
 
 def test_pid_from_samples_solves_its_resamples_on_the_device():

@@ -1,7 +1,7 @@
 """pidkd's Newton solver in PyTorch: a batch of BROJA programmes solved together on any torch device.
 
 The same algorithm as :mod:`pidkd.estimators.broja._dual_newton` (exponential multiplier stages,
-damped Newton steps on the smooth dual, the dense Schur-complement Newton step, Armijo line search,
+damped Newton steps on the smooth dual, the Schur-complement or the Woodbury Newton step, Armijo line search,
 iterative-scaling polish, the certified duality gap as the only stopping rule), written as masked
 operations on the whole batch: every iteration computes on every problem and keeps the results of
 the problems that are still running, so a GPU runs one kernel per operation for thousands of
@@ -10,8 +10,10 @@ any problem is still running, still searching its step or ending a stage), never
 stage's end the problems that end it are copied to the host and checked by the numpy path's own
 polish and certificate (``_dual_newton._certify``), so there is one certificate, in one place.
 
-Built for many small problems (bootstrap resamples, probes, sweeps): the Schur step costs
-(|S||Y|)^3 per problem and step, so large alphabets belong on the numpy path (``device=None``).
+Built for many small problems (bootstrap resamples, probes, sweeps). Each Newton system is solved
+densely: the s-side Schur complement (|S||Y| rows) or, when that costs more (many labels, few cells),
+the Woodbury capacitance system over the |T||S| cells (:func:`_step`). Either way its size is
+bounded by :data:`MAX_ROWS`; larger alphabets belong on the numpy path (``device=None``).
 Everything runs in float64. The caller certifies the returned (q, a, b) again with
 :func:`pidkd.estimators.broja._certificate.certify`, as it does for every solver.
 """
@@ -28,8 +30,22 @@ from pidkd.estimators.broja._dual_newton import _ARMIJO, _MAX_STAGES, _MIN_STEP,
 
 __all__ = ["MAX_ROWS", "solve"]
 
-#: Largest Schur system (|S||Y| rows) the torch path takes; larger problems belong on the numpy path.
+#: Largest dense Newton system (|S||Y| rows for the Schur step, |T||S| for the Woodbury step) the torch path
+#: takes; larger problems belong on the numpy path.
 MAX_ROWS = 2048
+
+
+def _step(n_y: int, n_t: int, n_s: int) -> str:
+    """The Newton step with fewer flops in this module's batched form.
+
+    "schur": forming the s-side Schur complement, 2 |T||Y| (|S||Y|)^2, and factoring it, (|S||Y|)^3 / 3.
+    "woodbury": the per-label blocks, |Y| (|T|+|S|)^3, the capacitance matrix as one product,
+    2 |Y| (|T|+|S|) (|T||S|)^2, and its factorisation, (|T||S|)^3 / 3 (:meth:`_Batch.woodbury_step`).
+    """
+    n, cells, rows = n_t + n_s, n_t * n_s, n_s * n_y
+    schur = 2 * (n_t * n_y) * rows**2 + rows**3 / 3
+    woodbury = n_y * n**3 + 2 * n_y * n * cells**2 + cells**3 / 3
+    return "woodbury" if woodbury < schur else "schur"
 
 
 class _Batch:
@@ -46,6 +62,13 @@ class _Batch:
         self.dummy_a = (self.pyt <= 0).to(p.dtype)
         self.dummy_b = (self.pys <= 0).to(p.dtype)
         self.pin = self.pys.argmax(dim=1)  # [B, y]: the pinned b(y, s) of the gauge
+        self.step = "schur"
+
+    def newton_step(self, r, m, ga, gb, eps):
+        """Solve H d = -g for every problem, with :attr:`step` ("schur" or "woodbury")."""
+        if self.step == "woodbury":
+            return self.woodbury_step(r, m, ga, gb, eps)
+        return self.schur_step(r, m, ga, gb, eps)
 
     def evaluate(self, a, b, eps, mu):
         """F [B], L [B,t,s], softmax r [B,t,s,y], masses m [B,t,s], as ``_Problems.evaluate``."""
@@ -100,6 +123,53 @@ class _Batch:
         da = torch.einsum("btyz,btz->bty", da_inv, (ra - torch.einsum("bij,bj->bi", c, db)).reshape(nb, n_t, n_y))
         return da, db.reshape(nb, n_s, n_y)
 
+    def woodbury_step(self, r, m, ga, gb, eps):
+        """Solve H d = -g through H's structure, as ``_Problems.woodbury_step``: per-label blocks M_y plus
+        one rank-one term per cell, H^-1 = M^-1 - M^-1 U C^-1 U^T M^-1 with C = I + U^T M^-1 U over the
+        |T||S| cells.
+
+        Batched form: per label, A_y = P D_y (|T|+|S| by |T||S|: rho_ts(y) at a(y, t) and at b(y, s)) and
+        X_y = M_y^-1 A_y; then C - I = sum_y A_y^T X_y is one matrix product per problem over the stacked
+        labels, and no per-label |T||S|-square matrix is ever formed.
+        """
+        torch = self.torch
+        nb, n_y, n_t, n_s = self.n_b, self.n_y, self.n_t, self.n_s
+        n, cells, dev, f64 = n_t + n_s, n_t * n_s, r.device, r.dtype
+        w = m[..., None] * r  # [B, t, s, y]
+        inv_eps = 1.0 / eps
+        ridge = 1e-13 * (w.abs().amax(dim=(1, 2, 3)) * inv_eps.clamp(min=1.0)) + 1e-300
+        it, is_ = torch.arange(n_t, device=dev), n_t + torch.arange(n_s, device=dev)
+        blk = torch.zeros(nb, n_y, n, n, dtype=f64, device=dev)
+        blk[:, :, it, it] = (w.sum(dim=2) + self.dummy_a).transpose(1, 2) + ridge[:, None, None]
+        blk[:, :, is_, is_] = (w.sum(dim=1) + self.dummy_b).transpose(1, 2) + ridge[:, None, None]
+        blk[:, :, :n_t, n_t:] = w.permute(0, 3, 1, 2)  # d2F / da(y,t) db(y,s) = w_ts(y)
+        blk[:, :, n_t:, :n_t] = w.permute(0, 3, 2, 1)
+        ib, iy = torch.arange(nb, device=dev)[:, None], torch.arange(n_y, device=dev)[None, :]
+        pin = n_t + self.pin  # [B, y]: the pinned b(y, .) in each block
+        blk[ib, iy, pin, :] = 0.0
+        blk[ib, iy, :, pin] = 0.0
+        blk[ib, iy, pin, pin] = 1.0
+        minv = _inv_spd(torch, blk)
+        minv[ib, iy, pin, :] = 0.0  # the pinned variable is not a variable
+        minv[ib, iy, :, pin] = 0.0
+        c = (m * (inv_eps - 1.0)[:, None, None]).clamp(min=0.0)
+        rho = (c.sqrt()[..., None] * r).permute(0, 3, 1, 2).reshape(nb, n_y, cells)  # [B, y, cells]
+        cell = torch.arange(cells, device=dev)
+        a_mat = torch.zeros(nb, n_y, n, cells, dtype=f64, device=dev)
+        a_mat[:, :, cell // n_s, cell] = rho
+        a_mat[:, :, n_t + cell % n_s, cell] = rho
+        x_mat = torch.matmul(minv, a_mat)  # [B, y, n, cells]
+        cap = torch.matmul(a_mat.permute(0, 3, 1, 2).reshape(nb, cells, n_y * n), x_mat.reshape(nb, n_y * n, cells))
+        cap = 0.5 * (cap + cap.transpose(1, 2))
+        cap[:, cell, cell] += 1.0
+        g = -torch.cat([ga, gb], dim=1).transpose(1, 2).contiguous()  # [B, y, n]: -gradient
+        g[ib, iy, pin] = 0.0
+        mg = torch.matmul(minv, g[..., None])[..., 0]
+        utmg = torch.einsum("byic,byi->bc", a_mat, mg)  # U^T M^-1 g
+        z = _solve_spd(torch, cap, utmg)
+        d = mg - torch.matmul(minv, torch.einsum("byic,bc->byi", a_mat, z)[..., None])[..., 0]
+        return d[..., :n_t].transpose(1, 2), d[..., n_t:].transpose(1, 2)
+
 
 def _inv_spd(torch, mat):
     """Inverses of a stack of symmetric positive semidefinite matrices; pseudo-inverses where singular,
@@ -152,23 +222,31 @@ def solve(
     max_iter: int = 500,
     shrink: float = 0.2,
     eps_min: float = 1e-8,
+    step: str = "auto",
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_], NDArray[np.int64]]:
     """Solve a batch ``p[B, y, t, s]`` (validated pmfs) on the torch ``device``.
 
-    Returns q [B, y, t, s] (polished onto the marginals), a [B, y, t], b [B, y, s], whether each
-    problem reached ``gap <= gap_tol`` and ``residual <= residual_tol`` (nats) at a stage's end, and
-    its Newton iterations, all as numpy arrays on the host.
+    ``step``: "auto" (the cheaper of the two by :func:`_step`), "schur" or "woodbury"; both give the same
+    Newton step up to round-off. Returns q [B, y, t, s] (polished onto the marginals), a [B, y, t],
+    b [B, y, s], whether each problem reached ``gap <= gap_tol`` and ``residual <= residual_tol`` (nats)
+    at a stage's end, and its Newton iterations, all as numpy arrays on the host.
     """
     import torch
 
-    n_rows = p.shape[1] * p.shape[3]
-    if n_rows > MAX_ROWS:
+    n_y, n_t, n_s = p.shape[1:]
+    if step not in ("auto", "schur", "woodbury"):
+        raise ValueError(f"The 'step' parameter must be 'auto', 'schur' or 'woodbury'. Got {step!r}.")
+    step = _step(n_y, n_t, n_s) if step == "auto" else step
+    rows = n_t * n_s if step == "woodbury" else n_s * n_y
+    if rows > MAX_ROWS:
         raise ValueError(
-            f"pid_batch(device=...) solves each problem's Newton system densely, with |Y||S| = {n_rows} rows here "
-            f"(most {MAX_ROWS}); for alphabets this large use device=None (pidkd's structured steps)."
+            f"pid_batch(device=...) solves each problem's Newton system densely, here with {rows} rows (|Y||S| = "
+            f"{n_s * n_y}, |T||S| = {n_t * n_s}; most {MAX_ROWS}); for alphabets this large use device=None "
+            "(pidkd's structured steps)."
         )
     dev = torch.device(device)
     pr = _Batch(torch, torch.as_tensor(p, dtype=torch.float64, device=dev))
+    pr.step = step
     # as the numpy path: the host checks may meet overflowed trial points, which fail their certificate
     with torch.no_grad(), np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         return _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min)
@@ -228,7 +306,7 @@ def _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min):
 
 def _newton_iteration(torch, pr, act, a, b, eps, mu, f, ln, r, m, ga, gb, res, n_iter, stage_end):
     """One damped Newton step for the problems ``act`` (the others keep their values)."""
-    da, db = pr.schur_step(r, m, ga, gb, eps)
+    da, db = pr.newton_step(r, m, ga, gb, eps)
     slope = (ga * da).sum(dim=(1, 2)) + (gb * db).sum(dim=(1, 2))
     ok_dir = act & (slope < 0)  # otherwise round-off level (or NaN): no descent direction left
     stage_end = stage_end | (act & ~ok_dir)
