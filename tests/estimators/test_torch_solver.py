@@ -70,6 +70,24 @@ def test_problems_in_a_batch_do_not_affect_each_other():
         np.testing.assert_allclose(alone[0][0], batch[0][i], atol=1e-14)
 
 
+def test_large_batches_are_solved_in_memory_bounded_chunks(monkeypatch):
+    ps = random_pmfs(7, (20, 4, 4), 2)
+    kw = {"device": "cpu", "gap_tol": 1e-9, "residual_tol": 1e-8}
+    whole = _torch_newton.solve(ps, **kw)
+    calls, solve = [], _torch_newton._solve
+
+    def counted(torch, pr, p, *args):
+        calls.append(len(p))
+        return solve(torch, pr, p, *args)
+
+    monkeypatch.setattr(_torch_newton, "_solve", counted)
+    monkeypatch.setattr(_torch_newton, "MAX_BATCH_BYTES", 3 * _torch_newton._working_bytes(20, 4, 4, "woodbury"))
+    chunked = _torch_newton.solve(ps, **kw)
+    assert calls == [3, 3, 1]
+    for got, want in zip(chunked, whole):
+        np.testing.assert_allclose(got, want, atol=1e-14)
+
+
 def test_near_deterministic_inputs_are_certified():
     """Cells of mass 1e-6 to 1e-12 next to large ones (the stiff case): certified, the default path's atoms."""
     rng = np.random.default_rng(3)

@@ -28,11 +28,13 @@ from numpy.typing import NDArray
 from pidkd.estimators.broja import _dual_newton
 from pidkd.estimators.broja._dual_newton import _ARMIJO, _MAX_STAGES, _MIN_STEP, _MU_FLOOR, EXP_LIMIT
 
-__all__ = ["MAX_ROWS", "solve"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_ROWS", "solve"]
 
 #: Largest dense Newton system (|S||Y| rows for the Schur step, |T||S| for the Woodbury step) the torch path
 #: takes; larger problems belong on the numpy path.
 MAX_ROWS = 2048
+#: Problems are solved in chunks of at most this much working memory on the device (:func:`_working_bytes`).
+MAX_BATCH_BYTES = 2 * 2**30
 
 
 def _step(n_y: int, n_t: int, n_s: int) -> str:
@@ -245,11 +247,27 @@ def solve(
             "(pidkd's structured steps)."
         )
     dev = torch.device(device)
-    pr = _Batch(torch, torch.as_tensor(p, dtype=torch.float64, device=dev))
-    pr.step = step
-    # as the numpy path: the host checks may meet overflowed trial points, which fail their certificate
-    with torch.no_grad(), np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        return _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min)
+    per = max(1, MAX_BATCH_BYTES // _working_bytes(n_y, n_t, n_s, step))
+    parts = []
+    for lo in range(0, len(p), per):  # problems do not affect each other: chunks only bound the memory
+        chunk = p[lo : lo + per]
+        pr = _Batch(torch, torch.as_tensor(chunk, dtype=torch.float64, device=dev))
+        pr.step = step
+        # as the numpy path: the host checks may meet overflowed trial points, which fail their certificate
+        with torch.no_grad(), np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            parts.append(_solve(torch, pr, chunk, gap_tol, residual_tol, max_iter, shrink, eps_min))
+    return tuple(np.concatenate(x) for x in zip(*parts))
+
+
+def _working_bytes(n_y: int, n_t: int, n_s: int, step: str) -> int:
+    """Device memory one problem takes while it is solved, about: the step's dense arrays and the float64
+    [t, s, y] arrays of the iteration (softmax, masses, trial points)."""
+    n, cells = n_t + n_s, n_t * n_s
+    if step == "woodbury":
+        dense = 2 * n_y * n * cells + 2 * n_y * n * n + 2 * cells * cells
+    else:
+        dense = 4 * cells * n_y * n_y + 2 * (n_s * n_y) ** 2
+    return 8 * (dense + 12 * cells * n_y)
 
 
 def _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min):
