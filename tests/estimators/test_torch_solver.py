@@ -81,7 +81,9 @@ def test_large_batches_are_solved_in_memory_bounded_chunks(monkeypatch):
         return solve(torch, pr, p, *args)
 
     monkeypatch.setattr(_torch_newton, "_solve", counted)
-    monkeypatch.setattr(_torch_newton, "MAX_BATCH_BYTES", 3 * _torch_newton._working_bytes(20, 4, 4, "woodbury"))
+    monkeypatch.setattr(
+        _torch_newton, "MAX_BATCH_BYTES", 3 * _torch_newton._working_bytes(20, 4, 4, _torch_newton._step(20, 4, 4))
+    )
     chunked = _torch_newton.solve(ps, **kw)
     assert calls == [3, 3, 1]
     for got, want in zip(chunked, whole):
