@@ -58,6 +58,9 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="*", help="only these pmf shapes of the batches section, e.g. 20x10x10")
     args = parser.parse_args()
     dev = torch.device(args.device)
+    known = ["x".join(map(str, shape)) for shape, _ in CASES[dev.type]]
+    if args.shapes and set(args.shapes) - set(known):
+        parser.error(f"--shapes: {sorted(set(args.shapes) - set(known))} not among {dev.type}'s cases {known}")
     meta = {
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
