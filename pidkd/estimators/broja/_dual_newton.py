@@ -89,8 +89,8 @@ class _Problems:
         self.orig = np.arange(self.n_b)  # problem numbers in the whole batch (PCG keeps state per problem)
         self.pyt = p.sum(axis=3).transpose(0, 2, 1).copy()  # [B, t, y]
         self.pys = p.sum(axis=2).transpose(0, 2, 1).copy()  # [B, s, y]
-        self.cell = (self.pyt[:, :, None, :] > 0) & (self.pys[:, None, :, :] > 0)  # [B, t, s, y]
-        self.nonempty = self.cell.any(axis=3)
+        # [B, t, s]: blocks with a cell, i.e. a label y with P(y, t) > 0 and P(y, s) > 0
+        self.nonempty = np.einsum("bty,bsy->bts", (self.pyt > 0).astype(float), (self.pys > 0).astype(float)) > 0
         self.dummy_a = (self.pyt <= 0).astype(float)  # variables that touch no cell
         self.dummy_b = (self.pys <= 0).astype(float)
         # Gauge: a(y,.) + c, b(y,.) - c leaves F unchanged; pin one b per y in the Newton system.
@@ -114,30 +114,21 @@ class _Problems:
         sub = object.__new__(_Problems)
         sub.n_b, sub.n_y, sub.n_t, sub.n_s, sub.step = idx.size, self.n_y, self.n_t, self.n_s, self.step
         sub.orig, sub.pcg = self.orig[idx], self.pcg
-        for name in ("p", "pyt", "pys", "cell", "nonempty", "dummy_a", "dummy_b", "pin"):
+        for name in ("p", "pyt", "pys", "nonempty", "dummy_a", "dummy_b", "pin"):
             setattr(sub, name, getattr(self, name)[idx])
         return sub
 
     def evaluate(self, a, b, eps, mu):
-        """F [B], L [B,t,s], softmax r [B,t,s,y], masses m [B,t,s] (0 on empty blocks)."""
-        z = np.where(self.cell, -(a[:, :, None, :] + b[:, None, :, :]), -np.inf)
-        zmax = z.max(axis=3)
-        has = np.isfinite(zmax)
-        zmax = np.where(has, zmax, 0.0)
-        e = np.exp(z - zmax[..., None])
-        ssum = np.where(has, e.sum(axis=3), 1.0)
-        ln = np.where(has, zmax + np.log(ssum), -np.inf)
-        r = e / ssum[..., None]
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            m = np.where(has, mu * np.exp(ln / eps[:, None, None]), 0.0)
-            f = (self.pyt * a).sum(axis=(1, 2)) + (self.pys * b).sum(axis=(1, 2)) + eps * m.sum(axis=(1, 2))
-        return f, ln, r, m
+        """F [B], L [B,t,s], softmax r [B,t,s,y], masses m [B,t,s] (0 on empty blocks); compiled, one pass."""
+        from pidkd.estimators.broja._cell_kernel import evaluate
+
+        return evaluate(a, b, eps, mu, self.pyt, self.pys)
 
     def gradient(self, r, m):
-        w = m[..., None] * r
-        ga, gb = self.pyt - w.sum(axis=2), self.pys - w.sum(axis=1)
-        res = np.maximum(np.abs(ga).max(axis=(1, 2)), np.abs(gb).max(axis=(1, 2)))
-        return ga, gb, res
+        """(ga [B,t,y], gb [B,s,y], residual [B]): the marginal residual of Q = m r (compiled)."""
+        from pidkd.estimators.broja._cell_kernel import gradient
+
+        return gradient(self.pyt, self.pys, r, m)
 
     def newton_step(self, r, m, ga, gb, eps):
         """Solve H d = -g for every problem of the batch, with the cheaper of two factorisations."""
@@ -303,15 +294,10 @@ def _polish(q: NDArray[np.float64], p: NDArray[np.float64], sweeps: int = 50) ->
     Starting from Newton's nearly feasible q, a few sweeps remove the round-off part of the
     marginal residual (1e-11 -> 1e-16) while moving q by the same relative amount only.
     """
-    pyt, pys = p.sum(axis=3), p.sum(axis=2)
-    for _ in range(sweeps):
-        rt = q.sum(axis=3)
-        q = q * np.divide(pyt, rt, out=np.ones_like(rt), where=rt > 0)[..., None]
-        rs = q.sum(axis=2)
-        q = q * np.divide(pys, rs, out=np.ones_like(rs), where=rs > 0)[:, :, None, :]
-        if np.abs(q.sum(axis=3) - pyt).max() <= 1e-15:
-            break
-    return q
+    from pidkd.estimators.broja._cell_kernel import polish
+
+    pyt, pys = p.sum(axis=3).transpose(0, 2, 1), p.sum(axis=2).transpose(0, 2, 1)
+    return polish(q.transpose(0, 2, 3, 1), pyt, pys, sweeps).transpose(0, 3, 1, 2)
 
 
 def _certify(p, m, r, a, b, gap_tol) -> Certificate:

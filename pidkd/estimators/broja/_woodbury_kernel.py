@@ -184,6 +184,66 @@ def _cap_parallel(rr, minv, n_t, index, parts, out):
         _cap_labels(rr[b], minv[b], n_t, index, part * step, min(n_y, (part + 1) * step), out[item])
 
 
+@nb.njit(cache=True, nogil=True)
+def _operand(rr, mt, n_t, v, out):
+    """out[i, y] = rho_i(y) (M_y[t_i, v] + M_y[s_i, v]) for every cell i = (t, s) of one problem (row-major).
+
+    ``mt[row, v, y]`` is M_y^-1 with the labels last, so that the innermost loop runs over contiguous y.
+    """
+    n_s, n_y = rr.shape[1], rr.shape[2]
+    for t in range(n_t):
+        for s in range(n_s):
+            row = out[t * n_s + s]
+            for y in range(n_y):
+                row[y] = rr[t, s, y] * (mt[t, v, y] + mt[n_t + s, v, y])
+
+
+@nb.njit(cache=True, nogil=True)
+def _operands_serial(rr, mt, n_t, out):
+    n_b, n = out.shape[0], out.shape[1]
+    for item in range(n_b * n):
+        _operand(rr[item // n], mt[item // n], n_t, item % n, out[item // n, item % n])
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _operands_parallel(rr, mt, n_t, out):
+    n_b, n = out.shape[0], out.shape[1]
+    for item in nb.prange(n_b * n):
+        _operand(rr[item // n], mt[item // n], n_t, item % n, out[item // n, item % n])
+
+
+#: The matrix-product capacitance is taken when the labels reach, on average, at least this fraction of
+#: all cell pairs (sum_y reach_y^2 >= GEMM_PAIRS |Y| k^2; chosen by measurement, see _capacitance_gemm).
+GEMM_PAIRS = 0.25
+#: Largest operand array (bytes) of the matrix-product capacitance; larger batches are formed in groups.
+GEMM_BYTES = 2**26
+
+
+def _capacitance_gemm(rr: np.ndarray, minv: np.ndarray) -> np.ndarray:
+    """The capacitance matrices of problems whose labels reach every cell, as matrix products.
+
+    With G_v[i, y] = rho_i(y) (M_y[t_i, v] + M_y[s_i, v]) (the operands, |T|+|S| of them per problem),
+    entry (i, j = (t, s)) is sum_y (G_t[i, y] + G_s[i, y]) rho_j(y): for every t one product of
+    (cells x labels) by (labels x |S|), and for every s one by (labels x |T|). That is twice the flops
+    of the triangle the loop kernel forms, at the speed of BLAS. Both triangles are returned,
+    averaged with their transposes (the two products round differently).
+    """
+    n_b, n_t, n_s, n_y = rr.shape
+    n, k = n_t + n_s, n_t * n_s
+    mt = np.ascontiguousarray(minv.transpose(0, 2, 3, 1))  # [B, row, v, y]
+    out = np.empty((n_b, k, k))
+    group = max(1, GEMM_BYTES // (n * k * n_y * 8))
+    for lo in range(0, n_b, group):
+        sl = slice(lo, min(n_b, lo + group))
+        ops = np.empty((sl.stop - lo, n, k, n_y))
+        (_operands_parallel if _parallel() and ops.shape[0] * n > 1 else _operands_serial)(rr[sl], mt[sl], n_t, ops)
+        by_t = np.matmul(ops[:, :n_t], rr[sl].transpose(0, 1, 3, 2))  # [B, t, i, s]
+        by_s = np.matmul(ops[:, n_t:], rr[sl].transpose(0, 2, 3, 1))  # [B, s, i, t]
+        cap = by_t.transpose(0, 2, 1, 3).reshape(-1, k, k) + by_s.transpose(0, 2, 3, 1).reshape(-1, k, k)
+        out[sl] = 0.5 * (cap + cap.transpose(0, 2, 1))
+    return out
+
+
 #: Label groups of a single problem's capacitance, summed in this order by serial and parallel runs alike.
 CAP_PARTS = 4
 
@@ -222,6 +282,14 @@ def capacitance(rr: np.ndarray, minv: np.ndarray, used: np.ndarray, upper_only: 
     n_b, n_t, n_s, n_y = rr.shape
     flat = used.ravel()
     k = int(flat.sum())
+    rr, minv = np.ascontiguousarray(rr), np.ascontiguousarray(minv)
+    if k == n_t * n_s:
+        # labels that reach most cells: the matrix-product form (four times the flops of the loop kernel's
+        # triangle, at BLAS speed); labels that reach few cells (sampled pmfs): the loop kernel, which
+        # visits only the pairs of cells a label reaches
+        reach = np.count_nonzero(rr, axis=(1, 2))  # [B, y]
+        if float((reach.astype(float) ** 2).sum()) >= GEMM_PAIRS * n_b * n_y * k * k:
+            return _capacitance_gemm(rr, minv)
     index = np.where(flat, np.cumsum(flat) - 1, -1).astype(np.int64)
     parallel = _parallel()
     # One problem alone is split by labels so that several threads work on it. The split does not depend
@@ -229,7 +297,6 @@ def capacitance(rr: np.ndarray, minv: np.ndarray, used: np.ndarray, upper_only: 
     # the same bits.
     parts = CAP_PARTS if n_b == 1 and n_y >= 2 * CAP_PARTS and k * k * 8 * CAP_PARTS <= 2**27 else 1
     out = np.zeros((n_b * parts, k, k))
-    rr, minv = np.ascontiguousarray(rr), np.ascontiguousarray(minv)
     (_cap_parallel if parallel and n_b * parts > 1 else _cap_serial)(rr, minv, n_t, index, parts, out)
     cap = out.reshape(n_b, parts, k, k).sum(axis=1) if parts > 1 else out
     if upper_only:

@@ -1,0 +1,96 @@
+"""The compiled per-cell kernels of the batched solver against the numpy expressions they replace."""
+
+import numpy as np
+import pytest
+
+from pidkd.estimators.broja import _cell_kernel, _woodbury_kernel
+
+
+def _problems(shape, seed, zero_frac=0.0):
+    """Marginals of sparse pmfs (a label that never occurs in problem 0), duals and multipliers."""
+    rng = np.random.default_rng(seed)
+    p = rng.random(shape) * (rng.random(shape) >= zero_frac)
+    p[0, -1] = 0.0
+    p /= p.sum(axis=(1, 2, 3), keepdims=True)
+    pyt, pys = p.sum(axis=3).transpose(0, 2, 1).copy(), p.sum(axis=2).transpose(0, 2, 1).copy()
+    a = rng.normal(size=pyt.shape) + 3.0
+    b = rng.normal(size=pys.shape)
+    mu = rng.random((shape[0], shape[2], shape[3]))
+    eps = rng.uniform(0.01, 1.0, shape[0])
+    return pyt, pys, a, b, mu, eps
+
+
+def _evaluate_numpy(a, b, eps, mu, pyt, pys):
+    """The numpy expression the kernel replaced (pidkd 0.2's _Problems.evaluate)."""
+    cell = (pyt[:, :, None, :] > 0) & (pys[:, None, :, :] > 0)
+    z = np.where(cell, -(a[:, :, None, :] + b[:, None, :, :]), -np.inf)
+    zmax = z.max(axis=3)
+    has = np.isfinite(zmax)
+    zmax = np.where(has, zmax, 0.0)
+    e = np.exp(z - zmax[..., None])
+    ssum = np.where(has, e.sum(axis=3), 1.0)
+    ln = np.where(has, zmax + np.log(ssum), -np.inf)
+    with np.errstate(over="ignore"):
+        m = np.where(has, mu * np.exp(ln / eps[:, None, None]), 0.0)
+    f = (pyt * a).sum(axis=(1, 2)) + (pys * b).sum(axis=(1, 2)) + eps * m.sum(axis=(1, 2))
+    return f, ln, e / ssum[..., None], m
+
+
+@pytest.mark.parametrize("shape, zero_frac", [((3, 7, 4, 5), 0.0), ((4, 20, 6, 3), 0.7), ((1, 100, 10, 10), 0.9)])
+def test_evaluate_and_gradient_equal_the_numpy_expressions(shape, zero_frac):
+    pyt, pys, a, b, mu, eps = _problems(shape, 0, zero_frac)
+    got, want = _cell_kernel.evaluate(a, b, eps, mu, pyt, pys), _evaluate_numpy(a, b, eps, mu, pyt, pys)
+    for x, y in zip(got, want):
+        np.testing.assert_allclose(x, y, rtol=1e-13, atol=0.0)
+    r, m = want[2], want[3]
+    ga, gb, res = _cell_kernel.gradient(pyt, pys, r, m)
+    w = m[..., None] * r
+    np.testing.assert_allclose(ga, pyt - w.sum(axis=2), rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(gb, pys - w.sum(axis=1), rtol=1e-13, atol=1e-16)
+    np.testing.assert_array_equal(res, np.maximum(np.abs(ga).max(axis=(1, 2)), np.abs(gb).max(axis=(1, 2))))
+
+
+def test_a_non_finite_trial_point_gives_a_non_finite_value():
+    """An overflowed line-search point must be rejected: F is NaN, and so are its cells and residual."""
+    pyt, pys, a, b, mu, eps = _problems((2, 5, 3, 4), 1)
+    a[1, 0, 0] = np.inf
+    b[0, 2, 1] = np.nan
+    f, ln, r, m = _cell_kernel.evaluate(a, b, eps, mu, pyt, pys)
+    assert not np.isfinite(f).any()
+    assert np.isnan(m[0, :, 2]).any() and np.isnan(r[1, 0]).any()
+    assert np.isnan(_cell_kernel.gradient(pyt, pys, r, m)[2]).all()
+
+
+def test_polish_meets_the_marginals_and_equals_iterative_scaling():
+    pyt, pys, a, b, mu, eps = _problems((3, 6, 4, 5), 2, 0.4)
+    _, _, r, m = _evaluate_numpy(a, b, eps, mu, pyt, pys)
+    q = m[..., None] * r
+    q *= pyt.sum(axis=(1, 2))[:, None, None, None] / q.sum(axis=(1, 2, 3))[:, None, None, None]
+    got = _cell_kernel.polish(q, pyt, pys, sweeps=3)
+    want = q.copy()
+    for _ in range(3):  # the sweeps written with numpy
+        rt = want.sum(axis=2)
+        want *= np.divide(pyt, rt, out=np.ones_like(rt), where=rt > 0)[:, :, None, :]
+        rs = want.sum(axis=1)
+        want *= np.divide(pys, rs, out=np.ones_like(rs), where=rs > 0)[:, None, :, :]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
+    done = _cell_kernel.polish(q, pyt, pys)
+    assert np.abs(done.sum(axis=2) - pyt).max() <= 1e-15 and np.abs(done.sum(axis=1) - pys).max() <= 1e-14
+
+
+@pytest.mark.parametrize("shape", [(2, 100, 10, 10), (3, 7, 3, 5), (1, 4, 6, 2)])
+def test_matrix_product_capacitance_equals_the_loop_kernel(shape, monkeypatch):
+    """Labels that reach every cell take the matrix-product form; it gives the loop kernel's matrix."""
+    n_b, n_y, n_t, n_s = shape
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(n_b, n_y, n_t + n_s, n_t + n_s))
+    minv = x @ x.transpose(0, 1, 3, 2)
+    rho = rng.random((n_b, n_t, n_s, n_y))
+    used = np.ones((n_t, n_s), dtype=bool)
+    gemm = _woodbury_kernel.capacitance(rho, minv, used)
+    monkeypatch.setattr(_woodbury_kernel, "GEMM_PAIRS", np.inf)  # the loop kernel only
+    loop = _woodbury_kernel.capacitance(rho, minv, used)
+    np.testing.assert_allclose(gemm, loop, rtol=1e-12, atol=1e-12 * np.abs(loop).max())
+    np.testing.assert_array_equal(gemm, gemm.transpose(0, 2, 1))
+    monkeypatch.setattr(_woodbury_kernel, "GEMM_BYTES", 1)  # one problem per group
+    np.testing.assert_allclose(_woodbury_kernel._capacitance_gemm(rho, minv), gemm, rtol=1e-14, atol=0.0)
