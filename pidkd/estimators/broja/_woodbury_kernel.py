@@ -80,47 +80,93 @@ def _inv_one(a, out) -> bool:
 
 
 @nb.njit(cache=True, nogil=True)
-def _label_block(w, dummy_a, dummy_b, ridge, pin, y, blk, out) -> bool:
-    """Build M_y of one problem in ``blk`` and write its inverse (pinned b(y) row and column 0) to out."""
+def _label_block(w, dummy_a, dummy_b, ridge, pin, y, x, sc, sinv, out) -> bool:
+    """Write M_y^-1 of one problem to out (pinned b(y) row and column 0), through its structure.
+
+    M_y = [[D_t, W], [W^T, D_s]] with diagonal D_t, D_s (the weighted degrees) and W = w[:, :, y]: the
+    a-variables are eliminated first (X = D_t^-1 W), the |S|-square Schur complement
+    S = D_s - W^T X is inverted by Cholesky, and M_y^-1 = [[D_t^-1 + X S^-1 X^T, -X S^-1], [., S^-1]].
+    These are the operations of a Cholesky factorisation of M_y with the a-variables first, without
+    the work on the zeros of D_t. ``x``, ``sc``, ``sinv`` are work arrays. False if S is not positive
+    definite to round-off or anything is non-finite (the caller then inverts M_y another way).
+    """
     n_t, n_s = w.shape[0], w.shape[1]
-    blk[:, :] = 0.0
+    p = pin[y]
     for t in range(n_t):
-        blk[t, t] = dummy_a[t, y] + ridge
-    for s in range(n_s):
-        blk[n_t + s, n_t + s] = dummy_b[s, y] + ridge
-    for t in range(n_t):
+        d = dummy_a[t, y] + ridge
         for s in range(n_s):
-            v = w[t, s, y]
-            blk[t, t] += v
-            blk[n_t + s, n_t + s] += v
-            blk[t, n_t + s] = v
-            blk[n_t + s, t] = v
-    p = n_t + pin[y]
-    blk[p, :] = 0.0
-    blk[:, p] = 0.0
-    blk[p, p] = 1.0
-    good = _inv_one(blk, out)
-    out[p, :] = 0.0
-    out[:, p] = 0.0
-    return good
+            d += w[t, s, y]
+        inv = 1.0 / d
+        for s in range(n_s):
+            x[t, s] = w[t, s, y] * inv if s != p else 0.0
+        out[t, t] = inv  # D_t^-1 on the diagonal, completed below
+    for s1 in range(n_s):
+        d = dummy_b[s1, y] + ridge
+        for t in range(n_t):
+            d += w[t, s1, y]
+        sc[s1, s1] = d
+        for s2 in range(s1, n_s):
+            acc = 0.0
+            for t in range(n_t):
+                acc += w[t, s1, y] * x[t, s2]
+            if s2 == s1:
+                sc[s1, s1] -= acc
+            else:
+                sc[s1, s2] = -acc
+                sc[s2, s1] = -acc
+    sc[p, :] = 0.0
+    sc[:, p] = 0.0
+    sc[p, p] = 1.0
+    good = _inv_one(sc, sinv)
+    sinv[p, :] = 0.0
+    sinv[:, p] = 0.0
+    for s1 in range(n_s):
+        for s2 in range(n_s):
+            out[n_t + s1, n_t + s2] = sinv[s1, s2]
+    for t in range(n_t):  # -X S^-1, in both off-diagonal blocks
+        for s2 in range(n_s):
+            acc = 0.0
+            for s1 in range(n_s):
+                acc += x[t, s1] * sinv[s1, s2]
+            out[t, n_t + s2] = -acc
+            out[n_t + s2, t] = -acc
+    for t1 in range(n_t):  # D_t^-1 + X S^-1 X^T = D_t^-1 - (-X S^-1) X^T
+        for t2 in range(t1, n_t):
+            acc = 0.0
+            for s in range(n_s):
+                acc -= out[t1, n_t + s] * x[t2, s]
+            if t2 == t1:
+                out[t1, t1] += acc
+            else:
+                out[t1, t2] = acc
+                out[t2, t1] = acc
+    if not good:
+        return False
+    for i in range(n_t + n_s):
+        for j in range(n_t + n_s):
+            if not np.isfinite(out[i, j]):
+                return False
+    return True
 
 
 @nb.njit(cache=True, nogil=True)
 def _blocks_serial(w, dummy_a, dummy_b, ridge, pin, out, ok):
     n_b, n_y = out.shape[0], out.shape[1]
-    blk = np.empty(out.shape[2:])
+    n_t, n_s = w.shape[1], w.shape[2]
+    x, sc, sinv = np.empty((n_t, n_s)), np.empty((n_s, n_s)), np.empty((n_s, n_s))
     for item in range(n_b * n_y):
         b, y = item // n_y, item % n_y
-        ok[b, y] = _label_block(w[b], dummy_a[b], dummy_b[b], ridge[b], pin[b], y, blk, out[b, y])
+        ok[b, y] = _label_block(w[b], dummy_a[b], dummy_b[b], ridge[b], pin[b], y, x, sc, sinv, out[b, y])
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
 def _blocks_parallel(w, dummy_a, dummy_b, ridge, pin, out, ok):
     n_b, n_y = out.shape[0], out.shape[1]
+    n_t, n_s = w.shape[1], w.shape[2]
     for item in nb.prange(n_b * n_y):
         b, y = item // n_y, item % n_y
-        blk = np.empty(out.shape[2:])
-        ok[b, y] = _label_block(w[b], dummy_a[b], dummy_b[b], ridge[b], pin[b], y, blk, out[b, y])
+        x, sc, sinv = np.empty((n_t, n_s)), np.empty((n_s, n_s)), np.empty((n_s, n_s))
+        ok[b, y] = _label_block(w[b], dummy_a[b], dummy_b[b], ridge[b], pin[b], y, x, sc, sinv, out[b, y])
 
 
 @nb.njit(cache=True, nogil=True)
