@@ -94,3 +94,49 @@ def test_matrix_product_capacitance_equals_the_loop_kernel(shape, monkeypatch):
     np.testing.assert_array_equal(gemm, gemm.transpose(0, 2, 1))
     monkeypatch.setattr(_woodbury_kernel, "GEMM_BYTES", 1)  # one problem per group
     np.testing.assert_allclose(_woodbury_kernel._capacitance_gemm(rho, minv), gemm, rtol=1e-14, atol=0.0)
+
+
+def _certify_numpy(p, q, a, b):
+    """The numpy certificate the kernel replaced (pidkd 0.2's _certificate.certify)."""
+
+    def xlogx_sum(x, axes):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0).sum(axis=axes)
+
+    pyt, pys = p.sum(axis=3), p.sum(axis=2)
+    residual = np.maximum(np.abs(q.sum(axis=3) - pyt).max(axis=(1, 2)), np.abs(q.sum(axis=2) - pys).max(axis=(1, 2)))
+    h = xlogx_sum(q.sum(axis=1), (1, 2)) - xlogx_sum(q, (1, 2, 3))
+    cell = (pyt[:, :, :, None] > 0) & (pys[:, :, None, :] > 0)
+    a, b = np.where(pyt > 0, a, 0.0), np.where(pys > 0, b, 0.0)
+    z = np.where(cell, -(a[:, :, :, None] + b[:, :, None, :]), -np.inf)
+    zmax = z.max(axis=1)
+    has = np.isfinite(zmax)
+    zmax = np.where(has, zmax, 0.0)
+    with np.errstate(divide="ignore"):
+        lse = zmax + np.log(np.exp(z - zmax[:, None]).sum(axis=1))
+    viol = np.where(has, np.maximum(lse, 0.0), 0.0)
+    repair_t = (viol.max(axis=2) * pyt.sum(axis=1)).sum(axis=1)
+    repair_s = (viol.max(axis=1) * pys.sum(axis=1)).sum(axis=1)
+    bound = (a * pyt).sum(axis=(1, 2)) + (b * pys).sum(axis=(1, 2)) + np.minimum(repair_t, repair_s)
+    return residual, h, bound
+
+
+@pytest.mark.parametrize("shape, zero_frac", [((4, 6, 5, 3), 0.0), ((3, 30, 4, 4), 0.6), ((2, 3, 12, 2), 0.3)])
+def test_certificate_equals_the_numpy_expression(shape, zero_frac):
+    """Same residual, entropy and bound on feasible-ish points and violated multipliers, in any layout."""
+    from pidkd.estimators.broja._certificate import certify
+
+    rng = np.random.default_rng(4)
+    p = rng.random(shape) * (rng.random(shape) >= zero_frac)
+    p[0, 1] = 0.0  # a label that never occurs
+    p /= p.sum(axis=(1, 2, 3), keepdims=True)
+    q = p * rng.uniform(0.9, 1.1, shape)
+    a, b = rng.normal(size=shape[:3]), rng.normal(size=(shape[0], shape[1], shape[3]))
+    want = _certify_numpy(p, q, a, b)
+    for qq in (q, np.ascontiguousarray(q.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)):
+        cert = certify(p, qq, a, b)
+        for x, y in zip((cert.residual, cert.h, cert.bound), want):
+            np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-16)
+    assert np.isnan(certify(p, q, None, None).bound).all()
+    a[1, 0, 0] = np.nan
+    assert np.isnan(certify(p, q, a, b).gap[1]) and np.isfinite(certify(p, q, a, b).gap[0])

@@ -20,7 +20,7 @@ import threading
 import numba as nb
 import numpy as np
 
-__all__ = ["evaluate", "gradient", "polish"]
+__all__ = ["certificate", "evaluate", "gradient", "polish"]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -156,6 +156,94 @@ def _polish_parallel(q, pyt, pys, sweeps):
         _polish_one(q[bi], pyt[bi], pys[bi], sweeps)
 
 
+@nb.njit(cache=True, nogil=True)
+def _certify_one(p, q, a, b, dual, out):
+    """(residual, H_q(Y|T,S), bound) of one problem into out; p, q are [y, t, s], a [y, t], b [y, s]."""
+    n_y, n_t, n_s = p.shape
+    pyt, pys = np.zeros((n_y, n_t)), np.zeros((n_y, n_s))
+    qyt, qys = np.zeros((n_y, n_t)), np.zeros((n_y, n_s))
+    h = 0.0
+    for t in range(n_t):
+        for s in range(n_s):
+            qts = 0.0
+            for y in range(n_y):
+                v = q[y, t, s]
+                pyt[y, t] += p[y, t, s]
+                pys[y, s] += p[y, t, s]
+                qyt[y, t] += v
+                qys[y, s] += v
+                qts += v
+                if v > 0.0:
+                    h -= v * np.log(v)
+            if qts > 0.0:
+                h += qts * np.log(qts)
+    worst = 0.0
+    for y in range(n_y):
+        for t in range(n_t):
+            v = abs(qyt[y, t] - pyt[y, t])
+            if v > worst or v != v:
+                worst = v
+        for s in range(n_s):
+            v = abs(qys[y, s] - pys[y, s])
+            if v > worst or v != v:
+                worst = v
+    out[0], out[1], out[2] = worst, h, np.nan
+    if not dual:
+        return
+    lin = 0.0
+    for y in range(n_y):
+        for t in range(n_t):
+            if pyt[y, t] > 0.0:
+                lin += a[y, t] * pyt[y, t]
+        for s in range(n_s):
+            if pys[y, s] > 0.0:
+                lin += b[y, s] * pys[y, s]
+    viol_t, viol_s = np.zeros(n_t), np.zeros(n_s)
+    for t in range(n_t):
+        for s in range(n_s):
+            zmax = -np.inf
+            for y in range(n_y):
+                if pyt[y, t] > 0.0 and pys[y, s] > 0.0:
+                    z = -(a[y, t] + b[y, s])
+                    if z > zmax or z != z:
+                        zmax = z
+                        if z != z:
+                            break
+            if not np.isfinite(zmax):  # no cell, or a non-finite multiplier (then lin is not finite either)
+                continue
+            ssum = 0.0
+            for y in range(n_y):
+                if pyt[y, t] > 0.0 and pys[y, s] > 0.0:
+                    ssum += np.exp(-(a[y, t] + b[y, s]) - zmax)
+            v = max(zmax + np.log(ssum), 0.0)  # L_ts, violated where > 0
+            viol_t[t] = max(viol_t[t], v)
+            viol_s[s] = max(viol_s[s], v)
+    repair_t, repair_s = 0.0, 0.0
+    for t in range(n_t):
+        mass = 0.0
+        for y in range(n_y):
+            mass += pyt[y, t]
+        repair_t += viol_t[t] * mass
+    for s in range(n_s):
+        mass = 0.0
+        for y in range(n_y):
+            mass += pys[y, s]
+        repair_s += viol_s[s] * mass
+    out[2] = lin + min(repair_t, repair_s)
+
+
+@nb.njit(cache=True, nogil=True)
+def _certify_serial(p, q, a, b, dual, out):
+    for bi in range(p.shape[0]):
+        _certify_one(p[bi], q[bi], a[bi], b[bi], dual, out[bi])
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _certify_parallel(p, q, a, b, dual, out):
+    for bi in nb.prange(p.shape[0]):
+        _certify_one(p[bi], q[bi], a[bi], b[bi], dual, out[bi])
+
+
 def _parallel(items: int) -> bool:
     return items > 1 and nb.get_num_threads() > 1 and threading.current_thread() is threading.main_thread()
 
@@ -190,6 +278,21 @@ def gradient(
     ga, gb, res = np.empty_like(pyt), np.empty_like(pys), np.empty(pyt.shape[0])
     _gradient(pyt, pys, np.ascontiguousarray(r), np.ascontiguousarray(m), ga, gb, res)
     return ga, gb, res
+
+
+def certificate(
+    p: np.ndarray, q: np.ndarray, a: np.ndarray | None, b: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(residual, H_q(Y|T,S), bound) [B] of :func:`pidkd.estimators.broja._certificate.certify`, in one
+    pass per problem; ``p``, ``q`` are [B, y, t, s] in any memory layout."""
+    n_b, n_y, n_t, n_s = p.shape
+    dual = a is not None and b is not None
+    if not dual:
+        a, b = np.zeros((n_b, n_y, n_t)), np.zeros((n_b, n_y, n_s))
+    out = np.empty((n_b, 3))
+    args = (p, q, np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), dual, out)
+    (_certify_parallel if _parallel(n_b) else _certify_serial)(*args)
+    return out[:, 0], out[:, 1], out[:, 2]
 
 
 def polish(q: np.ndarray, pyt: np.ndarray, pys: np.ndarray, sweeps: int = 50) -> np.ndarray:

@@ -39,7 +39,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 import scipy.linalg.lapack
 from numpy.typing import NDArray
 
@@ -124,11 +123,14 @@ class _Problems:
 
         return evaluate(a, b, eps, mu, self.pyt, self.pys)
 
-    def gradient(self, r, m):
-        """(ga [B,t,y], gb [B,s,y], residual [B]): the marginal residual of Q = m r (compiled)."""
+    def gradient(self, r, m, idx=None):
+        """(ga [B,t,y], gb [B,s,y], residual [B]): the marginal residual of Q = m r (compiled); with
+        ``idx``, of the problems ``idx`` (r and m given for those only)."""
         from pidkd.estimators.broja._cell_kernel import gradient
 
-        return gradient(self.pyt, self.pys, r, m)
+        if idx is None or idx.size == self.n_b:
+            return gradient(self.pyt, self.pys, r, m)
+        return gradient(self.pyt[idx], self.pys[idx], r, m)
 
     def newton_step(self, r, m, ga, gb, eps):
         """Solve H d = -g for every problem of the batch, with the cheaper of two factorisations."""
@@ -153,28 +155,22 @@ class _Problems:
         w = m[..., None] * r  # [B, t, s, y]
         inv_eps = 1.0 / eps
         ridge = 1e-13 * (np.abs(w).max(axis=(1, 2, 3)) * np.maximum(inv_eps, 1.0)) + 1e-300
-        from pidkd.estimators.broja._woodbury_kernel import capacitance
+        from pidkd.estimators.broja._woodbury_kernel import backward, capacitance, forward
 
         minv = self.block_inverses(w, ridge)
-        ib, iy = np.arange(nb)[:, None], np.arange(n_y)[None, :]
-        pin = n_t + self.pin  # [B, y]: the pinned b(y, .) in each block
         # rho[b, t, s, y] = sqrt(c_ts) r_ts(y): the entries of u_ts at a(y,t) and at b(y,s)
         c = np.maximum(m * (inv_eps - 1.0)[:, None, None], 0.0)
         rho = np.sqrt(c)[..., None] * r
         used = self.nonempty.any(axis=0)  # [t, s]: cells outside it have rho = 0 and z = 0
         cap = capacitance(rho, minv, used)
         cap[:, np.arange(cap.shape[1]), np.arange(cap.shape[1])] += 1.0
-        g = -np.concatenate([ga, gb], axis=1).transpose(0, 2, 1)  # [B, y, n]: -gradient
-        g[ib, iy, pin] = 0.0
-        mg = np.matmul(minv, g[..., None])[..., 0]
-        mt, ms = mg[..., :n_t].transpose(0, 2, 1), mg[..., n_t:].transpose(0, 2, 1)  # [B, t, y], [B, s, y]
-        utmg = (rho * (mt[:, :, None, :] + ms[:, None, :, :])).sum(axis=3)  # U^T M^-1 g, [B, t, s]
+        g = -np.concatenate([ga, gb], axis=1)  # [B, n, y]: -gradient
+        g[np.arange(nb)[:, None], n_t + self.pin, np.arange(n_y)[None, :]] = 0.0  # pinned: not a variable
+        mg, utmg = forward(minv, rho, g)  # M^-1 g and U^T M^-1 g
         z = np.zeros((nb, n_t, n_s))
         z[:, used] = _solve_spd(cap, utmg[:, used])
-        rz = rho * z[..., None]  # [B, t, s, y]
-        uz = np.concatenate([rz.sum(axis=2), rz.sum(axis=1)], axis=1).transpose(0, 2, 1)  # U z, [B, y, n]
-        d = mg - np.matmul(minv, uz[..., None])[..., 0]
-        return d[..., :n_t].transpose(0, 2, 1), d[..., n_t:].transpose(0, 2, 1)
+        d = backward(minv, rho, z, mg)  # M^-1 g - M^-1 U C^-1 U^T M^-1 g
+        return d[:, :n_t], d[:, n_t:]
 
     def block_inverses(self, w, ridge):
         """M_y^-1 of every problem and label [B, y, n, n], with the pinned row and column 0 (the pinned
@@ -300,30 +296,31 @@ def _polish(q: NDArray[np.float64], p: NDArray[np.float64], sweeps: int = 50) ->
     return polish(q.transpose(0, 2, 3, 1), pyt, pys, sweeps).transpose(0, 3, 1, 2)
 
 
-def _certify(p, m, r, a, b, gap_tol) -> Certificate:
+def _certify(p, m, r, a, b, gap_tol) -> tuple[Certificate, NDArray[np.intp], NDArray[np.float64]]:
     """Certificate of the current primal point; candidates near the tolerance are polished first.
 
     A gap measured on a q that misses the marginals by 1e-10 can be off by about as much, so a
-    gap is only accepted after :func:`_polish` has made q feasible to round-off.
+    gap is only accepted after :func:`_polish` has made q feasible to round-off. Returns the
+    certificate, the problems that were polished (``near``) and their polished q.
     """
     q = (m[..., None] * r).transpose(0, 3, 1, 2)
     cert = certify(p, q, a.transpose(0, 2, 1), b.transpose(0, 2, 1))
     near = np.flatnonzero(cert.gap <= 10 * gap_tol)
+    fine_q = _polish(q[near], p[near]) if near.size else q[:0]
     if near.size:
-        fine = certify(p[near], _polish(q[near], p[near]), a[near].transpose(0, 2, 1), b[near].transpose(0, 2, 1))
+        fine = certify(p[near], fine_q, a[near].transpose(0, 2, 1), b[near].transpose(0, 2, 1))
         for field in ("residual", "h", "bound"):
             getattr(cert, field)[near] = getattr(fine, field)
-    return cert
+    return cert, near, fine_q
 
 
 def _solve_spd(mat: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[np.float64]:
     """Solve a stack of symmetric positive (semi)definite systems."""
     if mat.shape[0] == 1:
-        try:
-            factor = scipy.linalg.cho_factor(mat[0], check_finite=False)
-            return scipy.linalg.cho_solve(factor, rhs[0], check_finite=False)[None]
-        except np.linalg.LinAlgError:
-            return np.linalg.lstsq(mat[0], rhs[0], rcond=None)[0][None]
+        _, x, info = scipy.linalg.lapack.dposv(mat[0], rhs[0])  # reads the upper triangle
+        if info == 0:
+            return x[None]
+        return np.linalg.lstsq(mat[0], rhs[0], rcond=None)[0][None]
     try:
         return np.linalg.solve(mat, rhs[..., None])[..., 0]
     except np.linalg.LinAlgError:
@@ -410,15 +407,22 @@ def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> 
     running = np.ones(nb, dtype=bool)
     converged = np.zeros(nb, dtype=bool)
     stage_end = np.ones(nb, dtype=bool)  # the starting point ends stage 0
+    # a converged problem's polished q and its certificate, kept from its last stage end
+    final_q = np.empty(p.shape)
+    final = {"residual": np.empty(nb), "h": np.empty(nb), "bound": np.empty(nb)}
     while running.any():
         ends = np.flatnonzero(stage_end & running)
         if ends.size:
             sub = pr.take(ends)
-            cert = _certify(sub.p, m[ends], r[ends], a[ends], b[ends], gap_tol)
+            cert, near, fine_q = _certify(sub.p, m[ends], r[ends], a[ends], b[ends], gap_tol)
             if trace is not None and ends[0] == 0:  # (eps, iterations, residual, gap) of problem 0
                 trace.append((float(eps[0]), int(n_iter[0]), float(cert.residual[0]), float(cert.gap[0])))
             done = (cert.gap <= gap_tol) & (cert.residual <= residual_tol)
             converged[ends] = done
+            keep = done[near]  # converged implies polished (gap <= tol < 10 tol)
+            final_q[ends[near[keep]]] = fine_q[keep]
+            for field, values in final.items():
+                values[ends[done]] = getattr(cert, field)[done]
             running[ends] = ~done & (n_iter[ends] < max_iter) & (n_stages[ends] < _MAX_STAGES)
             stage_end[ends] = False
             nxt = ends[running[ends]]
@@ -448,8 +452,15 @@ def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> 
         idx = np.flatnonzero(running & ~stage_end)
         if idx.size:
             _newton_iteration(pr.take(idx), idx, a, b, eps, mu, f, ln, r, m, ga, gb, res, n_iter, stage_end)
-    q = _polish((m[..., None] * r).transpose(0, 3, 1, 2), p)
-    cert = certify(p, q, a.transpose(0, 2, 1), b.transpose(0, 2, 1))
+    # The returned q: polished, and certified once more where the solve did not converge (a converged
+    # problem's state has not changed since its last stage end, whose polished q and certificate are kept).
+    rest = np.flatnonzero(~converged)
+    if rest.size:
+        final_q[rest] = _polish((m[rest, ..., None] * r[rest]).transpose(0, 3, 1, 2), p[rest])
+        last = certify(p[rest], final_q[rest], a[rest].transpose(0, 2, 1), b[rest].transpose(0, 2, 1))
+        for field, values in final.items():
+            values[rest] = getattr(last, field)
+    q, cert = final_q, Certificate(**final)
     converged &= (cert.gap <= gap_tol) & (cert.residual <= residual_tol)  # the returned q
     return DualNewtonResult(
         q=q,
@@ -497,4 +508,4 @@ def _newton_iteration(sub, idx, a, b, eps, mu, f, ln, r, m, ga, gb, res, n_iter,
         a[j] = a_i[moved] + step[moved, None, None] * da[moved]
         b[j] = b_i[moved] + step[moved, None, None] * db[moved]
         f[j], ln[j], r[j], m[j] = f_acc[moved], ln_acc[moved], r_acc[moved], m_acc[moved]
-        ga[j], gb[j], res[j] = sub.take(np.flatnonzero(moved)).gradient(r[j], m[j])
+        ga[j], gb[j], res[j] = sub.gradient(r[j], m[j], np.flatnonzero(moved))

@@ -204,7 +204,7 @@ def _stage_ends(torch, pr, p, ends, m, r, a, b, gap_tol):
     one certificate) on host copies of those problems only."""
     idx = ends.nonzero()[:, 0]
     host = [x[idx].cpu().numpy() for x in (m, r, a, b)]
-    cert = _dual_newton._certify(p[idx.cpu().numpy()], *host, gap_tol)
+    cert = _dual_newton._certify(p[idx.cpu().numpy()], *host, gap_tol)[0]
     full = torch.full((pr.n_b,), torch.inf, dtype=m.dtype, device=m.device)
     residual = full.index_copy(0, idx, torch.as_tensor(cert.residual, device=m.device))
     return residual, full.index_copy(0, idx, torch.as_tensor(cert.gap, device=m.device))

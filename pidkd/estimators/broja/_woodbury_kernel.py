@@ -20,7 +20,7 @@ import threading
 import numba as nb
 import numpy as np
 
-__all__ = ["capacitance", "label_inverses"]
+__all__ = ["backward", "capacitance", "forward", "label_inverses"]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -288,6 +288,92 @@ def _capacitance_gemm(rr: np.ndarray, minv: np.ndarray) -> np.ndarray:
         cap = by_t.transpose(0, 2, 1, 3).reshape(-1, k, k) + by_s.transpose(0, 2, 3, 1).reshape(-1, k, k)
         out[sl] = 0.5 * (cap + cap.transpose(0, 2, 1))
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _forward_one(minv, rho, g, mg, utmg):
+    """mg = M^-1 g per label and utmg = U^T mg of one problem (g, mg are [n, y]; rho [t, s, y])."""
+    n_t, n_s, n_y = rho.shape
+    n = n_t + n_s
+    for y in range(n_y):
+        my = minv[y]
+        for i in range(n):
+            acc = 0.0
+            for j in range(n):
+                acc += my[i, j] * g[j, y]
+            mg[i, y] = acc
+    for t in range(n_t):
+        for s in range(n_s):
+            acc = 0.0
+            for y in range(n_y):
+                acc += rho[t, s, y] * (mg[t, y] + mg[n_t + s, y])
+            utmg[t, s] = acc
+
+
+@nb.njit(cache=True, nogil=True)
+def _backward_one(minv, rho, z, mg, d):
+    """d = mg - M^-1 U z of one problem (U z: the rank-one terms' sum, per label; [n, y] arrays)."""
+    n_t, n_s, n_y = rho.shape
+    n = n_t + n_s
+    uz = np.zeros((n, n_y))
+    for t in range(n_t):
+        for s in range(n_s):
+            zts = z[t, s]
+            for y in range(n_y):
+                v = rho[t, s, y] * zts
+                uz[t, y] += v
+                uz[n_t + s, y] += v
+    for y in range(n_y):
+        my = minv[y]
+        for i in range(n):
+            acc = 0.0
+            for j in range(n):
+                acc += my[i, j] * uz[j, y]
+            d[i, y] = mg[i, y] - acc
+
+
+@nb.njit(cache=True, nogil=True)
+def _forward_serial(minv, rho, g, mg, utmg):
+    for b in range(g.shape[0]):
+        _forward_one(minv[b], rho[b], g[b], mg[b], utmg[b])
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _forward_parallel(minv, rho, g, mg, utmg):
+    for b in nb.prange(g.shape[0]):
+        _forward_one(minv[b], rho[b], g[b], mg[b], utmg[b])
+
+
+@nb.njit(cache=True, nogil=True)
+def _backward_serial(minv, rho, z, mg, d):
+    for b in range(z.shape[0]):
+        _backward_one(minv[b], rho[b], z[b], mg[b], d[b])
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _backward_parallel(minv, rho, z, mg, d):
+    for b in nb.prange(z.shape[0]):
+        _backward_one(minv[b], rho[b], z[b], mg[b], d[b])
+
+
+def forward(minv: np.ndarray, rho: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(M^-1 g [B, n, y], U^T M^-1 g [B, t, s]): the first half of a Woodbury solve, for every problem.
+
+    ``minv[b, y]`` is M_y^-1, ``rho[b, t, s, y]`` the rank-one terms' entries, ``g[b, :, y]`` the
+    right-hand side over (a(y, .), b(y, .)).
+    """
+    mg, utmg = np.empty_like(g), np.empty(rho.shape[:3])
+    args = (minv, np.ascontiguousarray(rho), np.ascontiguousarray(g), mg, utmg)
+    (_forward_parallel if _parallel() and g.shape[0] > 1 else _forward_serial)(*args)
+    return mg, utmg
+
+
+def backward(minv: np.ndarray, rho: np.ndarray, z: np.ndarray, mg: np.ndarray) -> np.ndarray:
+    """M^-1 g - M^-1 U z [B, n, y]: the second half of a Woodbury solve, given the capacitance solution z."""
+    d = np.empty_like(mg)
+    args = (minv, np.ascontiguousarray(rho), np.ascontiguousarray(z), mg, d)
+    (_backward_parallel if _parallel() and z.shape[0] > 1 else _backward_serial)(*args)
+    return d
 
 
 #: Label groups of a single problem's capacitance, summed in this order by serial and parallel runs alike.
