@@ -109,7 +109,9 @@ class _Problems:
             self.pcg = PcgStep()
 
     def take(self, idx: NDArray[np.intp]) -> _Problems:
-        """The sub-batch of problems ``idx``."""
+        """The sub-batch of problems ``idx`` (sorted, as from np.flatnonzero): this batch itself if it is all."""
+        if idx.size == self.n_b:
+            return self
         sub = object.__new__(_Problems)
         sub.n_b, sub.n_y, sub.n_t, sub.n_s, sub.step = idx.size, self.n_y, self.n_t, self.n_s, self.step
         sub.orig, sub.pcg = self.orig[idx], self.pcg
@@ -154,7 +156,7 @@ class _Problems:
         nb, n_y, n_t, n_s = self.n_b, self.n_y, self.n_t, self.n_s
         w = m[..., None] * r  # [B, t, s, y]
         inv_eps = 1.0 / eps
-        ridge = 1e-13 * (np.abs(w).max(axis=(1, 2, 3)) * np.maximum(inv_eps, 1.0)) + 1e-300
+        ridge = 1e-13 * (w.max(axis=(1, 2, 3)) * np.maximum(inv_eps, 1.0)) + 1e-300  # w >= 0 (or NaN)
         from pidkd.estimators.broja._woodbury_kernel import backward, capacitance, forward
 
         minv = self.block_inverses(w, ridge)

@@ -271,8 +271,8 @@ def _capacitance_gemm(rr: np.ndarray, minv: np.ndarray) -> np.ndarray:
     With G_v[i, y] = rho_i(y) (M_y[t_i, v] + M_y[s_i, v]) (the operands, |T|+|S| of them per problem),
     entry (i, j = (t, s)) is sum_y (G_t[i, y] + G_s[i, y]) rho_j(y): for every t one product of
     (cells x labels) by (labels x |S|), and for every s one by (labels x |T|). That is twice the flops
-    of the triangle the loop kernel forms, at the speed of BLAS. Both triangles are returned,
-    averaged with their transposes (the two products round differently).
+    of the triangle the loop kernel forms, at the speed of BLAS. Both triangles are returned; they
+    agree up to round-off (the products sum in different orders).
     """
     n_b, n_t, n_s, n_y = rr.shape
     n, k = n_t + n_s, n_t * n_s
@@ -283,10 +283,13 @@ def _capacitance_gemm(rr: np.ndarray, minv: np.ndarray) -> np.ndarray:
         sl = slice(lo, min(n_b, lo + group))
         ops = np.empty((sl.stop - lo, n, k, n_y))
         (_operands_parallel if _parallel() and ops.shape[0] * n > 1 else _operands_serial)(rr[sl], mt[sl], n_t, ops)
-        by_t = np.matmul(ops[:, :n_t], rr[sl].transpose(0, 1, 3, 2))  # [B, t, i, s]
-        by_s = np.matmul(ops[:, n_t:], rr[sl].transpose(0, 2, 3, 1))  # [B, s, i, t]
-        cap = by_t.transpose(0, 2, 1, 3).reshape(-1, k, k) + by_s.transpose(0, 2, 3, 1).reshape(-1, k, k)
-        out[sl] = 0.5 * (cap + cap.transpose(0, 2, 1))
+        # C is symmetric: its rows j = (t, s) come out of the products in row-major order
+        by_t = np.matmul(rr[sl], ops[:, :n_t].transpose(0, 1, 3, 2))  # [B, t, s, i]
+        by_s = np.matmul(rr[sl].transpose(0, 2, 1, 3), ops[:, n_t:].transpose(0, 1, 3, 2))  # [B, s, t, i]
+        cap = by_t.reshape(-1, k, k) + by_s.transpose(0, 2, 1, 3).reshape(-1, k, k)
+        if sl.stop - lo == n_b:
+            return cap
+        out[sl] = cap
     return out
 
 
