@@ -23,6 +23,13 @@ import numpy as np
 __all__ = ["certificate", "evaluate", "gradient", "polish"]
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _exp(x):
+    """exp(x), with 0 returned directly where it underflows to 0 anyway (x < -745.2): the C library's
+    underflow path (which sets errno) is many times slower, and late in a solve most arguments are there."""
+    return np.exp(x) if x > -745.2 else 0.0
+
+
 @nb.njit(cache=True, nogil=True)
 def _cells(a, b, eps, mu, pyt, pys, ln, r, m, item):
     """ln, r, m of the cells (t, .) of one problem; returns the sum of their masses m."""
@@ -51,7 +58,7 @@ def _cells(a, b, eps, mu, pyt, pys, ln, r, m, item):
         ssum = 0.0
         for y in range(n_y):
             if pyt[bi, t, y] > 0.0 and pys[bi, s, y] > 0.0:
-                e = np.exp(-(a[bi, t, y] + b[bi, s, y]) - zmax)
+                e = _exp(-(a[bi, t, y] + b[bi, s, y]) - zmax)
                 out[y] = e
                 ssum += e
             else:
@@ -61,7 +68,7 @@ def _cells(a, b, eps, mu, pyt, pys, ln, r, m, item):
             out[y] *= inv
         lse = zmax + np.log(ssum)
         ln[bi, t, s] = lse
-        m[bi, t, s] = mu[bi, t, s] * np.exp(lse / eps[bi])
+        m[bi, t, s] = mu[bi, t, s] * _exp(lse / eps[bi])
         total += m[bi, t, s]
     return total
 
@@ -214,7 +221,7 @@ def _certify_one(p, q, a, b, dual, out):
             ssum = 0.0
             for y in range(n_y):
                 if pyt[y, t] > 0.0 and pys[y, s] > 0.0:
-                    ssum += np.exp(-(a[y, t] + b[y, s]) - zmax)
+                    ssum += _exp(-(a[y, t] + b[y, s]) - zmax)
             v = max(zmax + np.log(ssum), 0.0)  # L_ts, violated where > 0
             viol_t[t] = max(viol_t[t], v)
             viol_s[s] = max(viol_s[s], v)
@@ -249,13 +256,21 @@ def _parallel(items: int) -> bool:
 
 
 def evaluate(
-    a: np.ndarray, b: np.ndarray, eps: np.ndarray, mu: np.ndarray, pyt: np.ndarray, pys: np.ndarray
+    a: np.ndarray,
+    b: np.ndarray,
+    eps: np.ndarray,
+    mu: np.ndarray,
+    pyt: np.ndarray,
+    pys: np.ndarray,
+    threads: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """F [B], L [B, t, s], softmax r [B, t, s, y] and masses m [B, t, s] of the smoothed dual.
 
     ``a[b, t, y]``, ``b[b, s, y]`` are the dual variables, ``pyt[b, t, y]``, ``pys[b, s, y]`` the
     marginals (a cell (t, s) takes label y when both are positive), ``mu[b, t, s]`` the multipliers.
     An empty cell gets L = -inf, r = 0, m = 0; a cell with a non-finite z gets NaN (and so does F).
+    ``threads=False`` keeps it on the calling thread (numba's threads wait for cores that the BLAS
+    threads of the PCG step's many small LAPACK calls still spin on: up to 20x slower, measured).
     """
     n_b, n_t, n_y = a.shape
     n_s = b.shape[1]
@@ -265,7 +280,7 @@ def evaluate(
     msum = np.empty(n_b * n_t)
     a, b, mu = np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(mu)
     args = (a, b, np.ascontiguousarray(eps), mu, pyt, pys, ln, r, m, msum)
-    (_evaluate_parallel if _parallel(n_b * n_t) else _evaluate_serial)(*args)
+    (_evaluate_parallel if threads and _parallel(n_b * n_t) else _evaluate_serial)(*args)
     f = (pyt * a).sum(axis=(1, 2)) + (pys * b).sum(axis=(1, 2)) + eps * msum.reshape(n_b, n_t).sum(axis=1)
     return f, ln, r, m
 

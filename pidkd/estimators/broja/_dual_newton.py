@@ -35,6 +35,8 @@ own schedule of stages, and only the problems still running are computed on. Pro
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from dataclasses import dataclass
 
@@ -123,7 +125,7 @@ class _Problems:
         """F [B], L [B,t,s], softmax r [B,t,s,y], masses m [B,t,s] (0 on empty blocks); compiled, one pass."""
         from pidkd.estimators.broja._cell_kernel import evaluate
 
-        return evaluate(a, b, eps, mu, self.pyt, self.pys)
+        return evaluate(a, b, eps, mu, self.pyt, self.pys, threads=self.step != "pcg")
 
     def gradient(self, r, m, idx=None):
         """(ga [B,t,y], gb [B,s,y], residual [B]): the marginal residual of Q = m r (compiled); with
@@ -388,8 +390,29 @@ def solve(
         return DualNewtonResult(q, a, b, cert, converged, n_iter, time.perf_counter() - start)
     # Trial points of the line search may overflow; they are rejected (non-finite F), and a NaN
     # reaching the end fails the certificate (gap <= tol is False for NaN), so nothing is hidden.
-    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"), _one_blas_thread():
         return _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step)
+
+
+_BLAS: list = []  # the threadpoolctl controller, made on first use
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager:
+    """numpy's and scipy's BLAS on one thread while the main thread solves.
+
+    The solver's compiled kernels run on numba's threads between small BLAS calls; OpenBLAS's own
+    threads keep spinning for a while after each call and take the cores from numba's (measured on 2
+    cores: 1000x10x10 0.20 -> 0.13 s and 10x64x64 0.54 -> 0.32 s with one BLAS thread; 10x256x256,
+    whose 4,096-square factorisations do use two, 10.9 -> 11.4 s). Only on the main thread: the limit is
+    process-wide, and solves in other threads (the probes' worker) run numba's serial kernels anyway.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return contextlib.nullcontext()
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
 def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> DualNewtonResult:
