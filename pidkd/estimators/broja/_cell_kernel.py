@@ -164,6 +164,58 @@ def _polish_parallel(q, pyt, pys, sweeps):
 
 
 @nb.njit(cache=True, nogil=True)
+def dual_bound(pyt, pys, a, b):
+    """Weak-duality upper bound on max H_Q(Y|T,S) (nats) from multipliers a [y, t], b [y, s] of one problem.
+
+    sum a P(y,t) + sum b P(y,s), plus the cheaper repair that makes (a, b) dual feasible: a constant per
+    t added to a, or per s added to b, of the largest violation L_ts = log sum_y exp(-a - b) > 0 in that
+    row or column. NaN when a multiplier of a cell is not finite (shared with the dense kernel's
+    certificate, :func:`pidkd.estimators.broja._kernels.certify_one`).
+    """
+    n_y, n_t = pyt.shape
+    n_s = pys.shape[1]
+    lin = 0.0
+    for y in range(n_y):
+        for t in range(n_t):
+            if pyt[y, t] > 0.0:
+                lin += a[y, t] * pyt[y, t]
+        for s in range(n_s):
+            if pys[y, s] > 0.0:
+                lin += b[y, s] * pys[y, s]
+    viol_t, viol_s = np.zeros(n_t), np.zeros(n_s)
+    for t in range(n_t):
+        for s in range(n_s):
+            zmax = -np.inf
+            for y in range(n_y):
+                if pyt[y, t] > 0.0 and pys[y, s] > 0.0:
+                    z = -(a[y, t] + b[y, s])
+                    if not np.isfinite(z):
+                        return np.nan
+                    zmax = max(zmax, z)
+            if zmax == -np.inf:  # no cell
+                continue
+            ssum = 0.0
+            for y in range(n_y):
+                if pyt[y, t] > 0.0 and pys[y, s] > 0.0:
+                    ssum += _exp(-(a[y, t] + b[y, s]) - zmax)
+            v = max(zmax + np.log(ssum), 0.0)  # L_ts, violated where > 0
+            viol_t[t] = max(viol_t[t], v)
+            viol_s[s] = max(viol_s[s], v)
+    repair_t, repair_s = 0.0, 0.0
+    for t in range(n_t):
+        mass = 0.0
+        for y in range(n_y):
+            mass += pyt[y, t]
+        repair_t += viol_t[t] * mass
+    for s in range(n_s):
+        mass = 0.0
+        for y in range(n_y):
+            mass += pys[y, s]
+        repair_s += viol_s[s] * mass
+    return lin + min(repair_t, repair_s)
+
+
+@nb.njit(cache=True, nogil=True)
 def _certify_one(p, q, a, b, dual, out):
     """(residual, H_q(Y|T,S), bound) of one problem into out; p, q are [y, t, s], a [y, t], b [y, s]."""
     n_y, n_t, n_s = p.shape
@@ -197,46 +249,7 @@ def _certify_one(p, q, a, b, dual, out):
     out[0], out[1], out[2] = worst, h, np.nan
     if not dual:
         return
-    lin = 0.0
-    for y in range(n_y):
-        for t in range(n_t):
-            if pyt[y, t] > 0.0:
-                lin += a[y, t] * pyt[y, t]
-        for s in range(n_s):
-            if pys[y, s] > 0.0:
-                lin += b[y, s] * pys[y, s]
-    viol_t, viol_s = np.zeros(n_t), np.zeros(n_s)
-    for t in range(n_t):
-        for s in range(n_s):
-            zmax = -np.inf
-            for y in range(n_y):
-                if pyt[y, t] > 0.0 and pys[y, s] > 0.0:
-                    z = -(a[y, t] + b[y, s])
-                    if z > zmax or z != z:
-                        zmax = z
-                        if z != z:
-                            break
-            if not np.isfinite(zmax):  # no cell, or a non-finite multiplier (then lin is not finite either)
-                continue
-            ssum = 0.0
-            for y in range(n_y):
-                if pyt[y, t] > 0.0 and pys[y, s] > 0.0:
-                    ssum += _exp(-(a[y, t] + b[y, s]) - zmax)
-            v = max(zmax + np.log(ssum), 0.0)  # L_ts, violated where > 0
-            viol_t[t] = max(viol_t[t], v)
-            viol_s[s] = max(viol_s[s], v)
-    repair_t, repair_s = 0.0, 0.0
-    for t in range(n_t):
-        mass = 0.0
-        for y in range(n_y):
-            mass += pyt[y, t]
-        repair_t += viol_t[t] * mass
-    for s in range(n_s):
-        mass = 0.0
-        for y in range(n_y):
-            mass += pys[y, s]
-        repair_s += viol_s[s] * mass
-    out[2] = lin + min(repair_t, repair_s)
+    out[2] = dual_bound(pyt, pys, a, b)
 
 
 @nb.njit(cache=True, nogil=True)

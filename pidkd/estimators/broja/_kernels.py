@@ -18,6 +18,7 @@ __all__ = ["solve_small_batch"]
 
 import numba as nb
 
+from pidkd.estimators.broja._cell_kernel import dual_bound
 from pidkd.estimators.broja._dual_newton import EXP_LIMIT
 
 
@@ -170,7 +171,7 @@ def newton_step(r, m, ga, gb, eps, ia, ib, n):
 
 
 @nb.njit(cache=True, nogil=True)
-def certify_one(p_yt, p_ys, cell, r, m, a, b, polish):
+def certify_one(p_yt, p_ys, r, m, a, b, polish):
     """Polished q (as (t,s,y) masses), residual, H(Y|T,S) and dual bound, in nats."""
     n_y, n_t = p_yt.shape
     n_s = p_ys.shape[1]
@@ -223,44 +224,7 @@ def certify_one(p_yt, p_ys, cell, r, m, a, b, polish):
             res = max(res, abs(row[y, t] - p_yt[y, t]))
         for s in range(n_s):
             res = max(res, abs(col[y, s] - p_ys[y, s]))
-    bound = 0.0
-    for y in range(n_y):
-        for t in range(n_t):
-            if p_yt[y, t] > 0.0:
-                bound += a[y, t] * p_yt[y, t]
-        for s in range(n_s):
-            if p_ys[y, s] > 0.0:
-                bound += b[y, s] * p_ys[y, s]
-    shift_t = np.zeros(n_t)
-    shift_s = np.zeros(n_s)
-    for t in range(n_t):
-        for s in range(n_s):
-            zmax = -np.inf
-            for y in range(n_y):
-                if cell[t, s, y]:
-                    zmax = max(zmax, -(a[y, t] + b[y, s]))
-            if zmax == -np.inf:
-                continue
-            tot = 0.0
-            for y in range(n_y):
-                if cell[t, s, y]:
-                    tot += np.exp(-(a[y, t] + b[y, s]) - zmax)
-            viol = max(zmax + np.log(tot), 0.0)
-            shift_t[t] = max(shift_t[t], viol)
-            shift_s[s] = max(shift_s[s], viol)
-    rep_t = 0.0
-    rep_s = 0.0
-    for t in range(n_t):
-        pt = 0.0
-        for y in range(n_y):
-            pt += p_yt[y, t]
-        rep_t += shift_t[t] * pt
-    for s in range(n_s):
-        ps = 0.0
-        for y in range(n_y):
-            ps += p_ys[y, s]
-        rep_s += shift_s[s] * ps
-    return q, res, h, bound + min(rep_t, rep_s)
+    return q, res, h, dual_bound(p_yt, p_ys, a, b)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -313,9 +277,9 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
     converged = False
     while True:
         # ---- stage end: certify, stop or update multipliers
-        q, cres, h, bound = certify_one(p_yt, p_ys, cell, r, m, a, b, 0)
+        q, cres, h, bound = certify_one(p_yt, p_ys, r, m, a, b, 0)
         if bound - h <= 10 * gap_tol:
-            q, cres, h, bound = certify_one(p_yt, p_ys, cell, r, m, a, b, 10)
+            q, cres, h, bound = certify_one(p_yt, p_ys, r, m, a, b, 10)
         if bound - h <= gap_tol and cres <= residual_tol:
             converged = True
             break
