@@ -36,6 +36,7 @@ own schedule of stages, and only the problems still running are computed on. Pro
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -394,7 +395,12 @@ def solve(
         return _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step)
 
 
-_BLAS: list = []  # the threadpoolctl controller, made on first use
+@functools.cache
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries, made once (it scans the process)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _one_blas_thread() -> contextlib.AbstractContextManager:
@@ -408,11 +414,7 @@ def _one_blas_thread() -> contextlib.AbstractContextManager:
     """
     if threading.current_thread() is not threading.main_thread():
         return contextlib.nullcontext()
-    if not _BLAS:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> DualNewtonResult:

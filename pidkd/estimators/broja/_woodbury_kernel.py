@@ -2,9 +2,12 @@
 
 Two pieces dominate that step when there are many labels: the inverses of the per-label blocks
 M_y (size |T|+|S|) and the |T||S|-square capacitance matrix sum_y (rho_y rho_y^T) * (P^T M_y^-1 P).
-Both are loops over labels here. The capacitance loop visits only the cells (t, s) that label y
-can reach (rho(y, t, s) != 0): a sampled pmf, where each label meets a few teacher and student
-codes, then costs the square of those cells per label instead of (|T||S|)^2.
+The inverses are loops over labels (each through the block's structure). The capacitance is a
+loop too when the labels reach few cells: it visits only the cells (t, s) that label y can reach
+(rho(y, t, s) != 0), so a sampled pmf, where each label meets a few teacher and student codes,
+costs the square of those cells per label instead of (|T||S|)^2; when they reach most cells it is
+formed as matrix products (:func:`_capacitance_gemm`). ``forward`` and ``backward`` are the two
+halves of the Woodbury solve around the capacitance system.
 
 Every kernel has a serial and a parallel driver. The parallel one runs only from the main thread:
 numba's default thread pool must not be entered from two threads at once, and pidkd's probes solve
@@ -412,7 +415,8 @@ def capacitance(rr: np.ndarray, minv: np.ndarray, used: np.ndarray, upper_only: 
     ``rr[b, t, s, y]`` is rho; ``minv[b, y]`` is M_y^-1 over (a(y, .), b(y, .)); ``used[t, s]`` marks
     the cells any label of any problem reaches (rho is 0 elsewhere). Returns the symmetric matrix
     over the used cells in row-major (t, s) order, without the identity: ``cap[b, u, v]``; with
-    ``upper_only`` only its upper triangle (the rest is 0), enough for an upper Cholesky factor.
+    ``upper_only`` only its upper triangle is guaranteed (the loop kernel leaves the rest 0, the matrix-product
+    form fills it too), enough for an upper Cholesky factor.
     """
     n_b, n_t, n_s, n_y = rr.shape
     flat = used.ravel()
