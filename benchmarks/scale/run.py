@@ -234,7 +234,7 @@ def render(res: dict) -> str:
     lines = [
         "# Scaling out: Dask, larger-than-memory activations, per-task costs",
         "",
-        f"Measured on {res['machine']} ({res['date']}) with `python benchmarks/scale/run.py`. Nothing here",
+        f"Measured on {res['machine']} ({_dates(res)}) with `python benchmarks/scale/run.py`. Nothing here",
         "is asserted; the numbers are one run's.",
         "",
     ]
@@ -317,6 +317,14 @@ def render(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _dates(res: dict) -> str:
+    """When each part was measured: one date, or one per part where reruns of single parts differ."""
+    dates = res.get("dates") or {}
+    if len(set(dates.values())) <= 1:
+        return next(iter(dates.values()), res["date"])
+    return ", ".join(f"{part} {day}" for part, day in dates.items())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("engines", "memory", "costs", "all"), default="all")
@@ -327,7 +335,11 @@ def main() -> None:
     res = json.loads(path.read_text()) if path.exists() else {}
     if not args.render:
         res |= {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
-        res["date"] = time.strftime("%Y-%m-%d")
+        res["date"] = today = time.strftime("%Y-%m-%d")
+        dates = res.setdefault("dates", {})  # per part: a rerun of one part keeps the others' dates
+        for part in ("engines", "memory", "costs"):
+            if args.part in (part, "all"):
+                dates[part] = today
         with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
             work = Path(tmp)
             if args.part in ("engines", "all"):
