@@ -106,6 +106,29 @@ def test_filters_shapes_and_errors():
         StudentFilter(5, 4, spatial=4)
 
 
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_pointwise_layers_compute_the_convolution_on_cpu(dims):
+    """The filters' CPU matmul path gives the 1x1 convolution's output and gradients, with its parameters,
+    initialisation and state-dict keys (checkpoints load either way)."""
+    torch.manual_seed(0)
+    f = StudentFilter(3, 5, spatial=dims)
+    conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dims - 1]
+    torch.manual_seed(0)
+    ref = nn.Sequential(conv(3, 6, 1, bias=False), f.net[1].__class__(6), nn.ReLU(), conv(6, 5, 1, bias=False))
+    assert {k: v.shape for k, v in f.net.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    for a, b in zip(f.net.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # the same initialisation, draw for draw
+    x = torch.randn(4, 3, *[5, 4, 3][:dims], requires_grad=True)
+    out, out_ref = f(x), ref(x)
+    torch.testing.assert_close(out, out_ref)
+    assert out.is_contiguous()
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, *f.net.parameters()], g)
+    grads_ref = torch.autograd.grad(out_ref, [x, *ref.parameters()], g)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("method", ["student", "kd", "vid", "ted", "rid"])
 def test_fit_every_method_runs_and_learns(method, digits, teacher):
     train, val = digits
