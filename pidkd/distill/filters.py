@@ -32,9 +32,9 @@ class _MatmulOnCPU:
 
     oneDNN's fixed cost per call dominates the filters' small pointwise convolutions: on the digits
     example's shapes (batch 64, 8x8 maps, 8-32 channels) a filter's forward and backward pass takes
-    1.1-1.3 ms through the convolutions and 0.6-0.7 ms through ``bmm``. Same parameters,
-    initialisation and state-dict keys as the convolution; on other devices (cuDNN) the convolution
-    runs unchanged.
+    1.2-1.3 ms through the convolutions and 0.6-0.7 ms through ``bmm`` (benchmarks/bench_distill.py).
+    Same parameters, initialisation and state-dict keys as the convolution; on other devices (cuDNN)
+    the convolution runs unchanged.
     """
 
     weight: torch.Tensor
