@@ -366,3 +366,20 @@ def test_pcg_preconditioner_is_reused_and_its_cells_follow_the_support(monkeypat
     assert sum(rebuilt for *_, rebuilt in stats) < len(stats) / 2
     support = int((res.q[0].sum(axis=0) > 1e-12).sum())
     assert 0 < stats[-1][1] <= 1.2 * support < 24 * 24 / 2
+
+
+@pytest.mark.parametrize("step, cells, shrink", [("pcg", 144, 0.4), ("pcg", 145, 0.2), ("woodbury", 144, 0.2)])
+def test_eps_schedule_is_the_one_measured_for_the_step(step, cells, shrink, monkeypatch):
+    """shrink=None: eps falls by PCG_SHRINK per stage with PCG steps on problems with PCG_SHRINK_CELLS
+    cells or more, by SHRINK otherwise; a given shrink is used as it is."""
+    from pidkd.estimators.broja import _dual_newton
+
+    assert (_dual_newton.PCG_SHRINK, _dual_newton.SHRINK) == (0.4, 0.2)
+    monkeypatch.setattr(_dual_newton, "PCG_SHRINK_CELLS", cells)  # the problem below has 12 x 12 cells
+    p = random_pmf((6, 12, 12), 4)[None]
+    for chosen, expected in ((None, shrink), (0.3, 0.3)):
+        trace = []
+        res = _dual_newton.solve(p, gap_tol=1e-9, residual_tol=1e-10, shrink=chosen, trace=trace, step=step)
+        eps = [e for e, *_ in trace]
+        assert res.converged[0] and len(eps) >= 4
+        np.testing.assert_allclose(np.array(eps[1:4]) / np.array(eps[:3]), expected, rtol=1e-12)
