@@ -140,3 +140,53 @@ def test_certificate_equals_the_numpy_expression(shape, zero_frac):
     assert np.isnan(certify(p, q, None, None).bound).all()
     a[1, 0, 0] = np.nan
     assert np.isnan(certify(p, q, a, b).gap[1]) and np.isfinite(certify(p, q, a, b).gap[0])
+
+
+def test_pcg_kernels_run_alike_on_numba_threads_and_on_the_calling_thread():
+    """H v and M^-1 v of the PCG step: the parallel and serial drivers give the same bits, and H v equals
+    the Hessian's definition (per-label Laplacian part plus the cells' rank-one terms) in numpy."""
+    from pidkd.estimators.broja import _pcg
+
+    rng = np.random.default_rng(5)
+    n_y, n_t, n_s = 6, 9, 7
+    n = n_t + n_s
+    kt, ks = np.nonzero(rng.random((n_t, n_s)) < 0.8)
+    wk, rk, ck = rng.random((kt.size, n_y)), rng.random((kt.size, n_y)), rng.random(kt.size)
+    diag, v = rng.random((n, n_y)), rng.normal(size=(n, n_y))
+    out = {}
+    for name, hess in (("serial", _pcg._hess_vec_serial), ("parallel", _pcg._hess_vec_parallel)):
+        out[name] = np.empty_like(v)
+        hess(kt, ks, wk, rk, ck, n_t, diag, np.empty((_pcg.HESS_PARTS, n, n_y)), v, out[name])
+    np.testing.assert_array_equal(out["serial"], out["parallel"])
+    single = np.empty_like(v)
+    _pcg._hess_vec(kt, ks, wk, rk, ck, n_t, diag, v, single)  # small problems: the cells in one run
+    ref = diag * v
+    for k, (t, s) in enumerate(zip(kt, n_t + ks)):
+        u = v[t] + v[s]  # the cell's variables a(., t) + b(., s)
+        h = wk[k] * u + ck[k] * (rk[k] @ u) * rk[k]
+        ref[t] += h
+        ref[s] += h
+    np.testing.assert_allclose(out["serial"], ref, rtol=1e-13)
+    np.testing.assert_allclose(single, ref, rtol=1e-13)
+    # M^-1 v and U^T M^-1 v, then M^-1 v - M^-1 U z, over 5 of the cells
+    minv, rho, z = rng.random((n_y, n, n)), rng.random((5, n_y)), rng.normal(size=5)
+    ct, cs = kt[:5].copy(), ks[:5].copy()
+    u = np.zeros((n, n_y, 5))  # U: column k is rho_k on a(., t_k) and on b(., s_k)
+    u[ct, :, np.arange(5)] += rho
+    u[n_t + cs, :, np.arange(5)] += rho
+    mv = np.einsum("yij,jy->iy", minv, v)
+    results = {}
+    for name, forward, backward in (
+        ("serial", _pcg._forward_serial, _pcg._backward_serial),
+        ("parallel", _pcg._forward_parallel, _pcg._backward_parallel),
+    ):
+        x, out_b = np.empty_like(v), np.empty_like(v)
+        ut = forward(minv, n_t, ct, cs, rho, v, x)
+        backward(minv, n_t, ct, cs, rho, z, x, out_b)
+        results[name] = (x, ut, out_b)
+    for got, want in zip(results["serial"], results["parallel"]):
+        np.testing.assert_array_equal(got, want)
+    x, ut, out_b = results["serial"]
+    np.testing.assert_allclose(x, mv, rtol=1e-13)
+    np.testing.assert_allclose(ut, np.einsum("iyk,iy->k", u, mv), rtol=1e-13)
+    np.testing.assert_allclose(out_b, mv - np.einsum("yij,jy->iy", minv, u @ z), rtol=1e-13)

@@ -136,7 +136,12 @@ class _Problems:
         """F [B], L [B,t,s], softmax r [B,t,s,y], masses m [B,t,s] (0 on empty blocks); compiled, one pass."""
         from pidkd.estimators.broja._cell_kernel import evaluate
 
-        return evaluate(a, b, eps, mu, self.pyt, self.pys, threads=self.step != "pcg")
+        threads = True
+        if self.step == "pcg":  # small problems' evaluations are faster on the calling thread
+            from pidkd.estimators.broja._pcg import PARALLEL_SIZE
+
+            threads = self.n_y * self.n_t * self.n_s >= PARALLEL_SIZE
+        return evaluate(a, b, eps, mu, self.pyt, self.pys, threads=threads)
 
     def gradient(self, r, m, idx=None):
         """(ga [B,t,y], gb [B,s,y], residual [B]): the marginal residual of Q = m r (compiled); with

@@ -21,10 +21,15 @@ Building P (block inverses, capacitance, Cholesky) costs far more than a CG iter
 factorisation is kept for the next Newton steps of the same problem until CG needs more than
 :data:`REFACTOR_AFTER` iterations with it. The step only has to be a descent direction (every CG
 iterate is one); the line search and the certified duality gap of the solver are unchanged.
+
+On problems with :data:`PARALLEL_SIZE` entries or more, H v and the products with the blocks of M^-1
+run on numba's threads when called from the main thread (H v in :data:`HESS_PARTS` runs of cells,
+summed in the same order either way, so both drivers give the same bits).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numba as nb
@@ -33,6 +38,8 @@ import scipy.linalg
 import scipy.linalg.blas
 import scipy.linalg.lapack
 from numpy.typing import NDArray
+
+from pidkd.estimators.broja._woodbury_kernel import _parallel, capacitance
 
 __all__ = ["PcgStep"]
 
@@ -54,6 +61,12 @@ ETA_MIN = 1e-10
 MAX_CG = 300
 #: Cells whose mass is below this fraction of the largest are left out of H v (below round-off).
 NEGLIGIBLE = 1e-30
+#: Problems with at least this many entries |Y||T||S| run the compiled loops on numba's threads (from
+#: the main thread); smaller ones are faster on the calling thread (measured: 10x32x32 0.085 -> 0.16 s
+#: on threads, 10x64x64 alike, 10x128x128 2.2 -> 1.5 s, 100x64x64 3.1 -> 2.6 s).
+PARALLEL_SIZE = 150_000
+#: H v sums the cells in this many runs, in the same order whether they run in parallel or not.
+HESS_PARTS = 2
 
 
 @nb.njit(cache=True, nogil=True)
@@ -63,7 +76,14 @@ def _hess_vec(kt, ks, wk, rk, ck, n_t, diag, v, out):
     for i in range(n):
         for y in range(n_y):
             out[i, y] = diag[i, y] * v[i, y]
-    for k in range(kt.size):
+    _hess_cells(kt, ks, wk, rk, ck, n_t, v, out, 0, kt.size)
+
+
+@nb.njit(cache=True, nogil=True)
+def _hess_cells(kt, ks, wk, rk, ck, n_t, v, out, lo, hi):
+    """Add the rank-one and Laplacian terms of the kept cells lo..hi-1 to out."""
+    n_y = v.shape[1]
+    for k in range(lo, hi):
         t, s = kt[k], n_t + ks[k]
         dot = 0.0
         for y in range(n_y):
@@ -75,23 +95,52 @@ def _hess_vec(kt, ks, wk, rk, ck, n_t, diag, v, out):
             out[s, y] += h
 
 
-@nb.njit(cache=True, nogil=True, fastmath=True)
-def _block_matvec(minv, vt, out):
-    """out[:, y] = minv[y] @ vt[y] for every label (vt is [y, n], out [n, y])."""
-    n_y, n = minv.shape[0], minv.shape[1]
-    for y in range(n_y):
-        my, vy = minv[y], vt[y]
-        for i in range(n):
-            acc = 0.0
-            for j in range(n):
-                acc += my[i, j] * vy[j]
+@nb.njit(cache=True, nogil=True)
+def _hess_part(kt, ks, wk, rk, ck, n_t, v, parts, j):
+    size = (kt.size + parts.shape[0] - 1) // parts.shape[0]
+    parts[j] = 0.0
+    _hess_cells(kt, ks, wk, rk, ck, n_t, v, parts[j], j * size, min(kt.size, (j + 1) * size))
+
+
+@nb.njit(cache=True, nogil=True)
+def _hess_sum(diag, v, parts, out):
+    for i in range(v.shape[0]):
+        for y in range(v.shape[1]):
+            acc = diag[i, y] * v[i, y]
+            for j in range(parts.shape[0]):
+                acc += parts[j, i, y]
             out[i, y] = acc
 
 
+@nb.njit(cache=True, nogil=True)
+def _hess_vec_serial(kt, ks, wk, rk, ck, n_t, diag, parts, v, out):
+    """H v as :func:`_hess_vec`, the cells summed in ``len(parts)`` runs (the parallel driver's order)."""
+    for j in range(parts.shape[0]):
+        _hess_part(kt, ks, wk, rk, ck, n_t, v, parts, j)
+    _hess_sum(diag, v, parts, out)
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _hess_vec_parallel(kt, ks, wk, rk, ck, n_t, diag, parts, v, out):
+    for j in nb.prange(parts.shape[0]):
+        _hess_part(kt, ks, wk, rk, ck, n_t, v, parts, j)
+    _hess_sum(diag, v, parts, out)
+
+
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def _forward(minv, n_t, ct, cs, rho, v, x):
-    """x = M^-1 v; returns U^T x over the cells (ct, cs)."""
-    _block_matvec(minv, v.T.copy(), x)
+def _label_matvec(minv, vt, out, y):
+    """out[:, y] = minv[y] @ vt[y] (vt is [y, n], out [n, y])."""
+    my, vy = minv[y], vt[y]
+    for i in range(my.shape[0]):
+        acc = 0.0
+        for j in range(my.shape[1]):
+            acc += my[i, j] * vy[j]
+        out[i, y] = acc
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _cells_dot(n_t, ct, cs, rho, x):
+    """U^T x over the cells (ct, cs)."""
     ut = np.empty(ct.size)
     for k in range(ct.size):
         acc = 0.0
@@ -102,17 +151,55 @@ def _forward(minv, n_t, ct, cs, rho, v, x):
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def _backward(minv, n_t, ct, cs, rho, z, x, out):
-    """out = x - M^-1 U z."""
-    uzt = np.zeros((x.shape[1], x.shape[0]))
+def _cells_scatter(n_t, ct, cs, rho, z, uzt):
+    """uzt = (U z)^T, [y, n]."""
+    uzt[:, :] = 0.0
     for k in range(ct.size):
         for y in range(rho.shape[1]):
             uzt[y, ct[k]] += rho[k, y] * z[k]
             uzt[y, n_t + cs[k]] += rho[k, y] * z[k]
-    _block_matvec(minv, uzt, out)
-    for i in range(x.shape[0]):
-        for y in range(x.shape[1]):
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _forward_serial(minv, n_t, ct, cs, rho, v, x):
+    """x = M^-1 v; returns U^T x over the cells (ct, cs)."""
+    vt = v.T.copy()
+    for y in range(minv.shape[0]):
+        _label_matvec(minv, vt, x, y)
+    return _cells_dot(n_t, ct, cs, rho, x)
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True, parallel=True)
+def _forward_parallel(minv, n_t, ct, cs, rho, v, x):
+    vt = v.T.copy()
+    for y in nb.prange(minv.shape[0]):
+        _label_matvec(minv, vt, x, y)
+    return _cells_dot(n_t, ct, cs, rho, x)
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _backward_serial(minv, n_t, ct, cs, rho, z, x, out):
+    """out = x - M^-1 U z."""
+    uzt = np.empty((x.shape[1], x.shape[0]))
+    _cells_scatter(n_t, ct, cs, rho, z, uzt)
+    for y in range(minv.shape[0]):
+        _label_matvec(minv, uzt, out, y)
+        for i in range(x.shape[0]):
             out[i, y] = x[i, y] - out[i, y]
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True, parallel=True)
+def _backward_parallel(minv, n_t, ct, cs, rho, z, x, out):
+    uzt = np.empty((x.shape[1], x.shape[0]))
+    _cells_scatter(n_t, ct, cs, rho, z, uzt)
+    for y in nb.prange(minv.shape[0]):
+        _label_matvec(minv, uzt, out, y)
+        for i in range(x.shape[0]):
+            out[i, y] = x[i, y] - out[i, y]
+
+
+#: (forward, backward) of the Woodbury solve, by whether they run on numba's threads
+_DRIVERS = {False: (_forward_serial, _backward_serial), True: (_forward_parallel, _backward_parallel)}
 
 
 @dataclass
@@ -121,6 +208,7 @@ class _Preconditioner:
 
     minv: NDArray[np.float64]  # [y, n, n], pinned row and column 0
     n_t: int
+    threads: bool  # the compiled loops in parallel (large alphabets, main thread)
     ct: NDArray[np.intp]  # the cells of the capacitance matrix C
     cs: NDArray[np.intp]
     rho: NDArray[np.float64]  # [K, y]
@@ -129,8 +217,9 @@ class _Preconditioner:
     iterations: int = 0  # CG iterations of the last solve with it
 
     def apply(self, v: NDArray[np.float64]) -> NDArray[np.float64]:
+        forward, backward = _DRIVERS[self.threads]
         x = np.empty_like(v)
-        ut = _forward(self.minv, self.n_t, self.ct, self.cs, self.rho, v, x)
+        ut = forward(self.minv, self.n_t, self.ct, self.cs, self.rho, v, x)
         if not ut.size:
             return x
         if self.cinv is not None:
@@ -139,7 +228,7 @@ class _Preconditioner:
             # two triangular solves (BLAS trsv: about twice as fast as LAPACK's potrs for one right-hand side)
             z = _trsv(self.chol, _trsv(self.chol, ut, lower=1), lower=1, trans=1)
         out = np.empty_like(v)
-        _backward(self.minv, self.n_t, self.ct, self.cs, self.rho, z, x, out)
+        backward(self.minv, self.n_t, self.ct, self.cs, self.rho, z, x, out)
         return out
 
 
@@ -167,28 +256,32 @@ class PcgStep:
         pin = pr.pin[k]
         iy = np.arange(n_y)
         key = int(pr.orig[k])
+        large = n_y * n_t * n_s >= PARALLEL_SIZE
         prec = self.cache.get(key)
         rebuilt = prec is None or prec.iterations > REFACTOR_AFTER
         if rebuilt:
-            prec = self.cache[key] = _build(pr, k, w, r, c, ridge)
+            prec = self.cache[key] = _build(pr, k, w, r, c, ridge, large and _parallel())
         kt, ks = np.nonzero(m > NEGLIGIBLE * m.max())
         diag = np.concatenate([pr.dummy_a[k], pr.dummy_b[k]]) + ridge
         diag[n_t + pin, iy] = 0.0
         args = (kt, ks, np.ascontiguousarray(w[kt, ks]), np.ascontiguousarray(r[kt, ks]), c[kt, ks], n_t, diag)
+        if large:  # H v in HESS_PARTS runs of cells, in the same order on numba's threads or not
+            parts = np.empty((HESS_PARTS, n_t + n_s, n_y))
+            hess = functools.partial(_hess_vec_parallel if prec.threads else _hess_vec_serial, *args, parts)
+        else:
+            hess = functools.partial(_hess_vec, *args)
         g = -np.concatenate([ga, gb])  # [n, y]
         g[n_t + pin, iy] = 0.0  # the pinned b(y, .) is not a variable
         # Inexact Newton: a loose system solve while the gradient is large, superlinear near the end.
         tol = min(ETA_MAX, max(ETA_MIN, np.sqrt(np.abs(g).max())))
-        x, it = _cg(args, prec, g, (n_t + pin, iy), tol)
+        x, it = _cg(hess, prec, g, (n_t + pin, iy), tol)
         prec.iterations = it
         self.stats.append((eps, len(prec.rho), it, rebuilt))
         return x[:n_t], x[n_t:]
 
 
-def _build(pr, k, w, r, c, ridge) -> _Preconditioner:
+def _build(pr, k, w, r, c, ridge, threads) -> _Preconditioner:
     """Block inverses of M and the Woodbury factor over the significant cells."""
-    from pidkd.estimators.broja._woodbury_kernel import capacitance
-
     n_t, n_s, n_y = r.shape
     minv = pr.take(np.array([k])).block_inverses(w[None], np.array([ridge]))[0]
     # lambda_ts = c_ts u_ts^T M^-1 u_ts, u_ts = r_ts(y) on a(y, t) and b(y, s)
@@ -201,7 +294,7 @@ def _build(pr, k, w, r, c, ridge) -> _Preconditioner:
     if cells.sum() > MAX_CELLS:
         cells &= lam >= np.partition(lam.ravel(), -MAX_CELLS)[-MAX_CELLS]
     ct, cs = np.nonzero(cells)
-    none = _Preconditioner(minv, n_t, ct[:0], cs[:0], np.zeros((0, n_y)), None, None)
+    none = _Preconditioner(minv, n_t, threads, ct[:0], cs[:0], np.zeros((0, n_y)), None, None)
     if not ct.size:
         return none
     rho = np.sqrt(c)[..., None] * r * cells[..., None]
@@ -213,11 +306,11 @@ def _build(pr, k, w, r, c, ridge) -> _Preconditioner:
         return none
     rho_k = np.ascontiguousarray(rho[ct, cs])
     if ct.size > EXPLICIT_INVERSE:  # two triangular solves per CG iteration
-        return _Preconditioner(minv, n_t, ct, cs, rho_k, None, chol)
+        return _Preconditioner(minv, n_t, threads, ct, cs, rho_k, None, chol)
     # C^-1 explicitly: a CG iteration multiplies by it, several times faster than triangular solves
     cinv, info = scipy.linalg.lapack.dpotri(chol, lower=1, overwrite_c=1)
     cinv = np.tril(cinv) + np.tril(cinv, -1).T
-    return _Preconditioner(minv, n_t, ct, cs, rho_k, cinv, None)
+    return _Preconditioner(minv, n_t, threads, ct, cs, rho_k, cinv, None)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -251,8 +344,9 @@ def _turn(direction, z, beta) -> None:
             direction[i, j] = z[i, j] + beta * direction[i, j]
 
 
-def _cg(args, prec: _Preconditioner, g: NDArray[np.float64], pinned, tol: float) -> tuple[NDArray[np.float64], int]:
-    """Preconditioned conjugate gradients for H x = g from x = 0; returns x and the iterations.
+def _cg(hess, prec: _Preconditioner, g: NDArray[np.float64], pinned, tol: float) -> tuple[NDArray[np.float64], int]:
+    """Preconditioned conjugate gradients for H x = g from x = 0, ``hess(v, out)`` writing H v to out;
+    returns x and the iterations.
 
     ``pinned`` indexes the gauge-pinned entries, which are not variables: they stay 0 in x. The
     vector updates run in compiled loops (one pass each instead of numpy's temporaries).
@@ -265,7 +359,7 @@ def _cg(args, prec: _Preconditioner, g: NDArray[np.float64], pinned, tol: float)
     rz = _dot(res, z)
     stop = (tol * np.sqrt(_dot(g, g))) ** 2
     for it in range(1, MAX_CG + 1):
-        _hess_vec(*args, direction, hp)
+        hess(direction, hp)
         hp[pinned] = 0.0
         curv = _dot(direction, hp)
         if not curv > 0.0:  # round-off level or non-finite: keep the last iterate
