@@ -151,13 +151,22 @@ def _cells_dot(n_t, ct, cs, rho, x):
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def _cells_scatter(n_t, ct, cs, rho, z, uzt):
-    """uzt = (U z)^T, [y, n]."""
-    uzt[:, :] = 0.0
+def _cells_scatter(n_y, n, n_t, ct, cs, rho, z):
+    """(U z)^T, [y, n]."""
+    uzt = np.zeros((n_y, n))
     for k in range(ct.size):
-        for y in range(rho.shape[1]):
+        for y in range(n_y):
             uzt[y, ct[k]] += rho[k, y] * z[k]
             uzt[y, n_t + cs[k]] += rho[k, y] * z[k]
+    return uzt
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _label_back(minv, uzt, x, out, y):
+    """out[:, y] = x[:, y] - minv[y] @ uzt[y]."""
+    _label_matvec(minv, uzt, out, y)
+    for i in range(x.shape[0]):
+        out[i, y] = x[i, y] - out[i, y]
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
@@ -180,22 +189,16 @@ def _forward_parallel(minv, n_t, ct, cs, rho, v, x):
 @nb.njit(cache=True, nogil=True, fastmath=True)
 def _backward_serial(minv, n_t, ct, cs, rho, z, x, out):
     """out = x - M^-1 U z."""
-    uzt = np.empty((x.shape[1], x.shape[0]))
-    _cells_scatter(n_t, ct, cs, rho, z, uzt)
+    uzt = _cells_scatter(x.shape[1], x.shape[0], n_t, ct, cs, rho, z)
     for y in range(minv.shape[0]):
-        _label_matvec(minv, uzt, out, y)
-        for i in range(x.shape[0]):
-            out[i, y] = x[i, y] - out[i, y]
+        _label_back(minv, uzt, x, out, y)
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True, parallel=True)
 def _backward_parallel(minv, n_t, ct, cs, rho, z, x, out):
-    uzt = np.empty((x.shape[1], x.shape[0]))
-    _cells_scatter(n_t, ct, cs, rho, z, uzt)
+    uzt = _cells_scatter(x.shape[1], x.shape[0], n_t, ct, cs, rho, z)
     for y in nb.prange(minv.shape[0]):
-        _label_matvec(minv, uzt, out, y)
-        for i in range(x.shape[0]):
-            out[i, y] = x[i, y] - out[i, y]
+        _label_back(minv, uzt, x, out, y)
 
 
 #: (forward, backward) of the Woodbury solve, by whether they run on numba's threads
