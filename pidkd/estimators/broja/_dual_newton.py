@@ -75,6 +75,7 @@ PCG_MIN_LABELS = 4
 SHRINK = 0.2
 PCG_SHRINK = 0.4
 PCG_SHRINK_CELLS = 1024
+INNER = 1e-2
 
 
 @dataclass
@@ -334,6 +335,27 @@ def _certify(p, m, r, a, b, gap_tol) -> tuple[Certificate, NDArray[np.intp], NDA
     return cert, near, fine_q
 
 
+def _stage_shift(m: NDArray[np.float64], ln: NDArray[np.float64], sweeps: int = 2) -> tuple[NDArray, NDArray]:
+    """The additive fit alpha(t) + beta(s) of L_ts with weights m_ts (least squares, by alternating sweeps).
+
+    A new stage keeps the multipliers mu = m and divides L by a smaller eps, so a cell's mass becomes
+    m exp((L_ts - alpha_t - beta_s) / eps) after a(., t) += alpha_t and b(., s) += beta_s: the
+    better the fit where the mass is, the fewer Newton steps the stage needs to take the amplified
+    masses back down. Starts from the mean over s (the one-sided shift of pidkd 0.1.0); every sweep
+    lowers the weighted squared residual, and one sweep is exact when m_ts = u_t v_s. ``m``, ``ln``:
+    [B, t, s]; returns alpha [B, t], beta [B, s] (0 where a code has no mass).
+    """
+    wl = np.where(m > 0, m * ln, 0.0)
+    mt, ms = m.sum(axis=2), m.sum(axis=1)
+    mt, ms = np.where(mt > 0, mt, 1.0), np.where(ms > 0, ms, 1.0)
+    lt, ls = wl.sum(axis=2), wl.sum(axis=1)
+    alpha, beta = lt / mt, np.zeros_like(ms)
+    for _ in range(sweeps):
+        beta = (ls - np.einsum("bts,bt->bs", m, alpha)) / ms
+        alpha = (lt - np.einsum("bts,bs->bt", m, beta)) / mt
+    return alpha, beta
+
+
 def _solve_spd(mat: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[np.float64]:
     """Solve a stack of symmetric positive (semi)definite systems."""
     if mat.shape[0] == 1:
@@ -473,17 +495,17 @@ def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> 
             stage_end[ends] = False
             nxt = ends[running[ends]]
             if nxt.size:
-                # Exponential multiplier update, then a predictor: shift a(., t) by the
-                # mass-weighted mean of L_ts so that blocks with mass keep it (L_ts ~ 0).
+                # Exponential multiplier update, then a predictor: shift a(., t) and b(., s) so that
+                # blocks with mass keep it (L_ts ~ 0 where m_ts is large).
                 m_n, ln_n = m[nxt], ln[nxt]
                 mu[nxt] = np.where(pr.nonempty[nxt], np.maximum(m_n, _MU_FLOOR), 0.0)
-                lw = np.where(m_n > 0, m_n * ln_n, 0.0).sum(axis=2)
-                msum = m_n.sum(axis=2)
-                shift = np.where(msum > 0, lw / np.where(msum > 0, msum, 1.0), 0.0)  # [B, t]
-                a[nxt] += shift[..., None]
+                alpha, beta = _stage_shift(m_n, ln_n)
+                a[nxt] += alpha[..., None]
+                b[nxt] += beta[..., None]
+                shift = alpha[..., None] + beta[:, None, :]
                 # The next eps keeps the masses mu exp(L / eps) finite where a stage ended with L_ts > 0.
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    after = ln_n - shift[..., None]
+                    after = ln_n - shift
                     over = pr.nonempty[nxt] & (after > 0)
                     room = EXP_LIMIT - np.log(np.where(over, mu[nxt], 1.0))
                     guard = np.where(over, after / room, 0.0).max(axis=(1, 2))
@@ -493,7 +515,7 @@ def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> 
                 f[nxt], ln[nxt], r[nxt], m[nxt] = sub.evaluate(a[nxt], b[nxt], eps[nxt], mu[nxt])
                 ga[nxt], gb[nxt], res[nxt] = sub.gradient(r[nxt], m[nxt])
         # Inner tolerance: loose while eps is large (path following), tight at the floor.
-        inner_tol = np.where(eps > eps_min, np.maximum(1e-15, 1e-3 * eps * residual_tol / eps_min), 1e-15)
+        inner_tol = np.where(eps > eps_min, np.maximum(1e-15, INNER * eps * residual_tol / eps_min), 1e-15)
         stage_end |= running & ((res <= inner_tol) | (n_iter >= max_iter))
         idx = np.flatnonzero(running & ~stage_end)
         if idx.size:
