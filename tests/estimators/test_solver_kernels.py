@@ -96,6 +96,35 @@ def test_matrix_product_capacitance_equals_the_loop_kernel(shape, monkeypatch):
     np.testing.assert_allclose(_woodbury_kernel._capacitance_gemm(rho, minv), gemm, rtol=1e-14, atol=0.0)
 
 
+@pytest.mark.parametrize("zero_frac", [0.0, 0.7])
+def test_capacitance_of_one_problem_is_the_same_on_numba_threads(zero_frac):
+    """One problem's loop-kernel capacitance over some of its cells: the row groups give the same bits on
+    numba's threads and on the calling thread, and the numpy sum over labels up to round-off."""
+    n_y, n_t, n_s = 9, 6, 7
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1, n_y, n_t + n_s, n_t + n_s))
+    minv = x @ x.transpose(0, 1, 3, 2)
+    used = rng.random((n_t, n_s)) < 0.6
+    rho = rng.random((1, n_t, n_s, n_y)) * (rng.random((1, n_t, n_s, n_y)) >= zero_frac) * used[..., None]
+    flat = used.ravel()
+    index = np.where(flat, np.cumsum(flat) - 1, -1).astype(np.int64)
+    k = int(flat.sum())
+    out = {}
+    for name, kernel in (("serial", _woodbury_kernel._cap_serial), ("parallel", _woodbury_kernel._cap_parallel)):
+        out[name] = np.zeros((1, k, k))
+        kernel(rho, minv, n_t, index, _woodbury_kernel.CAP_PARTS, out[name])
+    np.testing.assert_array_equal(out["serial"], out["parallel"])
+    ct, cs = np.nonzero(used)
+    u = np.zeros((n_y, n_t + n_s, k))  # u_(t,s) has rho_ts(y) at a(y, t) and at b(y, s)
+    u[:, ct, np.arange(k)] = rho[0, ct, cs].T
+    u[:, n_t + cs, np.arange(k)] += rho[0, ct, cs].T
+    ref = np.einsum("yiu,yij,yjv->uv", u, minv[0], u)
+    np.testing.assert_allclose(np.triu(out["serial"][0]), np.triu(ref), rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+    assert (np.tril(out["serial"][0], -1) == 0.0).all()
+    full = _woodbury_kernel.capacitance(rho, minv, used)[0]
+    np.testing.assert_allclose(full, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+
+
 def _certify_numpy(p, q, a, b):
     """The numpy certificate the kernel replaced (pidkd 0.2's _certificate.certify)."""
 

@@ -29,6 +29,7 @@ summed in the same order either way, so both drivers give the same bits).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -283,6 +284,12 @@ class PcgStep:
         return x[:n_t], x[n_t:]
 
 
+def _blas_threads(n: int) -> contextlib.AbstractContextManager:
+    from pidkd.estimators.broja._dual_newton import _blas_controller
+
+    return _blas_controller().limit(limits=n, user_api="blas")
+
+
 def _build(pr, k, w, r, c, ridge, threads) -> _Preconditioner:
     """Block inverses of M and the Woodbury factor over the significant cells."""
     n_t, n_s, n_y = r.shape
@@ -303,8 +310,10 @@ def _build(pr, k, w, r, c, ridge, threads) -> _Preconditioner:
     rho = np.sqrt(c)[..., None] * r * cells[..., None]
     cap = capacitance(rho[None], minv[None], cells, upper_only=True)[0]
     cap[np.diag_indices_from(cap)] += 1.0
-    # cap's upper triangle is the lower triangle of its Fortran-ordered transpose: factored in place
-    chol, info = scipy.linalg.lapack.dpotrf(cap.T, lower=1, clean=0, overwrite_a=1)
+    # cap's upper triangle is the lower triangle of its Fortran-ordered transpose: factored in place,
+    # on every core for large problems (the solver otherwise keeps BLAS on one thread)
+    with _blas_threads(nb.get_num_threads()) if threads else contextlib.nullcontext():
+        chol, info = scipy.linalg.lapack.dpotrf(cap.T, lower=1, clean=0, overwrite_a=1)
     if info != 0 or not np.isfinite(np.diag(chol)).all():  # P = M alone: CG still converges, more slowly
         return none
     rho_k = np.ascontiguousarray(rho[ct, cs])

@@ -173,13 +173,15 @@ def _blocks_parallel(w, dummy_a, dummy_b, ridge, pin, out, ok):
 
 
 @nb.njit(cache=True, nogil=True)
-def _cap_labels(rr, minv, n_t, index, y_lo, y_hi, c):
-    """Add sum over labels y_lo..y_hi-1 of one problem to the upper triangle of c (cells by ``index``).
+def _cap_labels(rr, minv, n_t, index, part, parts, c):
+    """Add the sum over the labels of one problem to rows ``part::parts`` of the upper triangle of c.
 
-    Entry (i, j) gains rho_i rho_j (M[t_i, t_j] + M[t_i, s_j] + M[s_i, t_j] + M[s_i, s_j]) with M = M_y^-1
-    symmetric, i.e. rho_i rho_j (row_i[t_j] + row_i[s_j]) with row_i = M[t_i] + M[s_i].
+    Cells are placed in c by ``index``. Entry (i, j) gains rho_i rho_j (M[t_i, t_j] + M[t_i, s_j] +
+    M[s_i, t_j] + M[s_i, s_j]) with M = M_y^-1 symmetric, i.e. rho_i rho_j (row_i[t_j] + row_i[s_j])
+    with row_i = M[t_i] + M[s_i]. Every entry sums its labels in order, whichever rows a call takes,
+    so any split of the rows gives the same bits.
     """
-    n_s = rr.shape[1]
+    n_s, n_y = rr.shape[1], rr.shape[2]
     k = n_t * n_s
     n = minv.shape[1]
     at = np.empty(k, dtype=np.int64)  # per reached cell: its a-variable, b-variable and place in c
@@ -187,7 +189,7 @@ def _cap_labels(rr, minv, n_t, index, y_lo, y_hi, c):
     place = np.empty(k, dtype=np.int64)
     vals = np.empty(k)
     row = np.empty(n)
-    for y in range(y_lo, y_hi):
+    for y in range(n_y):
         mi = minv[y]
         nc = 0
         for t in range(n_t):
@@ -197,7 +199,7 @@ def _cap_labels(rr, minv, n_t, index, y_lo, y_hi, c):
                     at[nc], bs[nc], place[nc], vals[nc] = t, n_t + s, index[t * n_s + s], v
                     nc += 1
         if nc == k and place[k - 1] == k - 1:  # every cell, in place order: contiguous loops that vectorise
-            for i in range(nc):
+            for i in range(part, nc, parts):
                 t1, s1 = i // n_s, i % n_s
                 for x in range(n):
                     row[x] = mi[t1, x] + mi[n_t + s1, x]
@@ -208,6 +210,8 @@ def _cap_labels(rr, minv, n_t, index, y_lo, y_hi, c):
                         ci[base + s2] += vi * vals[base + s2] * (rt + row[n_t + s2])
             continue
         for i in range(nc):
+            if place[i] % parts != part:
+                continue
             for x in range(n):
                 row[x] = mi[at[i], x] + mi[bs[i], x]
             ci, vi = c[place[i]], vals[i]
@@ -217,20 +221,16 @@ def _cap_labels(rr, minv, n_t, index, y_lo, y_hi, c):
 
 @nb.njit(cache=True, nogil=True)
 def _cap_serial(rr, minv, n_t, index, parts, out):
-    n_b, n_y = rr.shape[0], rr.shape[3]
-    step = (n_y + parts - 1) // parts
-    for item in range(n_b * parts):
-        b, part = item // parts, item % parts
-        _cap_labels(rr[b], minv[b], n_t, index, part * step, min(n_y, (part + 1) * step), out[item])
+    for item in range(rr.shape[0] * parts):
+        b = item // parts
+        _cap_labels(rr[b], minv[b], n_t, index, item % parts, parts, out[b])
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
 def _cap_parallel(rr, minv, n_t, index, parts, out):
-    n_b, n_y = rr.shape[0], rr.shape[3]
-    step = (n_y + parts - 1) // parts
-    for item in nb.prange(n_b * parts):
-        b, part = item // parts, item % parts
-        _cap_labels(rr[b], minv[b], n_t, index, part * step, min(n_y, (part + 1) * step), out[item])
+    for item in nb.prange(rr.shape[0] * parts):
+        b = item // parts
+        _cap_labels(rr[b], minv[b], n_t, index, item % parts, parts, out[b])
 
 
 @nb.njit(cache=True, nogil=True)
@@ -382,7 +382,7 @@ def backward(minv: np.ndarray, rho: np.ndarray, z: np.ndarray, mg: np.ndarray) -
     return d
 
 
-#: Label groups of a single problem's capacitance, summed in this order by serial and parallel runs alike.
+#: Row groups of a single problem's capacitance (numba's threads take them in parallel).
 CAP_PARTS = 4
 
 
@@ -430,14 +430,11 @@ def capacitance(rr: np.ndarray, minv: np.ndarray, used: np.ndarray, upper_only: 
         if float((reach.astype(float) ** 2).sum()) >= GEMM_PAIRS * n_b * n_y * k * k:
             return _capacitance_gemm(rr, minv)
     index = np.where(flat, np.cumsum(flat) - 1, -1).astype(np.int64)
-    parallel = _parallel()
-    # One problem alone is split by labels so that several threads work on it. The split does not depend
-    # on the thread count (nor on the calling thread), so every engine sums in the same order and gets
-    # the same bits.
-    parts = CAP_PARTS if n_b == 1 and n_y >= 2 * CAP_PARTS and k * k * 8 * CAP_PARTS <= 2**27 else 1
-    out = np.zeros((n_b * parts, k, k))
-    (_cap_parallel if parallel and n_b * parts > 1 else _cap_serial)(rr, minv, n_t, index, parts, out)
-    cap = out.reshape(n_b, parts, k, k).sum(axis=1) if parts > 1 else out
+    # One problem alone is split by rows (interleaved, so that the parts of the triangle are alike) for
+    # several threads to work on it; every entry sums its labels in the same order in any split.
+    parts = CAP_PARTS if n_b == 1 else 1
+    cap = np.zeros((n_b, k, k))
+    (_cap_parallel if _parallel() and n_b * parts > 1 else _cap_serial)(rr, minv, n_t, index, parts, cap)
     if upper_only:
         return cap
     upper = np.triu(cap)
