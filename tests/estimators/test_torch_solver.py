@@ -141,3 +141,18 @@ def test_cuda_gives_the_cpu_atoms():
     np.testing.assert_allclose(atoms(got), atoms(pidkd.pid_batch(ps)), atol=2e-9)
     on_gpu = pidkd.pid_batch(torch.tensor(ps, device="cuda"))  # a GPU tensor stays on its device
     assert all(r.diagnostics.solver in ("NEWTON-torch", "closed_form") for r in on_gpu)
+
+
+def test_the_stage_predictor_is_the_same_on_tensors():
+    """_dual_newton._stage_shift on torch tensors (the PyTorch path's predictor) equals it on numpy arrays,
+    codes without mass and empty cells (L = -inf) included."""
+    from pidkd.estimators.broja._dual_newton import _stage_shift
+
+    rng = np.random.default_rng(0)
+    m, ln = rng.random((3, 5, 6)), rng.normal(size=(3, 5, 6))
+    m[0, 2], ln[0, 2] = 0.0, -np.inf
+    with np.errstate(invalid="ignore"):
+        want = _stage_shift(m, ln)
+    got = _stage_shift(torch.tensor(m), torch.tensor(ln), xp=torch)
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g.numpy(), w, rtol=1e-13, atol=1e-15)

@@ -40,6 +40,7 @@ import functools
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg.lapack
@@ -353,7 +354,7 @@ def _smoothed_gap(pr: _Problems, ln, m) -> NDArray[np.float64]:
     return np.minimum(repair_t, repair_s) - ml
 
 
-def _stage_shift(m: NDArray[np.float64], ln: NDArray[np.float64], sweeps: int = 2) -> tuple[NDArray, NDArray]:
+def _stage_shift(m, ln, sweeps: int = 2, xp: Any = np) -> tuple[Any, Any]:
     """The additive fit alpha(t) + beta(s) of L_ts with weights m_ts (least squares, by alternating sweeps).
 
     A new stage keeps the multipliers mu = m and divides L by a smaller eps, so a cell's mass becomes
@@ -361,16 +362,17 @@ def _stage_shift(m: NDArray[np.float64], ln: NDArray[np.float64], sweeps: int = 
     better the fit where the mass is, the fewer Newton steps the stage needs to take the amplified
     masses back down. Starts from the mean over s (the one-sided shift of pidkd 0.1.0); every sweep
     lowers the weighted squared residual, and one sweep is exact when m_ts = u_t v_s. ``m``, ``ln``:
-    [B, t, s]; returns alpha [B, t], beta [B, s] (0 where a code has no mass).
+    [B, t, s] arrays of ``xp`` (numpy, or torch for the PyTorch path); returns alpha [B, t], beta [B, s]
+    (0 where a code has no mass).
     """
-    wl = np.where(m > 0, m * ln, 0.0)
-    mt, ms = m.sum(axis=2), m.sum(axis=1)
-    mt, ms = np.where(mt > 0, mt, 1.0), np.where(ms > 0, ms, 1.0)
-    lt, ls = wl.sum(axis=2), wl.sum(axis=1)
-    alpha, beta = lt / mt, np.zeros_like(ms)
+    wl = xp.where(m > 0, m * ln, 0.0)
+    mt, ms = m.sum(2), m.sum(1)
+    mt, ms = xp.where(mt > 0, mt, 1.0), xp.where(ms > 0, ms, 1.0)
+    lt, ls = wl.sum(2), wl.sum(1)
+    alpha, beta = lt / mt, xp.zeros_like(ms)
     for _ in range(sweeps):
-        beta = (ls - np.einsum("bts,bt->bs", m, alpha)) / ms
-        alpha = (lt - np.einsum("bts,bs->bt", m, beta)) / mt
+        beta = (ls - xp.einsum("bts,bt->bs", m, alpha)) / ms
+        alpha = (lt - xp.einsum("bts,bs->bt", m, beta)) / mt
     return alpha, beta
 
 

@@ -19,7 +19,7 @@ __all__ = ["solve_small_batch"]
 import numba as nb
 
 from pidkd.estimators.broja._cell_kernel import dual_bound
-from pidkd.estimators.broja._dual_newton import EXP_LIMIT
+from pidkd.estimators.broja._dual_newton import EXP_LIMIT, INNER
 
 
 @nb.njit(cache=True, nogil=True)
@@ -228,6 +228,37 @@ def certify_one(p_yt, p_ys, r, m, a, b, polish):
 
 
 @nb.njit(cache=True, nogil=True)
+def stage_shift(m, ln, sweeps):
+    """alpha [t], beta [s]: :func:`pidkd.estimators.broja._dual_newton._stage_shift` of one problem."""
+    n_t, n_s = m.shape
+    mt, ms, lt, ls = np.zeros(n_t), np.zeros(n_s), np.zeros(n_t), np.zeros(n_s)
+    for t in range(n_t):
+        for s in range(n_s):
+            mt[t] += m[t, s]
+            ms[s] += m[t, s]
+            if m[t, s] > 0.0:
+                lt[t] += m[t, s] * ln[t, s]
+                ls[s] += m[t, s] * ln[t, s]
+    for t in range(n_t):
+        mt[t] = mt[t] if mt[t] > 0.0 else 1.0
+    for s in range(n_s):
+        ms[s] = ms[s] if ms[s] > 0.0 else 1.0
+    alpha, beta = lt / mt, np.zeros(n_s)
+    for _ in range(sweeps):
+        for s in range(n_s):
+            acc = ls[s]
+            for t in range(n_t):
+                acc -= m[t, s] * alpha[t]
+            beta[s] = acc / ms[s]
+        for t in range(n_t):
+            acc = lt[t]
+            for s in range(n_s):
+                acc -= m[t, s] * beta[s]
+            alpha[t] = acc / mt[t]
+    return alpha, beta
+
+
+@nb.njit(cache=True, nogil=True)
 def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
     n_y, n_t, n_s = p.shape
     p_yt = np.zeros((n_y, n_t))
@@ -285,30 +316,31 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
             break
         if n_iter >= max_iter or stages >= max_stages:
             break
-        guard = 0.0
+        # multiplier update, then the predictor of _dual_newton._stage_shift (additive fit of L by the masses)
         for t in range(n_t):
-            num = 0.0
-            den = 0.0
             for s in range(n_s):
                 if cell[t, s].any():
                     mu[t, s] = max(m[t, s], 1e-200)
-                if m[t, s] > 0.0:
-                    num += m[t, s] * ln[t, s]
-                    den += m[t, s]
-            shift = num / den if den > 0.0 else 0.0
-            for y in range(n_y):
-                a[y, t] += shift
-            # After the shift L_ts becomes ln - shift; eps must keep mu exp(L_ts / eps) finite when a stage
-            # ended with constraints still violated (L_ts > 0), or the next stage starts from infinity.
+        alpha, beta = stage_shift(m, ln, 2)
+        for y in range(n_y):
+            for t in range(n_t):
+                a[y, t] += alpha[t]
             for s in range(n_s):
-                if cell[t, s].any() and ln[t, s] - shift > 0.0:
-                    guard = max(guard, (ln[t, s] - shift) / (EXP_LIMIT - np.log(mu[t, s])))
+                b[y, s] += beta[s]
+        # After the shift L_ts becomes ln - alpha - beta; eps must keep mu exp(L_ts / eps) finite when a stage
+        # ended with constraints still violated (L_ts > 0), or the next stage starts from infinity.
+        guard = 0.0
+        for t in range(n_t):
+            for s in range(n_s):
+                after = ln[t, s] - alpha[t] - beta[s]
+                if cell[t, s].any() and after > 0.0:
+                    guard = max(guard, after / (EXP_LIMIT - np.log(mu[t, s])))
         eps = max(eps * shrink, eps_min, guard)
         stages += 1
         f = evaluate(p_yt, p_ys, cell, a, b, eps, mu, ln, r, m)
         res = gradient(p_yt, p_ys, r, m, ga, gb)
         # ---- Newton iterations of this stage
-        inner_tol = max(1e-15, 1e-3 * eps * residual_tol / eps_min) if eps > eps_min else 1e-15
+        inner_tol = max(1e-15, INNER * eps * residual_tol / eps_min) if eps > eps_min else 1e-15
         while res > inner_tol and n_iter < max_iter:
             da, db = newton_step(r, m, ga, gb, eps, ia, ib, n_act)
             slope = (ga * da).sum() + (gb * db).sum()

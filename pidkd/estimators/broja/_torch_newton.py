@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pidkd.estimators.broja import _dual_newton
-from pidkd.estimators.broja._dual_newton import _ARMIJO, _MAX_STAGES, _MIN_STEP, _MU_FLOOR, EXP_LIMIT
+from pidkd.estimators.broja._dual_newton import _ARMIJO, _MAX_STAGES, _MIN_STEP, _MU_FLOOR, EXP_LIMIT, INNER
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_ROWS", "solve"]
 
@@ -296,11 +296,10 @@ def _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min):
             nxt = ends & running
             # the exponential multiplier update and the predictor of _dual_newton._solve
             mu = _pick(nxt, torch.where(pr.nonempty, m.clamp(min=_MU_FLOOR), 0.0), mu)
-            lw = torch.where(m > 0, m * ln, 0.0).sum(dim=2)
-            msum = m.sum(dim=2)
-            shift = torch.where(msum > 0, lw / torch.where(msum > 0, msum, 1.0), 0.0)  # [B, t]
-            a = _pick(nxt, a + shift[..., None], a)
-            after = ln - shift[..., None]
+            alpha, beta = _dual_newton._stage_shift(m, ln, xp=torch)
+            a = _pick(nxt, a + alpha[..., None], a)
+            b = _pick(nxt, b + beta[..., None], b)
+            after = ln - alpha[..., None] - beta[:, None, :]
             over = pr.nonempty & (after > 0)
             room = EXP_LIMIT - torch.log(torch.where(over, mu, 1.0))
             guard = torch.where(over, after / room, 0.0).amax(dim=(1, 2))
@@ -310,7 +309,7 @@ def _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min):
             f, ln, r, m = (_pick(nxt, new, old) for new, old in ((f2, f), (ln2, ln), (r2, r), (m2, m)))
             ga2, gb2, res2 = pr.gradient(r, m)
             ga, gb, res = (_pick(nxt, new, old) for new, old in ((ga2, ga), (gb2, gb), (res2, res)))
-        inner_tol = torch.where(eps > eps_min, (1e-3 * eps * residual_tol / eps_min).clamp(min=1e-15), 1e-15)
+        inner_tol = torch.where(eps > eps_min, (INNER * eps * residual_tol / eps_min).clamp(min=1e-15), 1e-15)
         stage_end = stage_end | (running & ((res <= inner_tol) | (n_iter >= max_iter)))
         act = running & ~stage_end
         if bool(act.any()):
