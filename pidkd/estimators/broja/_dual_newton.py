@@ -450,7 +450,7 @@ def solve(
         return DualNewtonResult(q, a, b, cert, converged, n_iter, time.perf_counter() - start)
     # Trial points of the line search may overflow; they are rejected (non-finite F), and a NaN
     # reaching the end fails the certificate (gap <= tol is False for NaN), so nothing is hidden.
-    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"), _one_blas_thread():
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"), _blas_threads(1):
         return _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step)
 
 
@@ -462,18 +462,19 @@ def _blas_controller():
     return ThreadpoolController()
 
 
-def _one_blas_thread() -> contextlib.AbstractContextManager:
-    """numpy's and scipy's BLAS on one thread while the main thread solves.
+def _blas_threads(n: int = 1) -> contextlib.AbstractContextManager:
+    """numpy's and scipy's BLAS on ``n`` threads while the main thread solves (other threads: unchanged).
 
-    The solver's compiled kernels run on numba's threads between small BLAS calls; OpenBLAS's own
-    threads keep spinning for a while after each call and take the cores from numba's (measured on 2
-    cores: 1000x10x10 0.20 -> 0.13 s and 10x64x64 0.54 -> 0.32 s with one BLAS thread; 10x256x256,
-    whose 4,096-square factorisations do use two, 10.9 -> 11.4 s). Only on the main thread: the limit is
+    The solve runs in one BLAS thread: the compiled kernels run on numba's threads between small BLAS
+    calls, and OpenBLAS's own threads keep spinning for a while after each call and take the cores from
+    numba's (measured on 2 cores: 1000x10x10 0.20 -> 0.13 s and 10x64x64 0.54 -> 0.32 s with one BLAS
+    thread; 10x256x256, whose 4,096-square factorisations do use two, 10.9 -> 11.4 s, so the PCG step
+    factors its large capacitance matrices on every core). Only on the main thread: the limit is
     process-wide, and solves in other threads (the probes' worker) run numba's serial kernels anyway.
     """
     if threading.current_thread() is not threading.main_thread():
         return contextlib.nullcontext()
-    return _blas_controller().limit(limits=1, user_api="blas")
+    return _blas_controller().limit(limits=n, user_api="blas")
 
 
 def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> DualNewtonResult:

@@ -40,6 +40,7 @@ import scipy.linalg.blas
 import scipy.linalg.lapack
 from numpy.typing import NDArray
 
+from pidkd.estimators.broja._dual_newton import _blas_threads
 from pidkd.estimators.broja._woodbury_kernel import _parallel, capacitance
 
 __all__ = ["PcgStep"]
@@ -282,12 +283,6 @@ class PcgStep:
         prec.iterations = it
         self.stats.append((eps, len(prec.rho), it, rebuilt))
         return x[:n_t], x[n_t:]
-
-
-def _blas_threads(n: int) -> contextlib.AbstractContextManager:
-    from pidkd.estimators.broja._dual_newton import _blas_controller
-
-    return _blas_controller().limit(limits=n, user_api="blas")
 
 
 def _build(pr, k, w, r, c, ridge, threads) -> _Preconditioner:
