@@ -9,8 +9,15 @@ over several seeds; and the same with ``DistillConfig.preset("paper")`` and with
 AdamW (lr 3e-3) for comparison. Records
 final and best-validation test accuracy and whether training stopped on a non-finite loss.
 
-Run: python benchmarks/defaults/run.py [--seeds 3] [--setups a b c] [--configs ...] [--methods ...] [--quick]
-[--render]; with --configs or --methods, the other results are kept from the JSON.
+Does the teacher matter? Three seeds cannot say when the difference is smaller than the seed-to-seed
+spread, so ``--paired N`` (default 20) also trains RID with the trained and with the untrained teacher,
+and the plain student, with the defaults on seeds 0..N-1: each seed gives the same student
+initialisation and batch order to all three, and the page gives the mean paired difference with
+its 95% t-interval.
+
+Run: python benchmarks/defaults/run.py [--seeds 3] [--paired 20] [--setups a b c] [--configs ...]
+[--methods ...] [--quick] [--render]; with --configs or --methods, the other results are kept from
+the JSON (--seeds 0 keeps the tables' results, --paired 0 the paired study's).
 Writes docs/benchmarks/defaults.{json,md} (the docs show them).
 """
 
@@ -27,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import nn
 
 from pidkd.distill import DistillConfig, fit, untrained_copy
@@ -161,10 +169,11 @@ def run_one(teacher, student, data, method, layers, cfg) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the tables (0: keep them from the JSON)")
     parser.add_argument("--setups", nargs="+", default=["a", "b", "c"])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--paired", type=int, default=20, help="seeds of the paired teacher study (0: skip it)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--render", action="store_true", help="only re-render the page from the JSON")
@@ -177,15 +186,22 @@ def main(argv: list[str] | None = None) -> dict:
     results: list[dict] = []
     teacher_acc: dict[str, dict[str, float]] = {}
     old = args.out / "defaults.json"
-    partial = set(args.configs) != set(CONFIGS) or set(args.methods) != set(METHODS)
+    paired: list[dict] = []
+    table_seeds = args.seeds
+    partial = set(args.configs) != set(CONFIGS) or set(args.methods) != set(METHODS) or not (args.seeds and args.paired)
     if partial and old.exists():  # a rerun of some configs or methods keeps the others' results
         kept = json.loads(old.read_text())
         teacher_acc = dict(kept["meta"].get("teacher_test_acc", {}))
+        table_seeds = args.seeds or kept["meta"]["seeds"]
         results = [
             r
             for r in kept["results"]
-            if r["config"] not in args.configs or r["setup"][0] not in args.setups or r["method"] not in args.methods
+            if not args.seeds
+            or r["config"] not in args.configs
+            or r["setup"][0] not in args.setups
+            or r["method"] not in args.methods
         ]
+        paired = [r for r in kept.get("paired", []) if not args.paired or r["setup"][0] not in args.setups]
     for name, (train, val, test, make_teacher, make_student, layers, epochs, bs) in setups(args.quick).items():
         if name[0] not in args.setups:
             continue
@@ -207,13 +223,20 @@ def main(argv: list[str] | None = None) -> dict:
                         r |= {"setup": name, "config": config_name, "seed": seed, "method": method, "teacher": t_name}
                         results.append(r)
                         print(json.dumps(r), flush=True)
+        for seed in range(args.paired):  # the paired study: the same seed for the three runs
+            cfg = CONFIGS["default"]({"epochs": epochs, "batch_size": bs, "seed": seed, "progress": False})
+            for method, t_name in (("student", "trained"), ("rid", "trained"), ("rid", "untrained")):
+                r = run_one(teachers[t_name], make_student(seed), (train, val, test), method, layers, cfg)
+                r |= {"setup": name, "seed": seed, "method": method, "teacher": t_name}
+                paired.append(r)
+                print(json.dumps(r), flush=True)
     meta = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, 2 threads",
-        "seeds": args.seeds,
+        "seeds": table_seeds,
         "teacher_test_acc": teacher_acc,
     }
-    data = {"meta": meta, "results": results}
+    data = {"meta": meta, "results": results, "paired": paired}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "defaults.json").write_text(json.dumps(data, indent=1))
     (args.out / "defaults.md").write_text(markdown(data))
@@ -250,7 +273,55 @@ def markdown(data: dict) -> str:
                 lines.append(f"| {config} | {method} | {' | '.join(cells)} |")
         lines.append("")
     lines += ["## Against the targets (defaults)", ""] + targets(res)
+    if data.get("paired"):
+        lines += ["", *paired_section(data["paired"])]
     return "\n".join(lines) + "\n"
+
+
+def paired_difference(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Mean of a - b over paired seeds and its two-sided 95% t-interval (NaN bounds for one seed)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if len(d) < 2:
+        return float(d.mean()), math.nan, math.nan
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
+def paired_section(paired: list[dict]) -> list[str]:
+    """The paired study's table: RID trained vs untrained teacher and vs the plain student, per setup."""
+    lines = [
+        "## Does the teacher matter? Paired seeds (defaults)",
+        "",
+        "RID with the trained and with the untrained teacher, and the plain student, trained with the defaults "
+        "on the same seeds (same student initialisation and batch order); last-epoch test accuracy. Differences "
+        "are means over the seeds with their 95% t-interval; seeds on which a run stopped on a non-finite loss "
+        "are left out of the differences and counted.",
+        "",
+        "| setup | seeds | plain student | RID, trained teacher | RID, untrained teacher "
+        "| trained - untrained | trained > untrained | RID trained - student |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for setup in dict.fromkeys(r["setup"] for r in paired):
+        by = {}
+        for r in paired:
+            if r["setup"] == setup:
+                by.setdefault(r["seed"], {})[(r["method"], r["teacher"])] = r
+        keys = (("student", "trained"), ("rid", "trained"), ("rid", "untrained"))
+        ok = [s for s, runs in sorted(by.items()) if all(k in runs and runs[k]["finite"] for k in keys)]
+        acc = {k: [by[s][k]["last_test_acc"] for s in ok] for k in keys}
+        if not ok:
+            lines.append(f"| {setup} | 0 of {len(by)} finite | | | | | | |")
+            continue
+        tu = paired_difference(acc[keys[1]], acc[keys[2]])
+        ts = paired_difference(acc[keys[1]], acc[keys[0]])
+        wins = sum(a > b for a, b in zip(acc[keys[1]], acc[keys[2]]))
+        bad = f" ({len(by) - len(ok)} non-finite)" if len(ok) < len(by) else ""
+        cells = [f"{np.mean(acc[k]):.3f} ± {np.std(acc[k]):.3f}" for k in keys]
+        lines.append(
+            f"| {setup} | {len(ok)}{bad} | {' | '.join(cells)} | {tu[0]:+.4f} [{tu[1]:+.4f}, {tu[2]:+.4f}] "
+            f"| {wins} of {len(ok)} | {ts[0]:+.4f} [{ts[1]:+.4f}, {ts[2]:+.4f}] |"
+        )
+    return lines
 
 
 def _cell(runs: list[dict]) -> str:
