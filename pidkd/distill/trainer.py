@@ -684,11 +684,12 @@ def _first_batch(
     use_amp: bool,
     t_layers: list[str],
     s_layers: list[str],
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Any]:
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Any, torch.Tensor]:
     """Run both models once on the first training batch and check it and their logits (before any training).
 
-    Returns the captured teacher and student layers (they size the filters) and the teacher's output.
-    ``labels``: all training labels when the data is one tensor pair, else the first batch's are checked.
+    Returns the captured teacher and student layers (they size the filters), the teacher's output and
+    the labels checked: ``labels``, all training labels when the data is one tensor pair, else the first
+    batch's.
     """
     try:
         batch = next(iter(train))
@@ -716,8 +717,9 @@ def _first_batch(
             )
         if n_teacher < n_student:
             n_classes, who = n_teacher, "teacher"
-    check_labels(labels if labels is not None else y0, n_classes, who=who)
-    return ta, sa, t_out
+    labels = labels if labels is not None else y0
+    check_labels(labels, n_classes, who=who)
+    return ta, sa, t_out, labels
 
 
 def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, probes, ddp):
@@ -740,7 +742,9 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
     use_amp = cfg.amp and dev.type == "cuda"
 
     # One batch sizes the filters and fails early on wrong layer names, shapes, labels or empty data.
-    ta, sa, t_out = _first_batch(train, train_labels, method, teacher, student, dev, use_amp, t_layers, s_layers)
+    ta, sa, t_out, labels = _first_batch(
+        train, train_labels, method, teacher, student, dev, use_amp, t_layers, s_layers
+    )
     n_classes = 0 if isinstance(method, Student) else t_out.shape[1]  # heads predict the teacher's classes
     mods = method.build([ta[n] for n in t_layers], [sa[n] for n in s_layers], n_classes, cfg)
     if not isinstance(mods, nn.ModuleDict):
@@ -808,7 +812,42 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
         finally:
             if run.probes is not None:
                 run.probes.close()
+    if ddp.main:
+        _warn_learned_nothing(method, rows, labels)
     return rows, student, mods, run.best
+
+
+#: The student "learned nothing" when, after a run of at least LEARNED_NOTHING_EPOCHS epochs, its last
+#: epoch's validation accuracy (training accuracy without val_data) is at most CHANCE_MARGIN above the
+#: frequency of the most frequent training label (what a constant prediction scores).
+CHANCE_MARGIN = 0.02
+LEARNED_NOTHING_EPOCHS = 3
+
+
+def _warn_learned_nothing(method: DistillMethod, rows: list[dict[str, Any]], labels: torch.Tensor) -> None:
+    """Warn when the student ends a run no better than predicting the most frequent label (the defaults
+    benchmark met a student whose ReLUs died: docs/distill.md). ``labels``: all training labels, or the
+    first batch's for a DataLoader (an estimate of the label frequencies)."""
+    if len(rows) < LEARNED_NOTHING_EPOCHS or labels.numel() == 0:
+        return
+    majority = float(torch.bincount(labels.detach().flatten().long().cpu()).max()) / labels.numel()
+    which = "validation" if math.isfinite(rows[-1]["val_acc"]) else "training"
+    acc = rows[-1]["val_acc" if which == "validation" else "train_acc"]
+    if not acc <= majority + CHANCE_MARGIN:
+        return
+    knob = next(iter(method.knobs.values()), None)
+    advice = (
+        f"Compare method='student' on the same seed: if it learns, lower DistillConfig.{knob} or try another seed."
+        if knob
+        else "Try another seed or a lower learning rate, and check that the labels belong to the inputs."
+    )
+    warnings.warn(
+        f"fit(method={method.name!r}): after {rows[-1]['epoch']} epochs the student's {which} accuracy is "
+        f"{acc:.3f}, no better than always predicting the most frequent label ({majority:.3f}): it has learned "
+        "nothing. A student that starts on a plateau can lose its last active ReLUs before the task moves it, "
+        f"to a distillation term or to a large step. {advice}",
+        stacklevel=4,  # the caller of fit()
+    )
 
 
 def _forward_passes(teacher: nn.Module, student: nn.Module, mode: bool | str) -> dict[str, Any]:

@@ -79,6 +79,26 @@ def test_a_distillation_term_that_swamps_the_task_is_warned_about_once(splits):
         )
 
 
+def test_a_student_that_learned_nothing_is_warned_about(splits):
+    """A student with dead ReLUs ends at the accuracy of a constant prediction: fit() says so (once, at
+    the fit() call); a student that learns, and a run too short to judge, are not warned about."""
+    train, val, _ = splits
+    dead = mlp([64, 12, 10], 1)
+    with torch.no_grad():
+        dead[0].bias.fill_(-100.0)  # every hidden ReLU is off for inputs in [0, 1]: no gradient reaches them
+    cfg = DistillConfig(epochs=3, progress=False)
+    with pytest.warns(UserWarning, match="learned nothing") as rec:
+        fit(mlp([64, 24, 10], 2), dead, train, val_data=val, method="student", config=cfg)
+    (w,) = [w for w in rec if "learned nothing" in str(w.message)]
+    assert w.filename == __file__
+    majority = np.bincount(train[1].numpy()).max() / len(train[1])
+    assert f"({majority:.3f})" in str(w.message) and "validation accuracy" in str(w.message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(mlp([64, 24, 10], 2), mlp([64, 12, 10], 1), train, val_data=val, method="student", config=cfg)
+        fit(mlp([64, 24, 10], 2), dead, train, method="student", epochs=2, config=cfg)
+
+
 def test_paper_preset_is_pidkd_0_1_0s_defaults_and_the_defaults_are_per_element():
     """Golden values: DistillConfig() of pidkd 0.1.0, field by field, is preset("paper")."""
     golden = dict(
