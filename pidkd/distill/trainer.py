@@ -835,6 +835,12 @@ def _warn_learned_nothing(method: DistillMethod, rows: list[dict[str, Any]], lab
     acc = rows[-1]["val_acc" if which == "validation" else "train_acc"]
     if not acc <= majority + CHANCE_MARGIN:
         return
+    best = max((r["val_acc"] for r in rows if math.isfinite(r["val_acc"])), default=math.nan)
+    lost = (
+        f" It had learned before (best validation accuracy {best:.3f}; FitResult.best_student() returns that student)."
+        if best > majority + CHANCE_MARGIN
+        else ""
+    )
     knob = next(iter(method.knobs.values()), None)
     advice = (
         f"Compare method='student' on the same seed: if it learns, lower DistillConfig.{knob} or try another seed."
@@ -843,9 +849,9 @@ def _warn_learned_nothing(method: DistillMethod, rows: list[dict[str, Any]], lab
     )
     warnings.warn(
         f"fit(method={method.name!r}): after {rows[-1]['epoch']} epochs the student's {which} accuracy is "
-        f"{acc:.3f}, no better than always predicting the most frequent label ({majority:.3f}): it has learned "
-        "nothing. A student that starts on a plateau can lose its last active ReLUs before the task moves it, "
-        f"to a distillation term or to a large step. {advice}",
+        f"{acc:.3f}, no better than always predicting the most frequent label ({majority:.3f}): it knows "
+        f"nothing.{lost} A student that starts on a plateau can lose its last active ReLUs before the task moves "
+        f"it, to a distillation term or to a large step. {advice}",
         stacklevel=4,  # the caller of fit()
     )
 

@@ -87,9 +87,9 @@ def test_a_student_that_learned_nothing_is_warned_about(splits):
     with torch.no_grad():
         dead[0].bias.fill_(-100.0)  # every hidden ReLU is off for inputs in [0, 1]: no gradient reaches them
     cfg = DistillConfig(epochs=3, progress=False)
-    with pytest.warns(UserWarning, match="learned nothing") as rec:
+    with pytest.warns(UserWarning, match="knows nothing") as rec:
         fit(mlp([64, 24, 10], 2), dead, train, val_data=val, method="student", config=cfg)
-    (w,) = [w for w in rec if "learned nothing" in str(w.message)]
+    (w,) = [w for w in rec if "knows nothing" in str(w.message)]
     assert w.filename == __file__
     majority = np.bincount(train[1].numpy()).max() / len(train[1])
     assert f"({majority:.3f})" in str(w.message) and "validation accuracy" in str(w.message)
@@ -97,6 +97,14 @@ def test_a_student_that_learned_nothing_is_warned_about(splits):
         warnings.simplefilter("error")
         fit(mlp([64, 24, 10], 2), mlp([64, 12, 10], 1), train, val_data=val, method="student", config=cfg)
         fit(mlp([64, 24, 10], 2), dead, train, method="student", epochs=2, config=cfg)
+    # a student that learned and then lost it is told where the best one is
+    from pidkd.distill.methods import RID
+    from pidkd.distill.trainer import _warn_learned_nothing
+
+    rows = [{"epoch": e + 1, "val_acc": a, "train_acc": a} for e, a in enumerate((0.6, 0.9, 0.1))]
+    with pytest.warns(UserWarning, match=r"best validation accuracy 0\.900; FitResult\.best_student\(\)") as rec:
+        _warn_learned_nothing(RID(), rows, torch.arange(10))
+    assert "lower DistillConfig.lambda_distill" in str(rec[0].message)
 
 
 def test_paper_preset_is_pidkd_0_1_0s_defaults_and_the_defaults_are_per_element():
