@@ -411,8 +411,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pidkd {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"pidkd {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(args)
+    except Exception as exc:
+        from pidkd.estimators.broja._kernels import interrupted
+
+        if interrupted(exc):  # Numba wraps a Ctrl-C that lands in compiled code in a SystemError
+            return _interrupted(args)
+        raise
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    """Ctrl-C: one line (where the finished rows are, if a journal keeps them), exit status 130."""
+    journal = getattr(args, "journal", None)
+    kept = f"; the finished rows are in --journal {journal!r}, and a rerun with it skips them" if journal else ""
+    print(f"pidkd {args.command}: interrupted{kept}", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -347,3 +347,71 @@ def test_pickle_module_is_not_what_loads_pmfs(tmp_path, capsys):
         pickle.dump(_Payload(marker), f)
     assert main(["pid", str(path)]) == 2
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------- issue 29: Ctrl-C, Dask addresses, files
+
+
+def _interrupt_in_numba():
+    """The SystemError Numba raises when a Ctrl-C lands in compiled code (its context chain ends in it)."""
+    err = SystemError("CPUDispatcher(solve_batch) returned a result with an exception set")
+    err.__context__ = KeyboardInterrupt()
+    return err
+
+
+def test_ctrl_c_in_the_compiled_batch_solve_stops_it_promptly():
+    import os
+    import signal
+    import threading
+    import time
+
+    rng = np.random.default_rng(0)
+    ps = rng.random((400, 10, 10, 10))  # about 5 s of compiled solving on one core
+    pidkd.pid_batch(ps[:2], counts=True)  # compiled before the clock starts
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):  # not a SystemError, and not after the whole batch
+            pidkd.pid_batch(ps, counts=True)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - start < 2.0
+
+
+def test_ctrl_c_stops_a_sweep_instead_of_failing_a_pair(monkeypatch):
+    import pidkd.estimators.sweeps as sweeps
+
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        raise _interrupt_in_numba()
+
+    monkeypatch.setattr(sweeps, "pid_from_samples", interrupted)
+    acts = Activations(np.arange(60) % 3, {"a": np.ones((60, 2)), "b": np.ones((60, 2))}, {"s": np.ones((60, 2))})
+    with pytest.raises(KeyboardInterrupt):
+        sweep(acts, quantizer=pidkd.Quantizer("uniform", 2), n_bootstrap=0, n_permutations=0, progress=False)
+    assert calls == [1]  # the other pair never ran
+
+
+def test_measure_ctrl_c_exits_130_with_the_journal_intact(one_checkpoint, tmp_path, monkeypatch, capsys):
+    import pidkd.estimators.sweeps as sweeps
+
+    real = sweeps.pid_from_samples
+    calls = []
+
+    def second_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise _interrupt_in_numba()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweeps, "pid_from_samples", second_interrupted)
+    journal = tmp_path / "pid.jsonl"
+    argv = _measure(str(one_checkpoint), "--student-layer", "logits", "--journal", str(journal))
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "interrupted" in err[0] and "failed" not in err[0], err
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert len(lines) == 2 and lines[1]["row"]["student_layer"] == "hidden1"  # the header and the finished row

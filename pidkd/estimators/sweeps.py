@@ -171,7 +171,17 @@ def _guarded(
     try:
         return pair, _pid_task(pair, labels, t_codes, s_codes, kw)
     except Exception as err:  # reported with its checkpoint and layers by sweep()
+        _reraise_interrupt(err)
         return pair, _Failed.of(err)
+
+
+def _reraise_interrupt(err: BaseException) -> None:
+    """Raise KeyboardInterrupt if ``err`` comes from one (Numba wraps a Ctrl-C in a SystemError):
+    an interruption stops the sweep, it is never recorded as a failed pair."""
+    from pidkd.estimators.broja._kernels import interrupted  # imports Numba: only when something failed
+
+    if interrupted(err):
+        raise KeyboardInterrupt from err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,6 +390,7 @@ def _input(source: str | Activations, key: tuple[str, str], quantizer: Quantizer
             return _labels_task(source)
         return _codes_task(source, key[0], key[1], quantizer, fit_samples)
     except Exception as err:
+        _reraise_interrupt(err)
         return err
 
 

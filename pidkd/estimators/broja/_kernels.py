@@ -12,6 +12,8 @@ Compiled on first use and cached on disk (``cache=True``); imported lazily by th
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 __all__ = ["solve_small_batch"]
@@ -394,8 +396,54 @@ def solve_batch(ps, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages
     return q, a, b, conv, iters
 
 
+#: Seconds of compiled solving between two returns to Python (where Ctrl-C is seen), about.
+CHUNK_SECONDS = 0.1
+_FIRST_CHUNK = 8  # problems in the first call, which measures the time per problem
+
+
+def interrupted(err: BaseException) -> bool:
+    """Whether ``err`` is, or was raised while handling, a KeyboardInterrupt.
+
+    A SIGINT that arrives while compiled code runs is raised when Numba next calls into Python (to
+    box the results), and surfaces as a ``SystemError`` whose ``__context__`` chain ends in the
+    KeyboardInterrupt.
+    """
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def solve_small_batch(ps, *, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
-    """Solve a batch of small problems; returns q, a, b, converged, n_iter (numpy arrays)."""
-    return solve_batch(
-        np.ascontiguousarray(ps, dtype=np.float64), gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages
-    )
+    """Solve a batch of small problems; returns q, a, b, converged, n_iter (numpy arrays).
+
+    The batch is solved in chunks of about :data:`CHUNK_SECONDS` each, so that Python sees a
+    pending signal (Ctrl-C) between them instead of after the whole batch; a KeyboardInterrupt is
+    raised as such, never as the ``SystemError`` Numba wraps it in. Every problem is solved on its
+    own, so the chunking changes no number.
+    """
+    ps = np.ascontiguousarray(ps, dtype=np.float64)
+    nb_, n_y, n_t, n_s = ps.shape
+    q = np.empty(ps.shape)
+    a = np.empty((nb_, n_y, n_t))
+    b = np.empty((nb_, n_y, n_s))
+    conv = np.zeros(nb_, dtype=np.bool_)
+    iters = np.zeros(nb_, dtype=np.int64)
+    start, size = 0, _FIRST_CHUNK
+    while start < nb_:
+        stop = min(nb_, start + size)
+        tic = time.perf_counter()
+        try:
+            out = solve_batch(ps[start:stop], gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages)
+        except SystemError as err:
+            if interrupted(err):
+                raise KeyboardInterrupt from err
+            raise
+        q[start:stop], a[start:stop], b[start:stop], conv[start:stop], iters[start:stop] = out
+        per_problem = max(time.perf_counter() - tic, 1e-6) / (stop - start)
+        start, size = stop, max(1, int(CHUNK_SECONDS / per_problem))
+    return q, a, b, conv, iters
