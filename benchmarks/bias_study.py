@@ -4,7 +4,7 @@ For every pmf of a panel (structured and random, 4x4x4 to 100x10x10, some with a
 exactly 0) and every sample size (given as samples per support cell), the study draws many
 independent samples, and computes the plug-in atoms and every bias correction that
 ``pidkd.pid_from_samples`` offers, with their 90% intervals, from one set of resamples per draw
-(the library's own functions: ``_decompose_counts``, ``_jackknife_counts``, ``_corrected``; a test
+(the library's own functions: ``_decompose_counts``, ``_jackknife_counts``, ``_estimate``; a test
 checks that ``pid_from_samples`` returns exactly that composition). The truth is the certified
 PID of the pmf itself.
 
@@ -32,8 +32,8 @@ from pidkd.estimators.samples import (
     ATOMS,
     BIAS_CORRECTIONS,
     JACKKNIFE_GROUPS,
-    _corrected,
     _decompose_counts,
+    _estimate,
     _jackknife_counts,
 )
 
@@ -83,11 +83,17 @@ def panel() -> dict[str, np.ndarray]:
 
 
 def draws(p: np.ndarray, n: int, reps: int, seed: int) -> dict[str, np.ndarray]:
-    """Estimates [reps, method, atom] and interval bounds [reps, method, 2, atom] of ``reps`` draws."""
+    """Estimates [reps, method, atom], interval bounds [reps, method, 2, atom] and bound flags of ``reps`` draws.
+
+    ``projected`` [reps, method]: the corrected estimate broke a bound and was projected onto them;
+    ``beyond`` [reps, method]: by more than its interval's half-width (``SamplePID.beyond_bounds``).
+    """
     rng = np.random.default_rng(seed)
     flat_p = p.ravel() / p.sum()
     est = np.empty((reps, len(METHODS), len(ATOMS)))
     ci = np.empty((reps, len(METHODS), 2, len(ATOMS)))
+    projected = np.zeros((reps, len(METHODS)), dtype=bool)
+    beyond = np.zeros((reps, len(METHODS)), dtype=bool)
     for r in range(reps):
         flat = rng.choice(p.size, n, p=flat_p)
         counts = np.bincount(flat, minlength=p.size).reshape(p.shape)
@@ -96,8 +102,9 @@ def draws(p: np.ndarray, n: int, reps: int, seed: int) -> dict[str, np.ndarray]:
         boot = _decompose_counts(boots.reshape(N_BOOTSTRAP, *p.shape))
         jack = _decompose_counts(_jackknife_counts(flat, counts, JACKKNIFE_GROUPS, rng))
         for m, method in enumerate(METHODS):
-            est[r, m], ci[r, m] = _corrected(plug, boot, jack, method, CONFIDENCE)
-    return {"est": est, "ci": ci}
+            est[r, m], ci[r, m], bounded, beyond[r, m] = _estimate(plug, boot, jack, method, CONFIDENCE, p.shape, 2.0)
+            projected[r, m] = bool(bounded)
+    return {"est": est, "ci": ci, "projected": projected, "beyond": beyond}
 
 
 def summarise(truth: np.ndarray, d: dict[str, np.ndarray]) -> dict[str, dict[str, list[float]]]:
@@ -114,6 +121,8 @@ def summarise(truth: np.ndarray, d: dict[str, np.ndarray]) -> dict[str, dict[str
             "rmse": np.sqrt(bias[m] ** 2 + sd[m] ** 2).tolist(),
             "coverage": cover[m].tolist(),
             "positive": positive[m].tolist(),
+            "projected": float(d["projected"][:, m].mean()),
+            "beyond": float(d["beyond"][:, m].mean()),
         }
     return out
 
@@ -215,6 +224,19 @@ def markdown(data: dict) -> str:
             if abs(r["truth"][i]) < 1e-9:
                 rates = [f"{r['methods'][m]['positive'][i]:.2f}" for m in ("none", "bootstrap", "jackknife")]
                 lines.append(f"| {r['pmf']} | {r['n']} | {a} | {' | '.join(rates)} |")
+    lines += [
+        "",
+        "How often the bounds were enforced (issue 29): the fraction of draws whose corrected estimate broke a bound "
+        "(atom >= 0, Red + Uni <= I, sum <= min(H(Y), H(T,S)), with corrected informations) and was projected onto "
+        "them, and in brackets the fraction where it lay beyond them by more than its interval's half-width "
+        "(`SamplePID.beyond_bounds`, which makes a result not `reliable`):",
+        "",
+        f"| pmf | N (per cell) | {' | '.join(METHODS)} |",
+        "|---|---|" + "---|" * len(METHODS),
+    ]
+    for r in rows:
+        rates = [f"{r['methods'][m]['projected']:.2f} ({r['methods'][m]['beyond']:.2f})" for m in METHODS]
+        lines.append(f"| {r['pmf']} | {r['n']} ({r['samples_per_support_cell']:g}) | {' | '.join(rates)} |")
     lines.append("")
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ and Syn above all) picks it up. :func:`pid_from_samples` therefore reports
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,15 @@ from pidkd.estimators.api import pid, pid_batch
 from pidkd.estimators.histogram import _codes, joint_histogram
 from pidkd.estimators.quantize import Quantizer, fresh_quantizer
 
-__all__ = ["ATOMS", "BIAS_CORRECTIONS", "MIN_SAMPLES_PER_CELL", "SamplePID", "SampleSizeWarning", "pid_from_samples"]
+__all__ = [
+    "ATOMS",
+    "BIAS_CORRECTIONS",
+    "BOUNDS",
+    "MIN_SAMPLES_PER_CELL",
+    "SamplePID",
+    "SampleSizeWarning",
+    "pid_from_samples",
+]
 
 ATOMS = ("red", "uni_t", "uni_s", "syn")
 #: Values of ``pid_from_samples(bias_correction=...)``; the first is the default.
@@ -56,10 +65,11 @@ class SamplePID:
     pid : PIDResult
         The plug-in decomposition of all samples, with its solver certificate.
     estimate : dict
-        Atom -> point estimate after ``bias_correction`` (clipped at 0; equal to the plug-in
-        atoms with ``"none"``).
+        Atom -> point estimate after ``bias_correction`` (equal to the plug-in atoms with
+        ``"none"``), inside the information-theoretic bounds (see ``bounded``).
     ci : dict
-        Atom -> (low, high) interval around ``estimate`` at level ``confidence`` (clipped at 0).
+        Atom -> (low, high) interval around ``estimate`` at level ``confidence``, its ends clipped
+        to the atom's range under the same bounds.
     bias_correction : str
         The correction applied: "jackknife", "bootstrap" or "none".
     null_mean, null_high : dict
@@ -69,6 +79,18 @@ class SamplePID:
     samples_per_cell : float
         n_samples / occupied_cells.
     confidence : float
+    bounded : tuple of str
+        The bounds (of :data:`BOUNDS`) that the corrected estimate broke, so that it was projected
+        (Euclidean) onto the set where every atom is >= 0, Red + Uni_t <= I(Y;T), Red + Uni_s <=
+        I(Y;S) and the sum <= H = min(H(Y), H(T, S)), each information corrected as the atoms are
+        (an entropy at most the log of its alphabet's size). Empty: the estimate is the corrected
+        vector itself.
+    beyond_bounds : bool
+        The projection moved an atom by more than its interval's half-width: the corrected estimate
+        lay beyond the bounds by more than its own uncertainty, so the data contradict the
+        correction, and the estimate is not ``reliable``. (A truth on a bound, an atom that is 0 or a
+        label that the codes determine, puts an estimate slightly beyond it half of the time: that
+        projection is reported in ``bounded`` and is not counted here.)
     """
 
     pid: PIDResult
@@ -84,11 +106,13 @@ class SamplePID:
     occupied_cells: int
     samples_per_cell: float
     confidence: float
+    bounded: tuple[str, ...] = ()
+    beyond_bounds: bool = False
 
     @property
     def reliable(self) -> bool:
-        """At least :data:`MIN_SAMPLES_PER_CELL` samples per occupied cell."""
-        return self.samples_per_cell >= MIN_SAMPLES_PER_CELL
+        """At least :data:`MIN_SAMPLES_PER_CELL` samples per occupied cell, and not ``beyond_bounds``."""
+        return self.samples_per_cell >= MIN_SAMPLES_PER_CELL and not self.beyond_bounds
 
     def as_dict(self) -> dict[str, Any]:
         """One flat row: estimates, intervals, plug-in atoms, null levels, informations, counts, status.
@@ -112,6 +136,8 @@ class SamplePID:
             n_s=self.n_s,
             occupied_cells=self.occupied_cells,
             samples_per_cell=self.samples_per_cell,
+            bounded="; ".join(self.bounded),
+            beyond_bounds=self.beyond_bounds,
             reliable=self.reliable,
         )
         return row
@@ -151,13 +177,31 @@ def _label_codes(y: Any, caller: str) -> np.ndarray:
         raise TypeError(f"{caller} expects `y` to hold labels of one comparable type; {exc}.") from None
 
 
+def _entropies(counts: np.ndarray, base: float = 2.0) -> np.ndarray:
+    """[k, 2]: plug-in H(Y) and H(T, S) of a stack of count arrays [k, y, t, s], in units of ``base``."""
+
+    def h(c: np.ndarray) -> np.ndarray:
+        n = c.sum(axis=1, keepdims=True)
+        p = np.divide(c, n, out=np.zeros(c.shape), where=n > 0)
+        return -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
+
+    k = len(counts)
+    hy = h(counts.sum(axis=(2, 3)).reshape(k, -1).astype(np.float64))
+    hts = h(counts.sum(axis=1).reshape(k, -1).astype(np.float64))
+    return np.stack([hy, hts], axis=1) / np.log(base)
+
+
 def _decompose_counts(counts: np.ndarray, **kw: Any) -> np.ndarray:
-    """Atoms of a stack of count arrays, decomposed in memory-bounded batches."""
+    """[k, 6]: the atoms (:data:`ATOMS`), H(Y) and H(T, S) of a stack of count arrays.
+
+    The atoms are decomposed in memory-bounded batches; the entropies (plug-in) carry the
+    information-theoretic bounds that a corrected estimate must respect (see :func:`_estimate`).
+    """
     per = max(1, _BATCH_CELLS // counts[0].size)
     out = []
     for i in range(0, len(counts), per):
         out += [[getattr(r, a) for a in ATOMS] for r in pid_batch(counts[i : i + per], counts=True, **kw)]
-    return np.array(out)
+    return np.concatenate([np.array(out).reshape(-1, len(ATOMS)), _entropies(counts, kw.get("base", 2.0))], axis=1)
 
 
 def check_bias_correction(value: Any, n_bootstrap: int, caller: str) -> str:
@@ -185,13 +229,14 @@ def _jackknife_counts(flat: np.ndarray, counts: np.ndarray, groups: int, gen: np
 def _corrected(
     est: np.ndarray, boot: np.ndarray | None, jack: np.ndarray | None, method: str, confidence: float
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Estimate and interval [2, atoms] (or None without resamples) of one bias correction.
+    """Estimate and interval [2, columns] (or None without resamples) of one bias correction, per column.
 
     "none": the plug-in, with the basic bootstrap interval [2 est - q(1-a/2), 2 est - q(a/2)].
-    "bootstrap": 2 est - mean of the bootstrap atoms, with the same basic interval (the bootstrap
+    "bootstrap": 2 est - mean of the bootstrap values, with the same basic interval (the bootstrap
     estimate of the bias is what that interval reflects around). "jackknife": with g groups,
     g est - (g-1) mean(jack), and estimate +- t(g-1) * max(jackknife SE, bootstrap SD).
-    Atoms are non-negative, so estimates and intervals are clipped at 0.
+    Each correction is linear in the resamples, so the corrected atoms keep the identities
+    (corrected Red + Uni_t is the corrected I(Y;T)); the bounds are applied by :func:`_bounded`.
     """
     alpha = (1 - confidence) / 2
     basic = None
@@ -199,18 +244,114 @@ def _corrected(
         q_lo, q_hi = np.quantile(boot, [alpha, 1 - alpha], axis=0)
         basic = np.stack([2 * est - q_hi, 2 * est - q_lo])
     if method == "none" or (method == "jackknife" and (jack is None or len(jack) < 2)):
-        out, ci = est, basic
-    elif method == "bootstrap":
-        out, ci = 2 * est - boot.mean(axis=0), basic
-    else:
-        g = len(jack)
-        out = g * est - (g - 1) * jack.mean(axis=0)
-        spread = np.sqrt((g - 1) / g * ((jack - jack.mean(axis=0)) ** 2).sum(axis=0))
-        if boot is not None and len(boot) > 1:
-            spread = np.maximum(spread, boot.std(axis=0, ddof=1))
-        half = stats.t.ppf(1 - alpha, g - 1) * spread
-        ci = np.stack([out - half, out + half])
-    return np.maximum(out, 0.0), None if ci is None else np.maximum(ci, 0.0)
+        return est, basic
+    if method == "bootstrap":
+        return 2 * est - boot.mean(axis=0), basic
+    g = len(jack)
+    out = g * est - (g - 1) * jack.mean(axis=0)
+    spread = np.sqrt((g - 1) / g * ((jack - jack.mean(axis=0)) ** 2).sum(axis=0))
+    if boot is not None and len(boot) > 1:
+        spread = np.maximum(spread, boot.std(axis=0, ddof=1))
+    half = stats.t.ppf(1 - alpha, g - 1) * spread
+    return out, np.stack([out - half, out + half])
+
+
+# The bounds on (Red, Uni_t, Uni_s, Syn) as rows of A x <= b, named as in ``SamplePID.bounded``.
+BOUNDS = ("red>=0", "uni_t>=0", "uni_s>=0", "syn>=0", "red+uni_t<=I(Y;T)", "red+uni_s<=I(Y;S)", "sum<=H")
+_A = np.array(
+    [[-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, -1, 0], [0, 0, 0, -1], [1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 1, 1]], dtype=float
+)
+# Every set of at most 4 constraints (the dimension): the projection lies on the affine hull of one.
+_FACES = [list(f) for k in range(1, 5) for f in itertools.combinations(range(len(BOUNDS)), k)]
+_BOUND_TOL = 1e-9  # a bound counts as broken beyond this (units of base; the solver's gap tolerance)
+
+
+def _project(x: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The Euclidean projection of ``x`` (4 atoms) onto the polytope {z : _A z <= b}.
+
+    The projection is the point nearest to ``x`` among the feasible projections of ``x`` onto the
+    affine hulls of the faces (every set of at most 4 constraints held with equality): the true
+    projection is one of them, and every other candidate is feasible, hence no nearer. 99 tiny
+    least-squares solves, exact up to round-off; taken only when ``x`` breaks a bound.
+    """
+    if np.all(_A @ x <= b):
+        return x
+    best, best_d = np.zeros_like(x), np.inf  # 0 is feasible: every bound is >= 0
+    slack = 1e-12 * max(1.0, float(np.abs(b).max()))
+    for face in _FACES:
+        a = _A[face]
+        lam = np.linalg.lstsq(a @ a.T, a @ x - b[face], rcond=None)[0]
+        z = x - a.T @ lam
+        d = float(np.sum((z - x) ** 2))
+        if d < best_d and np.all(_A @ z <= b + slack):
+            best, best_d = z, d
+    return _snap(best, b)
+
+
+def _snap(z: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``z`` (feasible up to round-off) made exactly feasible: the largest atom of a sum that ends a
+    few ulps above its bound is lowered by the excess (and an ulp, until the float sum is inside)."""
+    z = np.maximum(z, 0.0)
+    for _ in range(64):
+        over = _A[len(ATOMS) :] @ z - b[len(ATOMS) :]
+        j = int(np.argmax(over))
+        if over[j] <= 0:
+            break
+        members = np.flatnonzero(_A[len(ATOMS) + j])
+        k = members[np.argmax(z[members])]
+        z[k] = max(np.nextafter(z[k] - over[j], -np.inf), 0.0)
+    return z
+
+
+def _estimate(
+    plug: np.ndarray,
+    boot: np.ndarray | None,
+    jack: np.ndarray | None,
+    method: str,
+    confidence: float,
+    shape: tuple[int, ...],
+    base: float,
+) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...], bool]:
+    """Corrected atoms and interval [2, 4] inside the bounds, the bounds broken, and whether beyond noise.
+
+    ``plug``, ``boot`` and ``jack`` are rows of :func:`_decompose_counts` (atoms, H(Y), H(T, S)).
+    Every quantity, I(Y;T) = Red + Uni_t and I(Y;S) = Red + Uni_s included, is corrected alike
+    (:func:`_corrected`); then the estimate is projected (Euclidean) onto the bounds
+
+        atoms >= 0,  Red + Uni_t <= I(Y;T),  Red + Uni_s <= I(Y;S),  sum <= H = min(H(Y), H(T, S)),
+
+    with the corrected informations (I kept in [0, H]; an entropy at most the log of its alphabet's
+    size, the one bound that holds whatever the sample). An interval end is clipped to the range of
+    its atom under the same bounds taken at the upper interval ends of the informations (so that an
+    interval still covers a truth that lies on a bound), and widened to hold a projected estimate.
+    Returns the estimate, the interval, the names (:data:`BOUNDS`) of the bounds the corrected
+    estimate broke by more than 1e-9, and whether the projection moved an atom by more than its
+    interval's half-width (or at all, without an interval): the data then contradict the correction.
+    """
+
+    def columns(a: np.ndarray | None) -> np.ndarray | None:  # + I(Y;T), I(Y;S)
+        return None if a is None else np.concatenate([a, a[..., :1] + a[..., 1:2], a[..., :1] + a[..., 2:3]], axis=-1)
+
+    est, ci = _corrected(columns(plug), columns(boot), columns(jack), method, confidence)
+    k = len(ATOMS)
+    x = est[:k]
+    caps = np.log([shape[0], shape[1] * shape[2]]) / np.log(base)
+    h = max(0.0, float(np.minimum(est[k : k + 2], caps).min()))
+    i_t = min(max(float(x[0] + x[1]), 0.0), h)
+    i_s = min(max(float(x[0] + x[2]), 0.0), h)
+    b = np.array([0.0, 0.0, 0.0, 0.0, i_t, i_s, h])
+    broken = tuple(name for name, over in zip(BOUNDS, _A @ x - b) if over > _BOUND_TOL)
+    out = _project(x, b)
+    half = np.zeros(k)
+    if ci is not None:
+        half = np.maximum(ci[1, :k] - ci[0, :k], 0.0) / 2
+        u_h = max(h, float(np.minimum(ci[1, k : k + 2], caps).min()))
+        u_t, u_s = min(max(float(ci[1, k + 2]), i_t), u_h), min(max(float(ci[1, k + 3]), i_s), u_h)
+        ci = np.clip(ci[:, :k], 0.0, np.array([min(u_t, u_s), u_t, u_s, u_h]))
+        if np.any(out != x):  # a projected estimate may leave its clipped interval: widen it to hold it
+            ci = np.stack([np.minimum(ci[0], out), np.maximum(ci[1], out)])
+    beyond = bool(np.any(np.abs(out - x) > half + _BOUND_TOL))
+    return out, ci, broken, beyond
 
 
 def pid_from_samples(
@@ -256,8 +397,9 @@ def pid_from_samples(
         t quantile x the larger of the jackknife standard error and the bootstrap standard
         deviation. "bootstrap": twice the plug-in minus the bootstrap mean, basic bootstrap
         interval (needs ``n_bootstrap > 0``). "none": the plug-in and the basic bootstrap
-        interval, exactly as pidkd 0.1.0. The study behind the default is on the docs page "Bias
-        of sample estimates".
+        interval, as pidkd 0.1.0. Estimates and interval ends are then held inside the
+        information-theoretic bounds (``SamplePID.bounded``). The study behind the default is on
+        the docs page "Bias of sample estimates".
     device : str, torch.device or None
         Solve the resamples (bootstrap, permutations, jackknife) with ``pid_batch(device=...)``:
         pidkd's solver in PyTorch on that device, e.g. ``"cuda"`` (see :func:`pidkd.pid_batch`).
@@ -330,7 +472,8 @@ def pid_from_samples(
     jack = None
     if bias_correction == "jackknife" and n > 1:  # drawn last: the other resamples are those of "none"
         jack = _decompose_counts(_jackknife_counts(flat, counts, min(JACKKNIFE_GROUPS, n), gen), **kw)
-    est, ci = _corrected(np.array([getattr(result, a) for a in ATOMS]), boot, jack, bias_correction, confidence)
+    plug = np.concatenate([[getattr(result, a) for a in ATOMS], _entropies(counts[None], base)[0]])
+    est, ci, bounded, beyond = _estimate(plug, boot, jack, bias_correction, confidence, shape, base)
     occupied = int(np.count_nonzero(counts))
     if n / occupied < MIN_SAMPLES_PER_CELL:
         warnings.warn(
@@ -339,6 +482,16 @@ def pid_from_samples(
                 f"{counts.size} cells occupied), fewer than {MIN_SAMPLES_PER_CELL:g}: even the {bias_correction} "
                 "estimate keeps much of the plug-in bias here (Syn above all). Use more samples or fewer codes "
                 "(smaller n_bins), and compare each atom with its null level."
+            ),
+            stacklevel=2,
+        )
+    if beyond:
+        warnings.warn(
+            SampleSizeWarning(
+                f"pid_from_samples: the {bias_correction} estimate broke {', '.join(bounded)} by more than its "
+                "own interval's half-width; it was projected onto the bounds (SamplePID.bounded) and is not "
+                "reliable: the correction is far from its asymptotic regime here. Use more samples or fewer codes "
+                "(smaller n_bins), and compare each atom with its plug-in and null level."
             ),
             stacklevel=2,
         )
@@ -356,4 +509,6 @@ def pid_from_samples(
         occupied_cells=occupied,
         samples_per_cell=n / occupied,
         confidence=confidence,
+        bounded=bounded,
+        beyond_bounds=beyond,
     )

@@ -82,14 +82,18 @@ def test_bad_labels():
 
 
 def test_no_correction_reproduces_the_plug_in_and_intervals_of_pidkd_0_1_0():
-    """Golden values computed with the previous release's pid_from_samples on the same input."""
+    """Golden values computed with the previous release's pid_from_samples on the same input.
+
+    One interval end differs: pidkd 0.1.0's Uni_t upper end 1.0066 lay above the upper end of the
+    interval of I(Y;T) = Red + Uni_t (1.0021), which bounds it now (issue 29).
+    """
     rng = np.random.default_rng(11)
     y = rng.integers(0, 3, 400)
     t, s = (y + rng.integers(0, 2, 400)) % 4, rng.integers(0, 3, 400)
     r = pid_from_samples(y, t, s, n_bootstrap=30, n_permutations=4, rng=3, bias_correction="none")
     golden_ci = {
         "red": (0.0, 0.015674540248858514),
-        "uni_t": (0.934855997938362, 1.0066197390370253),
+        "uni_t": (0.934855997938362, 1.0020839241660935),
         "uni_s": (0.0, 0.0),
         "syn": (0.0, 0.01432810016471382),
     }
@@ -105,7 +109,7 @@ def test_no_correction_reproduces_the_plug_in_and_intervals_of_pidkd_0_1_0():
 
 
 def test_pid_from_samples_is_the_composition_the_bias_study_measures():
-    from pidkd.estimators.samples import _corrected, _decompose_counts, _jackknife_counts
+    from pidkd.estimators.samples import _decompose_counts, _estimate, _jackknife_counts
 
     rng = np.random.default_rng(12)
     y = rng.integers(0, 3, 3000)
@@ -119,7 +123,9 @@ def test_pid_from_samples_is_the_composition_the_bias_study_measures():
         boots = [np.bincount(flat[gen.integers(0, 3000, 3000)], minlength=27) for _ in range(40)]
         boot = _decompose_counts(np.stack(boots).reshape(40, 3, 3, 3))
         jack = _decompose_counts(_jackknife_counts(flat, counts, 20, gen)) if method == "jackknife" else None
-        est, ci = _corrected(np.array([getattr(r.pid, a) for a in ATOMS]), boot, jack, method, 0.9)
+        plug = _decompose_counts(counts[None])[0]
+        est, ci, bounded, _ = _estimate(plug, boot, jack, method, 0.9, counts.shape, 2.0)
+        assert bounded == r.bounded
         np.testing.assert_allclose([r.estimate[a] for a in ATOMS], est, atol=1e-12)
         np.testing.assert_allclose([r.ci[a] for a in ATOMS], ci.T, atol=1e-12)
 
