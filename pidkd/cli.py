@@ -41,6 +41,8 @@ __all__ = ["main"]
 _ATOMS = ("red", "uni_t", "uni_s", "syn")
 _TABLE_SUFFIXES = (".csv", ".parquet", ".json")
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+#: Seconds that ``pidkd measure --scheduler ADDRESS`` waits for the scheduler to connect and answer.
+SCHEDULER_TIMEOUT = 30.0
 
 
 class UsageError(ValueError):
@@ -286,8 +288,40 @@ def _dask_client(address: str | None) -> Iterator[Any]:
                 print(f"pidkd measure: a local Dask cluster of {n} workers", file=sys.stderr)
                 yield client
         return
-    with distributed.Client(address, timeout="30s") as client:
+    _probe_scheduler(address, SCHEDULER_TIMEOUT)
+    with distributed.Client(address, timeout=f"{SCHEDULER_TIMEOUT}s") as client:
         yield client
+
+
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Fail in ``timeout`` seconds, with one line, unless a Dask scheduler answers at ``address``.
+
+    ``distributed.Client(address, timeout=...)`` bounds only the TCP connect: an address that accepts
+    connections but never answers the handshake (a dashboard port, an HTTP server, a silent socket)
+    keeps it waiting for good. Here the connect and the handshake run under one deadline, in an event
+    loop of their own that is closed again, before the client is made.
+    """
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def handshake() -> None:
+        comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout)
+        await comm.close()
+
+    hint = "give the scheduler's address (e.g. tcp://HOST:8786; the dashboard's port 8787 is no scheduler)"
+    try:
+        asyncio.run(handshake())
+    except TimeoutError:  # asyncio.wait_for's deadline (distributed's own connect timeout is an OSError)
+        raise UsageError(
+            f"--scheduler {address!r} accepts connections but gave no Dask handshake within {timeout:g} s; {hint}."
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"--scheduler {address!r}: could not connect ({exc}); {hint}.") from None
+    except Exception as exc:  # an answer that is not a Dask handshake (an HTTP reply reads as a huge frame)
+        raise UsageError(
+            f"--scheduler {address!r} answered, but not as a Dask scheduler ({type(exc).__name__}); {hint}."
+        ) from None
 
 
 def _row(name: str, r: PIDResult) -> dict[str, object]:

@@ -415,3 +415,45 @@ def test_measure_ctrl_c_exits_130_with_the_journal_intact(one_checkpoint, tmp_pa
     assert len(err) == 1 and "interrupted" in err[0] and "failed" not in err[0], err
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     assert len(lines) == 2 and lines[1]["row"]["student_layer"] == "hidden1"  # the header and the finished row
+
+
+@pytest.mark.parametrize("answer", [None, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"])
+def test_measure_scheduler_that_is_no_dask_scheduler_fails_in_time(one_checkpoint, monkeypatch, capsys, answer):
+    """A port that accepts connections but never answers, or answers HTTP (a dashboard), hung for good."""
+    import socket
+    import threading
+    import time
+
+    import pidkd.cli as cli
+
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(cli, "SCHEDULER_TIMEOUT", 1.0)
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed at the end of the test
+                return
+            accepted.append(conn)
+            if answer is not None:
+                conn.recv(4096)
+                conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    status = []
+    run = threading.Thread(target=lambda: status.append(main(_measure(str(one_checkpoint), "--scheduler", address))))
+    start = time.perf_counter()
+    run.daemon = True
+    run.start()
+    run.join(timeout=15)
+    server.close()
+    for conn in accepted:
+        conn.close()
+    assert not run.is_alive(), "pidkd measure --scheduler still waiting after 15 s"
+    assert status == [2] and time.perf_counter() - start < 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pidkd measure: error: --scheduler") and "8786" in err[0], err

@@ -136,3 +136,12 @@ def test_measure_fit_samples_and_all_pairs_failing(tmp_path, capsys):
     assert main([*args, files[1]]) == 1
     err = capsys.readouterr().err
     assert "b, t x s: ValueError" in err and "all 1 pairs failed; nothing to report" in err
+
+
+def test_measure_on_a_running_scheduler_passes_the_handshake_check(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    files = _two_checkpoints(tmp_path)[:1]
+    args = ["measure", *files, "--clusters", "3", "--bootstrap", "0", "--permutations", "0", "--no-progress", "--json"]
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        assert main([*args, "--scheduler", cluster.scheduler_address]) == 0
+    assert [r["checkpoint"] for r in json.loads(capsys.readouterr().out)] == ["a"]
