@@ -457,3 +457,35 @@ def test_measure_scheduler_that_is_no_dask_scheduler_fails_in_time(one_checkpoin
     assert status == [2] and time.perf_counter() - start < 10
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pidkd measure: error: --scheduler") and "8786" in err[0], err
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_bfloat16_and_float16_activations_are_upcast_to_float32(tmp_path, suffix):
+    """What CUDA autocast (fit's own AMP included) produces: once a bare TypeError, or 'corrupt, truncated'."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    y = torch.from_numpy(rng.integers(0, 3, 300))
+    t = torch.from_numpy(rng.normal(size=(300, 4))).to(torch.bfloat16)
+    s = torch.from_numpy(rng.normal(size=(300, 4))).to(torch.float16)
+    path = tmp_path / f"acts{suffix}"
+    if suffix == ".pt":
+        torch.save({"labels": y, "teacher": {"t": t}, "student": {"s": s}}, path)
+    else:
+        pytest.importorskip("safetensors.torch").save_file({"labels": y, "teacher/t": t, "student/s": s}, str(path))
+    acts = load_activations(path)
+    assert acts.teacher["t"].dtype == np.float32 and acts.student["s"].dtype == np.float32
+    assert np.array_equal(acts.teacher["t"], t.float().numpy()) and np.array_equal(acts.student["s"], s.float().numpy())
+    kw = {"quantizer": pidkd.Quantizer("kmeans", 3), "n_bootstrap": 0, "n_permutations": 0, "progress": False}
+    from_file = sweep(path, **kw)
+    in_memory = sweep(Activations(y.numpy(), {"t": t.float().numpy()}, {"s": s.float().numpy()}, name="acts"), **kw)
+    assert from_file.drop(columns="solve_time").equals(in_memory.drop(columns="solve_time"))
+
+
+def test_refused_pt_never_suggests_weights_only_false(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "evil.pt"
+    torch.save({"labels": _Payload(tmp_path / "pwned")}, path)
+    with pytest.raises(ValueError, match=r"evil.pt.*not tensors \(the global [\w.]*open\)") as err:
+        load_activations(path)
+    assert "weights_only=False" not in str(err.value) and "likely succeed" not in str(err.value)
+    assert "\n" not in str(err.value)

@@ -22,6 +22,8 @@ A ``.pt`` file may instead hold the nested dict ``{"labels": ..., "teacher": {la
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +58,68 @@ def _flat_keys(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _to_numpy(v: Any) -> Any:
-    """A numpy array of ``v``; lazy arrays (NpyArray, Zarr) stay lazy."""
+    """A numpy array of ``v``; lazy arrays (NpyArray, Zarr) stay lazy.
+
+    Half-precision values (bfloat16, what CUDA autocast produces, which numpy has no type for, and
+    float16) are upcast to float32, exactly: the quantizers compute in float64 anyway.
+    """
     if _is_lazy(v):
         return v
-    return v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+    if hasattr(v, "detach"):  # a torch tensor (torch is not imported here)
+        v = v.detach().cpu()
+        if str(v.dtype) in ("torch.bfloat16", "torch.float16"):
+            v = v.float()
+        return v.numpy()
+    arr = np.asarray(v)
+    return arr.astype(np.float32) if arr.dtype == np.float16 else arr
+
+
+def _safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
+    """Where a ``.safetensors`` file's data start, and its JSON header: per tensor its dtype, shape and
+    byte range within the data."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if size > path.stat().st_size - 8:
+            raise ValueError(f"the header length {size} exceeds the file")
+        header = json.loads(f.read(size))
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    header.pop("__metadata__", None)
+    return 8 + size, header
+
+
+def _read_bf16(path: Path, info: dict[str, Any], start: int) -> NDArray[np.float32]:
+    """A BF16 tensor of a .safetensors file as float32 (a bfloat16 is the upper half of a float32)."""
+    shape = tuple(int(n) for n in info["shape"])
+    begin, end = (int(o) for o in info["data_offsets"])
+    count = int(np.prod(shape, dtype=np.int64))
+    if end - begin != 2 * count:
+        raise ValueError(f"a BF16 tensor of shape {shape} takes {2 * count} bytes, not {end - begin}")
+    raw = np.fromfile(path, dtype="<u2", count=count, offset=start + begin)
+    if raw.size != count:
+        raise ValueError("the file ends inside a tensor")
+    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
+
+
+def _read_safetensors(path: Path, keys: Any = None) -> dict[str, Any]:
+    """Tensors of a ``.safetensors`` file (all, or those in ``keys``) as numpy arrays.
+
+    safetensors' numpy reader refuses BF16 tensors (numpy has no bfloat16); they are decoded here
+    from the raw bytes and upcast to float32, like F16 tensors (see :func:`_to_numpy`).
+    """
+    safetensors = import_optional("safetensors", purpose="load_activations() of a .safetensors file")
+    out: dict[str, Any] = {}
+    header: tuple[int, dict[str, Any]] | None = None
+    with safetensors.safe_open(str(path), framework="np") as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is no mapping)
+            if keys is not None and key not in keys:
+                continue
+            if f.get_slice(key).get_dtype() == "BF16":
+                header = header or _safetensors_header(path)
+                out[key] = _read_bf16(path, header[1][key], header[0])
+            else:
+                out[key] = _to_numpy(f.get_tensor(key))
+    return out
 
 
 def _read_npz(path: Path) -> dict[str, Any]:
@@ -238,8 +298,23 @@ def _read(path: Path, suffix: str) -> dict[str, Any]:
                 "{'teacher': {layer: tensor}, ...})."
             )
         return _flat_keys(data)
-    st = import_optional("safetensors.numpy", purpose="load_activations() of a .safetensors file")
-    return st.load_file(str(path))
+    return _read_safetensors(path)
+
+
+def _refused_pickle(exc: BaseException) -> str | None:
+    """What ``torch.load(weights_only=True)`` refused to unpickle, or None for another error.
+
+    torch's own message advises ``weights_only=False``, which would run the file's code: it is
+    never passed on; only the refused object's name is.
+    """
+    text = str(exc)
+    if "weights_only" not in text and "Weights only" not in text:
+        return None
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"the global {found.group(1)}"
+    found = re.search(r"WeightsUnpickler error: ([^\n.]*)", text)
+    return found.group(1).strip() if found else "an object torch's safe loader does not allow"
 
 
 def _format_of(path: Path) -> str:
@@ -295,8 +370,17 @@ def load_activations(
     except (ValueError, ImportError):
         raise
     except Exception as exc:  # corrupt, truncated or malicious files: zip, pickle, torch, safetensors errors
+        refused = _refused_pickle(exc)
+        if refused is not None:
+            raise ValueError(
+                f"load_activations() could not read {str(path)!r}: it holds Python objects that are not tensors "
+                f"({refused}); pidkd reads .pt files with torch.load(weights_only=True) and never unpickles other "
+                "objects, which can run code. Save a dict of tensors (torch.save({'labels': ..., 'teacher': {...}, "
+                "'student': {...}}))."
+            ) from None
+        detail = " ".join(str(exc).split())  # one line
         raise ValueError(
-            f"load_activations() could not read {str(path)!r} as {suffix} ({type(exc).__name__}: {exc}). "
+            f"load_activations() could not read {str(path)!r} as {suffix} ({type(exc).__name__}: {detail}). "
             "The file is corrupt, truncated or not in this format."
         ) from None
     nested = sorted(k for k, v in data.items() if isinstance(v, dict))
@@ -311,8 +395,18 @@ def load_activations(
             f"load_activations(): {path.name} has no labels key {labels_key!r}. Available keys: "
             f"{available}. Pass labels_key=... to name it."
         )
-    teacher = {k[len(teacher_prefix) :]: _to_numpy(v) for k, v in data.items() if k.startswith(teacher_prefix)}
-    student = {k[len(student_prefix) :]: _to_numpy(v) for k, v in data.items() if k.startswith(student_prefix)}
+
+    def array(key: str) -> Any:
+        try:
+            return _to_numpy(data[key])
+        except (TypeError, RuntimeError) as exc:  # a dtype numpy has no type for (float8, quantized, ...)
+            raise ValueError(
+                f"load_activations(): {path.name} holds {key!r} as {getattr(data[key], 'dtype', type(data[key]))}, "
+                f"which pidkd cannot convert to a numpy array ({exc}); store float32, float16, bfloat16 or integers."
+            ) from None
+
+    teacher = {k[len(teacher_prefix) :]: array(k) for k in data if k.startswith(teacher_prefix)}
+    student = {k[len(student_prefix) :]: array(k) for k in data if k.startswith(student_prefix)}
     if not teacher or not student:
         missing = "teacher" if not teacher else "student"
         prefix = teacher_prefix if not teacher else student_prefix
@@ -320,7 +414,7 @@ def load_activations(
             f"load_activations(): {path.name} has no {missing} activations (keys starting with "
             f"{prefix!r}). Available keys: {available}. Pass {missing}_prefix=... to name them."
         )
-    labels = np.asarray(_to_numpy(data[labels_key])).reshape(-1)
+    labels = np.asarray(array(labels_key)).reshape(-1)
     # Each side on its own: a layer name may occur on both sides (the same architecture).
     bad = {
         f"{prefix}{k}": v.shape[0] if v.ndim else "a scalar"

@@ -20,6 +20,7 @@ data reason is reported with its checkpoint and layers while the others run on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,7 +37,14 @@ from threadpoolctl import threadpool_limits
 
 from pidkd._optional import import_optional
 from pidkd._validation import check_base, check_bool, check_choice, check_int, check_number
-from pidkd.estimators.activations import Activations, NpyArray, _format_of, _to_numpy, load_activations
+from pidkd.estimators.activations import (
+    Activations,
+    NpyArray,
+    _format_of,
+    _read_safetensors,
+    _to_numpy,
+    load_activations,
+)
 from pidkd.estimators.quantize import FIT_SAMPLES, Quantizer, quantize_in_chunks
 from pidkd.estimators.samples import (
     MIN_SAMPLES_PER_CELL,
@@ -94,12 +102,12 @@ def _read_array(source: str | Activations, key: str) -> Any:
     if fmt == ".npz":  # only this member, not the whole archive
         with np.load(path, allow_pickle=False) as f:
             if key in f.files:
-                return f[key]
+                return _to_numpy(f[key])
     if fmt == ".safetensors":  # only this tensor
-        safetensors = import_optional("safetensors", purpose="sweep() of a .safetensors file")
-        with safetensors.safe_open(str(path), framework="np") as f:
-            if key in f.keys():  # noqa: SIM118 (safe_open is no mapping)
-                return f.get_tensor(key)
+        with contextlib.suppress(Exception):  # load_activations() below names what is wrong
+            found = _read_safetensors(path, {key})
+            if key in found:
+                return found[key]
     return _pick(load_activations(path), key)  # lazy for directories; a precise error for a bad file
 
 
