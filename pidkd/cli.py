@@ -95,7 +95,7 @@ def _check_output(flag: str, value: str | None, suffixes: tuple[str, ...], input
     if value is None:
         return
     path = Path(value)
-    if any(path.resolve() == Path(f).resolve() for f in inputs):
+    if any(_same_file(path, f) for f in inputs):
         raise UsageError(f"{flag} {value!r} is one of the input files; it would be overwritten. Choose another path.")
     if path.suffix.lower() not in suffixes:
         raise UsageError(f"{flag} {value!r}: the format is chosen by the suffix, one of {', '.join(suffixes)}.")
@@ -108,6 +108,19 @@ def _check_output(flag: str, value: str | None, suffixes: tuple[str, ...], input
         raise UsageError(f"{flag} {value!r}: the directory {str(parent)!r} does not exist.")
     if not os.access(parent, os.W_OK):
         raise UsageError(f"{flag} {value!r}: the directory {str(parent)!r} is not writable.")
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file: the same path after symlinks, or the same device and inode (a
+    hard link, which ``resolve()`` does not see)."""
+    a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        sa, sb = a.stat(), b.stat()
+    except OSError:  # one does not exist (yet): no file to share
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def _check_module(name: str, flag: str, hint: str) -> None:
@@ -165,7 +178,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     # Every check of the outputs runs before the computation, which can take long.
     _check_output("--out", args.out, _TABLE_SUFFIXES, files, args.force)
     _check_output("--plot", args.plot, _PLOT_SUFFIXES, files, args.force)
-    if args.out and args.plot and Path(args.out).resolve() == Path(args.plot).resolve():
+    if args.out and args.plot and _same_file(args.out, args.plot):
         raise UsageError("--out and --plot name the same file.")
     if (
         args.out
@@ -188,10 +201,9 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         if args.n_jobs != 1:
             raise UsageError("give either --scheduler (a Dask cluster) or --n-jobs (local processes), not both.")
     if args.journal is not None:
-        journal = Path(args.journal).resolve()
-        if journal in {Path(f).resolve() for f in files}:
+        if any(_same_file(args.journal, f) for f in files):
             raise UsageError(f"--journal {args.journal!r} is one of the input files. Choose another path.")
-        if any(out is not None and Path(out).resolve() == journal for out in (args.out, args.plot)):
+        if any(out is not None and _same_file(out, args.journal) for out in (args.out, args.plot)):
             raise UsageError("--journal and --out/--plot name the same file; the table would replace the journal.")
     with _dask_client(args.scheduler) as client, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SampleSizeWarning)

@@ -489,3 +489,17 @@ def test_refused_pt_never_suggests_weights_only_false(tmp_path):
         load_activations(path)
     assert "weights_only=False" not in str(err.value) and "likely succeed" not in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_measure_sees_an_output_that_is_a_hard_link_to_an_input(one_checkpoint, tmp_path, capsys):
+    import os
+
+    before = one_checkpoint.read_bytes()
+    link = tmp_path / "table.csv"
+    os.link(one_checkpoint, link)
+    assert main(_measure(str(one_checkpoint), "--out", str(link), "--force")) == 2
+    assert "is one of the input files" in capsys.readouterr().err
+    os.link(one_checkpoint, tmp_path / "pid.jsonl")
+    assert main(_measure(str(one_checkpoint), "--journal", str(tmp_path / "pid.jsonl"))) == 2
+    assert "is one of the input files" in capsys.readouterr().err
+    assert one_checkpoint.read_bytes() == before
