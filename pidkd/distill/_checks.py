@@ -102,16 +102,20 @@ def check_logits(out: Any, *, who: str, n_samples: int) -> int:
     return int(out.shape[1])
 
 
-def check_dtypes(x: torch.Tensor, models: Mapping[str, nn.Module]) -> None:
-    """Floating inputs and every floating parameter of the models share one dtype, else ``ValueError``."""
+def check_dtypes(x: torch.Tensor, models: Mapping[str, nn.Module], *, name: str = "train_data") -> None:
+    """Floating inputs and every floating parameter of the models share one dtype, else ``ValueError``.
+
+    ``name`` says whose inputs ``x`` are (``"train_data"``, ``"val_data"``, ``"PIDProbe 'p'"``...).
+    """
     if not x.is_floating_point():
         return
     for who, model in models.items():
         dtypes = sorted({p.dtype for p in model.parameters() if p.is_floating_point()} - {x.dtype}, key=str)
         if dtypes:
             raise ValueError(
-                f"fit(): the inputs are {x.dtype} but the {who}'s parameters are {dtypes[0]}; give the models and "
-                f"the inputs one floating dtype (e.g. {who}.to({x.dtype}), or inputs.to({dtypes[0]}))."
+                f"fit(): the {name} inputs are {x.dtype} but the {who}'s parameters are {dtypes[0]}; give the "
+                f"models and the inputs one floating dtype (e.g. {who}.to({x.dtype}), or inputs.to({dtypes[0]}); "
+                "numpy arrays are float64 unless made otherwise: x.astype(numpy.float32))."
             )
 
 

@@ -2,7 +2,7 @@
 
 A :class:`PIDProbe` given to :func:`pidkd.distill.fit` (``probes=[...]``) runs the teacher and the
 student on a fixed, held-out probe set every ``every`` epochs, captures one layer pair, quantizes
-each side (fitted once, on the first capture, then reused so codes mean the same thing across
+each side (fitted on the first capture of each run, then reused so codes mean the same thing across
 epochs; the paper-compatible default: flatten, L2-normalise, PCA, k-means, T and S separately)
 and records the PID atoms with bootstrap intervals and the shuffled-label null level into the
 training history. With RID it also probes the filter outputs f_t(T) and f_s(S), which are what
@@ -59,14 +59,17 @@ class PIDProbe:
     every : int, default 1
     quantizer : Quantizer, optional
         Template (default: k-means to 10 clusters after L2 normalisation and PCA to 10). Each side
-        gets its own copy, fitted on the probe's first capture and reused afterwards (a resumed run
-        fits them again on its first capture).
+        gets its own copy, fitted on the probe's first capture in a :func:`~pidkd.distill.fit` run and
+        reused for the rest of that run. Every run starts afresh (:meth:`reset`): a probe passed to
+        several runs gives each the numbers a new probe would, and a resumed run fits them again on
+        its first capture.
     n_bootstrap, n_permutations : int
         For the intervals and the null level (defaults 20 and 2; 0 turns them off).
     bias_correction : {"jackknife", "bootstrap", "none"}, default "jackknife"
         As in :func:`~pidkd.estimators.pid_from_samples`: the atom columns hold the corrected
         estimates, ``*_plugin`` the plug-in atoms, ``*_samples_per_cell`` the samples per occupied
-        cell. A probe set too small for that (fewer than 5 per occupied cell) is warned about once.
+        cell. A probe set too small for that (fewer than 5 per occupied cell) is warned about once per
+        run.
     background : bool, default True
         Quantize and decompose in a worker thread, off the training loop (the training thread only
         runs the probe set through the two networks). ``False``: everything inline.
@@ -146,6 +149,15 @@ class PIDProbe:
                 f"Got {self.name!r} instead."
             )
 
+    def reset(self) -> None:
+        """Forget what the probe learned in a run: its fitted quantizers and its sample-size warning.
+
+        :func:`~pidkd.distill.fit` calls it when a run starts, so that a probe reused across runs (a loop
+        over methods or seeds) codes each run's activations with quantizers fitted on that run's.
+        """
+        self._quantizers = {}
+        self._warned = False
+
     @torch.no_grad()
     def capture(
         self, teacher: nn.Module, student: nn.Module, modules: nn.ModuleDict, pair: int | None, device: torch.device
@@ -214,7 +226,7 @@ class PIDProbe:
                     f"PIDProbe {self.name!r}: {r.samples_per_cell:.2g} samples per occupied cell ({r.n_samples} probe "
                     f"samples, {r.occupied_cells} cells), fewer than {MIN_SAMPLES_PER_CELL:g}: its atoms keep much of "
                     "the plug-in bias (column *_samples_per_cell). Give more probe samples or a Quantizer with fewer "
-                    "bins. Warned once per probe."
+                    "bins. Warned once per run."
                 ),
                 stacklevel=2,
             )
@@ -292,6 +304,8 @@ class ProbeRunner:
 
     def __init__(self, probes: list[PIDProbe], teacher_layers: list[str]):
         self.probes = check_probes(probes)
+        for probe in self.probes:  # a run of its own: quantizers fitted on this run's first capture
+            probe.reset()
         self.teacher_layers = teacher_layers
         background = any(p.background for p in self.probes)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pidkd-probe") if background else None

@@ -684,12 +684,14 @@ def _first_batch(
     use_amp: bool,
     t_layers: list[str],
     s_layers: list[str],
+    others: Sequence[tuple[str, Any, dict[str, nn.Module]]] = (),
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Any, torch.Tensor]:
     """Run both models once on the first training batch and check it and their logits (before any training).
 
     Returns the captured teacher and student layers (they size the filters), the teacher's output and
     the labels checked: ``labels``, all training labels when the data is one tensor pair, else the first
-    batch's.
+    batch's. ``others``: (name, data, models) of the data that is only evaluated (validation and test
+    data, the probes' sets), checked as the training data by :func:`_check_eval_data`.
     """
     try:
         batch = next(iter(train))
@@ -719,7 +721,65 @@ def _first_batch(
             n_classes, who = n_teacher, "teacher"
     labels = labels if labels is not None else y0
     check_labels(labels, n_classes, who=who)
+    for name, data, models in others:
+        _check_eval_data(data, models, name=name, n_classes=n_classes, who=who, like=x0, dev=dev)
     return ta, sa, t_out, labels
+
+
+def _check_eval_data(
+    data: Any,
+    models: dict[str, nn.Module],
+    *,
+    name: str,
+    n_classes: int,
+    who: str,
+    like: torch.Tensor,
+    dev: torch.device,
+) -> None:
+    """Check data that is only evaluated as the training data is checked, before any training.
+
+    ``data``: an (inputs, labels) pair (all its labels checked, the models run on its first samples) or a
+    re-iterable of batches (its first batch; a one-pass iterator is left alone). Labels: as
+    :func:`check_labels`; inputs: the dtype of the models (evaluation runs without autocast), and ``models``
+    must run on them and give logits for ``n_classes`` classes. Draws no random numbers, changes no state.
+    """
+    pair = as_tensor_pair(data, name=name, caller="fit()")
+    if pair is not None:
+        x, y = pair[0][: len(like)], pair[1]
+    else:
+        if iter(data) is data:  # a one-pass iterator: taking its first batch would lose it
+            return
+        rng = torch.get_rng_state()  # a DataLoader's iterator draws a seed from the global generator
+        try:
+            batch = next(iter(data), None)
+        finally:
+            torch.set_rng_state(rng)
+        if batch is None:
+            raise ValueError(f"fit(): {name} is empty; give at least one batch of (inputs, labels), or None.")
+        x, y = check_batch(batch, name=name)
+    check_labels(y, n_classes, who=who, name=name)
+    check_dtypes(x, models, name=name)
+    for model_name, model in models.items():
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model(x.to(dev))
+        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            reason = (str(err).strip().splitlines() or [""])[0][:200]
+            raise ValueError(
+                f"fit(): the {model_name} cannot run on the {name} inputs, of shape {tuple(x.shape[1:])} per sample "
+                f"(train_data's: {tuple(like.shape[1:])}): {type(err).__name__}: {reason}. Give {name} inputs like "
+                "train_data's."
+            ) from err
+        finally:
+            model.train(was)
+        n = check_logits(out, who=model_name, n_samples=len(x))
+        if model_name == "student" and n != n_classes and who == "student":
+            raise ValueError(
+                f"fit(): the student gives {n} logits on the {name} inputs and {n_classes} on train_data's; give "
+                f"{name} inputs like train_data's."
+            )
 
 
 def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, probes, ddp):
@@ -728,8 +788,10 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
     gen = torch.Generator().manual_seed(cfg.seed)
     sampler, eval_ddp = None, {"val": None, "test": None}
     pin = dev.type == "cuda"  # host batches page-locked: their copies to the GPU do not wait
+    given = dict(data)  # before sharding, for the checks
     if ddp.active:
         train, train_labels, sampler = _shard_train(data["train"], cfg, gen, ddp)
+        _check_same_lengths(ddp, data, train, dev)
         for k in ("val", "test"):
             if data[k] is not None:
                 data[k], eval_ddp[k] = _shard_eval(data[k], ddp, name=f"{k}_data")
@@ -742,8 +804,10 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
     use_amp = cfg.amp and dev.type == "cuda"
 
     # One batch sizes the filters and fails early on wrong layer names, shapes, labels or empty data.
+    others = [(f"{k}_data", given[k], {"student": student}) for k in ("val", "test") if given[k] is not None]
+    others += [(f"PIDProbe {p.name!r}", p.data, {"teacher": teacher, "student": student}) for p in probes]
     ta, sa, t_out, labels = _first_batch(
-        train, train_labels, method, teacher, student, dev, use_amp, t_layers, s_layers
+        train, train_labels, method, teacher, student, dev, use_amp, t_layers, s_layers, others
     )
     n_classes = 0 if isinstance(method, Student) else t_out.shape[1]  # heads predict the teacher's classes
     mods = method.build([ta[n] for n in t_layers], [sa[n] for n in s_layers], n_classes, cfg)
@@ -815,6 +879,38 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
     if ddp.main:
         _warn_learned_nothing(method, rows, labels)
     return rows, student, mods, run.best
+
+
+def _check_same_lengths(ddp: _distributed.Dist, data: dict[str, Any], train: Iterable[Any], dev: torch.device) -> None:
+    """Under torchrun, before the first collective: every rank must have as many training samples and steps per
+    epoch (else the ranks' gradient all-reduces stop matching and the run hangs), and as many validation and
+    test samples, else ``ValueError`` on every rank."""
+
+    def size(d: Any) -> int:
+        pair = as_tensor_pair(d, name="data", caller="fit()") if d is not None else None
+        if pair is not None:
+            return len(pair[1])
+        try:
+            return len(d.dataset) if isinstance(d, torch.utils.data.DataLoader) else -1
+        except TypeError:  # an IterableDataset without a length
+            return -1
+
+    try:
+        steps = len(train)
+    except TypeError:
+        steps = -1
+    names = ["train_data samples", "steps per epoch", "val_data samples", "test_data samples"]
+    mine = [size(data["train"]), steps, size(data["val"]), size(data["test"])]
+    every = ddp.all_gather(torch.tensor(mine, dtype=torch.int64, device=dev)).tolist()
+    for i, name in enumerate(names):
+        if len({row[i] for row in every}) > 1:
+            counts = ", ".join(f"{row[i]} on rank {r}" for r, row in enumerate(every))
+            raise ValueError(
+                f"fit() runs in {ddp.world} processes (torchrun), and they have different numbers of {name}: "
+                f"{counts}. Every rank must pass the same data (fit() shards an (inputs, labels) pair itself), or a "
+                "DataLoader whose DistributedSampler gives every rank as many batches; otherwise the ranks wait for "
+                "each other in a step some of them never take."
+            )
 
 
 #: The student "learned nothing" when, after a run of at least LEARNED_NOTHING_EPOCHS epochs, its last
@@ -1156,8 +1252,20 @@ def _checkpoint_path(cfg: DistillConfig, method: str, epoch: int) -> Path:
 
 
 def _check_checkpoint_files(cfg: DistillConfig, method: str, start_epoch: int) -> None:
-    """Before any training: the checkpoints this run will write must not replace files unasked."""
-    if not cfg.checkpoint_every or cfg.overwrite_checkpoints:
+    """Before any training: ``checkpoint_dir`` must be a directory (or creatable as one), and the checkpoints
+    this run will write must not replace files unasked."""
+    if not cfg.checkpoint_every:
+        return
+    folder = Path(cfg.checkpoint_dir)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "is" if existing == folder else f"lies under {str(existing)!r}, which is"
+        raise ValueError(
+            f"The 'checkpoint_dir' parameter of DistillConfig() must be a directory, or a path where fit() can "
+            f"create one, to write checkpoints in. Got {cfg.checkpoint_dir!r}, which {where} an existing file, "
+            "instead. Choose another checkpoint_dir."
+        )
+    if cfg.overwrite_checkpoints:
         return
     every = cfg.checkpoint_every
     planned = [_checkpoint_path(cfg, method, e) for e in range(start_epoch + 1, cfg.epochs + 1) if e % every == 0]

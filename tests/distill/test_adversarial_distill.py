@@ -5,8 +5,10 @@ Tiny models on 48 random samples, CPU, one or two epochs: every test runs in wel
 """
 
 import dataclasses
+import json
 import math
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -428,3 +430,114 @@ def test_numpy_labels_of_a_float_array_fail_clearly(data):
     x, y = data
     with pytest.raises(TypeError, match="integer class labels"):
         fit(teacher(), student(), (x.numpy(), np.asarray(y.numpy(), dtype=float)), method="kd", config=cfg())
+
+
+# -- issue 29: evaluation data checked as training data, checkpoints, reused probes, torchrun, methods ----------
+
+
+def test_val_and_test_labels_are_checked_like_training_labels(data):
+    """Labels of shape (N, 1) broadcast in argmax == y (val_acc 5.2); out-of-range ones scored 0 silently."""
+    x, y = data
+    net = student()
+    before = params(net)
+    with pytest.raises(ValueError, match=r"val_data labels of shape \(batch,\).*got shape \(48, 1\)"):
+        fit(teacher(), net, data, method="kd", val_data=(x, y[:, None]), config=cfg())
+    with pytest.raises(ValueError, match=r"test_data labels in \[0, 3\).*got labels from 5 to 7"):
+        fit(teacher(), net, data, method="kd", test_data=(x, y + 5), config=cfg())
+    with pytest.raises(TypeError, match="integer class labels in val_data"):
+        fit(teacher(), net, data, method="kd", val_data=(x.numpy(), y.numpy() * 1.0), config=cfg())
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y[:, None]), batch_size=16)
+    with pytest.raises(ValueError, match=r"val_data labels of shape \(batch,\).*got shape \(16, 1\)"):
+        fit(teacher(), net, data, method="kd", val_data=loader, config=cfg())
+    assert same(before, net.parameters())  # refused before any training
+    res = fit(teacher(), net, data, method="kd", val_data=(x, y), test_data=(x.numpy(), y.numpy()), config=cfg())
+    assert 0 <= res.best_val_acc <= 1 and 0 <= res.last_test_acc <= 1
+
+
+@pytest.mark.parametrize("where", ["val_data", "test_data", "probe"])
+def test_evaluation_inputs_of_another_dtype_or_shape_fail_before_training(where, data):
+    """float64 numpy arrays or wrongly shaped inputs used to fail after epoch 1 ("mat1 and mat2 ...")."""
+    x, y = data
+    name, who = (where, "student") if where != "probe" else ("PIDProbe 'probe_1_1'", "teacher")
+    cases = [
+        ((x.double().numpy(), y.numpy()), rf"the {name} inputs are torch.float64 but the {who}'s parameters are "),
+        (
+            (x[:, :5], y),
+            rf"the {who} cannot run on the {name} inputs, of shape \(5,\) per sample \(train_data's: \(6,\)",
+        ),
+    ]
+    for bad, match in cases:
+        net = student()
+        before = params(net)
+        kw = {"probes": [small_probe(bad, teacher_layer="1", student_layer="1")]} if where == "probe" else {where: bad}
+        with pytest.raises(ValueError, match=match):
+            fit(teacher(), net, data, method="kd", config=cfg(), **kw)
+        assert same(before, net.parameters())
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_refused_before_training(tmp_path, data):
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    for where, says in ((file, "which is an existing file"), (file / "ckpt", "lies under .*notes.txt', which is")):
+        net = student()
+        before = params(net)
+        config = cfg(epochs=2, checkpoint_every=1, checkpoint_dir=str(where), overwrite_checkpoints=True)
+        with pytest.raises(
+            ValueError, match=rf"'checkpoint_dir' parameter of DistillConfig\(\) must be a directory.*{says}"
+        ):
+            fit(teacher(), net, data, method="student", config=config)
+        assert same(before, net.parameters()) and file.read_text() == "mine"
+
+
+def test_a_reused_probe_gives_the_numbers_of_a_fresh_one(data):
+    """A probe kept the quantizers of its first run: a second run coded its student with the old k-means."""
+    x, y = data
+    reused = small_probe(data, teacher_layer="1", student_layer="1")
+    fit(teacher(), mlp([6, 4, 3], 7), (x * 10, y), method="kd", config=cfg(), probes=[reused])  # another run first
+    again = fit(teacher(), student(), data, method="kd", config=cfg(), probes=[reused]).history
+    fresh_probe = small_probe(data, teacher_layer="1", student_layer="1")
+    fresh = fit(teacher(), student(), data, method="kd", config=cfg(), probes=[fresh_probe]).history
+    cols = [c for c in fresh if c.startswith("probe_1_1_")]
+    assert len(cols) > 10 and again[cols].equals(fresh[cols])
+
+
+UNEVEN = """
+import json, os, sys
+import torch
+from pidkd.distill import DistillConfig, fit
+
+rank = int(os.environ["RANK"])
+g = torch.Generator().manual_seed(0)
+x = torch.randn(64, 6, generator=g)
+y = (x[:, 0] > 0).long()
+n = 64 - 16 * rank  # rank 1 passes fewer samples than rank 0
+torch.manual_seed(0)
+teacher, student = torch.nn.Linear(6, 2), torch.nn.Linear(6, 2)
+try:
+    fit(teacher, student, (x[:n], y[:n]), method="kd", config=DistillConfig(epochs=1, batch_size=8, progress=False))
+    message = None
+except ValueError as err:
+    message = str(err)
+with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as f:
+    json.dump(message, f)
+"""
+
+
+def test_torchrun_ranks_with_data_of_different_lengths_are_refused(tmp_path):
+    """Uneven data made the ranks' gradient all-reduces mismatch: a hang until gloo's 30-minute timeout."""
+    import os
+    import subprocess
+    import sys
+
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("needs torch.distributed with the gloo backend")
+    (tmp_path / "uneven.py").write_text(UNEVEN)
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run(
+        [*cmd, str(tmp_path / "uneven.py"), str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in (0, 1):
+        message = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert re.search(r"different numbers of train_data samples: 64 on rank 0, 48 on rank 1", message), message
