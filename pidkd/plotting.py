@@ -26,19 +26,45 @@ def _plt():
     return matplotlib, plt
 
 
+_SWEEP_KEYS = ("checkpoint", "teacher_layer", "student_layer")
+
+
+def _check_table(df: Any, columns: tuple[str, ...], caller: str) -> None:
+    """A clear error, naming what is missing, for a table that is not a non-empty sweep() result."""
+    if not hasattr(df, "columns") or not hasattr(df, "iloc"):
+        raise TypeError(f"{caller} expects the pandas DataFrame of pidkd.sweep(); got {type(df).__name__}.")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{caller} needs the columns {missing} of a pidkd.sweep() table; the table has {list(df.columns)}."
+        )
+    if len(df) == 0:
+        raise ValueError(f"{caller} got a table without rows; there is nothing to plot.")
+
+
+def _pick(df: Any, column: str, value: str | None, caller: str) -> Any:
+    """The rows whose ``column`` is ``value`` (default: the last row's), or an error naming the choices."""
+    value = df[column].iloc[-1] if value is None else value
+    sub = df[df[column] == value]
+    if len(sub) == 0:
+        raise ValueError(f"{caller}: no row has {column}={value!r}; the table has {sorted(map(str, set(df[column])))}.")
+    return sub, value
+
+
 def plot_atoms(df: Any, *, checkpoint: str | None = None, ax: Any = None) -> Any:
     """Stacked PID atoms per (teacher layer, student layer) of one checkpoint (default: last)."""
+    caller = "plot_atoms()"
+    _check_table(df, (*_SWEEP_KEYS, *(key for key, _, _ in _ATOMS)), caller)
+    sub, ck = _pick(df, "checkpoint", checkpoint, caller)
     _, plt = _plt()
     ax = ax or plt.subplots(figsize=(7, 4))[1]
-    ck = checkpoint if checkpoint is not None else df["checkpoint"].iloc[-1]
-    sub = df[df["checkpoint"] == ck]
     labels = [f"{a}\n{b}" for a, b in zip(sub["teacher_layer"], sub["student_layer"])]
     bottom = np.zeros(len(sub))
     for key, name, color in _ATOMS:
         vals = np.clip(sub[key].to_numpy(dtype=float), 0, None)
         ax.bar(labels, vals, bottom=bottom, label=name, color=color)
         bottom += vals
-    if "red_null" in sub:
+    if all(f"{key}_null" in sub for key, _, _ in _ATOMS):
         ax.scatter(
             labels,
             sub["red_null"] + sub["uni_t_null"] + sub["uni_s_null"] + sub["syn_null"],
@@ -47,7 +73,8 @@ def plot_atoms(df: Any, *, checkpoint: str | None = None, ax: Any = None) -> Any
             color="k",
             label="all atoms under shuffled Y (bias)",
         )
-    ax.set_ylabel(f"bits (log base {df['base'].iloc[0]:g})" if float(df["base"].iloc[0]) != 2 else "bits")
+    base = float(df["base"].iloc[0]) if "base" in df else 2.0
+    ax.set_ylabel(f"log base {base:g}" if base != 2 else "bits")
     ax.set_title(f"PID of I(Y; T, S) per layer pair, checkpoint {ck}")
     ax.legend(fontsize=8)
     return ax
@@ -57,15 +84,16 @@ def plot_checkpoints(
     df: Any, *, teacher_layer: str | None = None, student_layer: str | None = None, ax: Any = None
 ) -> Any:
     """Red and Uni(Y:T\\S) (with bootstrap intervals) across checkpoints for one layer pair."""
+    caller = "plot_checkpoints()"
+    _check_table(df, (*_SWEEP_KEYS, "red", "uni_t"), caller)
+    sub, tl = _pick(df, "teacher_layer", teacher_layer, caller)
+    sub, sl = _pick(sub, "student_layer", student_layer, caller)
     _, plt = _plt()
     ax = ax or plt.subplots(figsize=(7, 4))[1]
-    tl = teacher_layer or df["teacher_layer"].iloc[-1]
-    sl = student_layer or df["student_layer"].iloc[-1]
-    sub = df[(df["teacher_layer"] == tl) & (df["student_layer"] == sl)]
     x = np.arange(len(sub))
     for key, name, color in _ATOMS[:2]:
         ax.plot(x, sub[key], "o-", color=color, label=name)
-        if f"{key}_lo" in sub:
+        if f"{key}_lo" in sub and f"{key}_hi" in sub:
             ax.fill_between(x, sub[f"{key}_lo"], sub[f"{key}_hi"], color=color, alpha=0.2)
         if f"{key}_null" in sub:
             ax.plot(x, sub[f"{key}_null"], ":", color=color, label=f"{key} under shuffled Y")
@@ -78,6 +106,7 @@ def plot_checkpoints(
 
 def plot_sweep(df: Any, path: str) -> None:
     """Both plots side by side, written to ``path``."""
+    _check_table(df, (*_SWEEP_KEYS, *(key for key, _, _ in _ATOMS)), "plot_sweep()")
     matplotlib, plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.5))
     plot_atoms(df, ax=a1)
@@ -96,28 +125,70 @@ def _probe_prefix(history: Any) -> str | None:
     return None
 
 
+def _check_histories(histories: Any, probe: str | None) -> dict[str, list[Any]]:
+    """``{label: [history, ...]}`` of ``histories``, or a clear error naming the label and the missing columns.
+
+    A :func:`pidkd.distill.fit` result stands for its ``history``.
+    """
+    caller = "plot_training()"
+    if not isinstance(histories, dict) or not histories:
+        raise TypeError(
+            f"{caller} expects a non-empty dict {{label: history or [histories]}} of pidkd.distill.fit() histories; "
+            f"got {type(histories).__name__}{' (empty)' if isinstance(histories, dict) else ''}."
+        )
+    out: dict[str, list[Any]] = {}
+    for label, hs in histories.items():
+        hs = list(hs) if isinstance(hs, (list, tuple)) else [hs]
+        hs = [getattr(h, "history", h) for h in hs]  # a fit() result: its history
+        for h in hs:
+            if not hasattr(h, "columns"):
+                raise TypeError(
+                    f"{caller}: histories[{label!r}] holds a {type(h).__name__}, not a fit() history (a DataFrame)."
+                )
+            missing = [c for c in ("epoch", "val_acc") if c not in h.columns]
+            if missing:
+                raise ValueError(
+                    f"{caller}: histories[{label!r}] has no column(s) {missing} (a fit() history has them); "
+                    f"its columns: {list(h.columns)}."
+                )
+        out[label] = hs
+    if probe is not None and not any(f"{probe}_red" in h and f"{probe}_uni_t" in h for hs in out.values() for h in hs):
+        found = sorted({n for hs in out.values() for h in hs if (n := _probe_prefix(h))})
+        raise ValueError(
+            f"{caller}: no history has the columns {probe}_red and {probe}_uni_t of probe={probe!r}; "
+            f"probes found: {found or 'none'}."
+        )
+    return out
+
+
 def plot_training(
     histories: dict[str, Any], path: str | None = None, *, title: str = "", probe: str | None = None
 ) -> Any:
     """Accuracy against epoch (left) and probed Red / Uni(Y:T\\S) against epoch (right), per method.
 
-    ``histories`` maps a label (e.g. the method) to a :func:`pidkd.distill.fit` history, or to a
-    list of histories (seeds) whose mean accuracy is drawn. The probe columns ``<probe>_red`` and
+    ``histories`` maps a label (e.g. the method) to a :func:`pidkd.distill.fit` history (or its
+    result), or to a list of them (seeds) whose mean accuracy is drawn; a history without the
+    columns ``epoch`` and ``val_acc`` is a ``ValueError`` naming its label. The probe columns ``<probe>_red`` and
     ``<probe>_uni_t`` are drawn from the first history of each label that has them; ``probe`` is a
     :class:`~pidkd.distill.PIDProbe` name (default: the first probe found in each history).
     """
+    histories = _check_histories(histories, probe)
     _, plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
     colors = plt.get_cmap("tab10").colors
     handles = []
     for i, (label, hs) in enumerate(histories.items()):
         color = colors[i % len(colors)]  # one color per label in both panels
-        hs = hs if isinstance(hs, list) else [hs]
         acc = np.mean([h["val_acc"].to_numpy(dtype=float) for h in hs], axis=0)
         handles += a1.plot(np.arange(1, acc.size + 1), acc, color=color, label=label)
         names = [probe or _probe_prefix(h) for h in hs]
         probed = next(
-            ((h, n) for h, n in zip(hs, names) if n and f"{n}_red" in h and h[f"{n}_red"].notna().any()), None
+            (
+                (h, n)
+                for h, n in zip(hs, names)
+                if n and f"{n}_red" in h and f"{n}_uni_t" in h and h[f"{n}_red"].notna().any()
+            ),
+            None,
         )
         if probed is not None:
             h, n = probed

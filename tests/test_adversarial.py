@@ -503,3 +503,21 @@ def test_measure_sees_an_output_that_is_a_hard_link_to_an_input(one_checkpoint, 
     assert main(_measure(str(one_checkpoint), "--journal", str(tmp_path / "pid.jsonl"))) == 2
     assert "is one of the input files" in capsys.readouterr().err
     assert one_checkpoint.read_bytes() == before
+
+
+def test_plots_name_the_missing_columns_instead_of_a_key_error():
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pidkd.plotting import plot_sweep, plot_training
+
+    table = pd.DataFrame({"checkpoint": ["a"], "teacher_layer": ["t"], "student_layer": ["s"], "red": [0.1]})
+    with pytest.raises(ValueError, match=r"plot_sweep\(\) needs the columns \['uni_t', 'uni_s', 'syn'\]"):
+        plot_sweep(table, "unused.png")
+    history = pd.DataFrame({"epoch": [1, 2], "train_acc": [0.5, 0.7]})
+    with pytest.raises(ValueError, match=r"histories\['rid'\] has no column\(s\) \['val_acc'\]"):
+        plot_training({"rid": history})
+    with pytest.raises(ValueError, match=r"probe='p'.*probes found: none"):
+        plot_training({"rid": history.assign(val_acc=[0.4, 0.6])}, probe="p")
