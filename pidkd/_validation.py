@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,13 +27,25 @@ __all__ = [
     "check_int",
     "check_number",
     "check_positive",
+    "user_stacklevel",
 ]
 
 #: A float64 pmf passed with ``counts=False`` must sum to 1 within this absolute tolerance. Within
 #: it, the array is divided by its sum (a round-off correction, never a silent renormalisation).
-#: A pmf of lower precision (float32: numpy, or torch's default dtype) sums to 1 only within a few
-#: round-offs of its dtype: it gets ``eps(dtype) * max(16, sqrt(size))`` when that is larger.
+#: A pmf of lower precision (float32, float16, bfloat16) sums to 1 only within a few round-offs of
+#: its dtype: it gets ``4 eps(dtype) + 2 size * smallest_subnormal(dtype)`` when that is larger.
 PMF_SUM_TOL = 1e-9
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised by the calling function point at user code.
+
+    Counts the frames of pidkd's own modules above the caller, however deep the call came in.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("pidkd."):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _param_error(caller: str, name: str, expected: str, value: Any) -> ValueError:
@@ -145,11 +158,24 @@ def _dit_to_array(d: Any, variables: Sequence[int] | None, arg: str, caller: str
     return out
 
 
-def _to_numpy(p: Any, arg: str, caller: str, variables: Sequence[int] | None) -> tuple[NDArray[Any], float]:
-    """The supported containers as a float64 array, and the machine epsilon of the input's dtype.
+def _sum_tol(eps: float, tiny: float, size: int) -> float:
+    """Tolerance on the sum of a pmf stored at a precision of machine epsilon ``eps`` (0: float64).
 
-    Optional packages are never imported here. The epsilon (``0`` for float64 and integer input)
-    sets the tolerance on the sum of a pmf (:func:`pmf_sum_tol`).
+    Rounding each entry to nearest moves it by at most eps/2 of itself, or by half the smallest
+    subnormal ``tiny`` below the normal range, so the stored entries of a pmf that summed to 1
+    sum to within eps/2 + size * tiny / 2 of 1. Four times that leaves room for a total that the
+    user also computed at that precision (``x / x.sum()``), and no more: a bfloat16 pmf summing to
+    1.10 or a float16 one summing to 1.01 is refused.
+    """
+    return max(PMF_SUM_TOL, 4.0 * eps + 2.0 * size * tiny)
+
+
+def _to_numpy(p: Any, arg: str, caller: str, variables: Sequence[int] | None) -> tuple[NDArray[Any], float]:
+    """The supported containers as a float64 array, and the tolerance on its sum as a pmf.
+
+    Optional packages are never imported here. The tolerance (:func:`_sum_tol`; 0 for float64
+    and integer input, meaning :data:`PMF_SUM_TOL`) is wider for lower precisions. Complex input
+    is refused (a cast to float would drop the imaginary part).
     """
     dit = loaded_module("dit")
     if dit is not None and isinstance(p, dit.Distribution):
@@ -161,8 +187,12 @@ def _to_numpy(p: Any, arg: str, caller: str, variables: Sequence[int] | None) ->
         )
     torch = loaded_module("torch")
     if torch is not None and isinstance(p, torch.Tensor):
-        eps = float(torch.finfo(p.dtype).eps) if p.is_floating_point() and p.element_size() < 8 else 0.0
-        return p.detach().to("cpu", dtype=torch.float64).numpy(), eps
+        if p.is_complex():
+            raise _complex_error(arg, caller, str(p.dtype))
+        low = p.is_floating_point() and p.element_size() < 8
+        info = torch.finfo(p.dtype) if low else None
+        tol = _sum_tol(float(info.eps), float(info.smallest_normal) * float(info.eps), p.numel()) if low else 0.0
+        return p.detach().to("cpu", dtype=torch.float64).numpy(), tol
     if isinstance(p, (str, bytes, dict)) or p is None:
         raise TypeError(
             f"{caller} expects `{arg}` to be an array-like joint pmf or count array p[y, t, s], a "
@@ -171,14 +201,24 @@ def _to_numpy(p: Any, arg: str, caller: str, variables: Sequence[int] | None) ->
         )
     try:
         src = np.asarray(p)
-        arr = np.asarray(src, dtype=np.float64)
+        arr = None if src.dtype.kind == "c" else np.asarray(src, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"{caller} expects `{arg}` to be a numeric array p[y, t, s]; could not convert a "
             f"{type(p).__name__} to float64 ({exc})."
         ) from None
-    eps = float(np.finfo(src.dtype).eps) if src.dtype.kind == "f" and src.dtype.itemsize < 8 else 0.0
-    return arr, eps
+    if arr is None:
+        raise _complex_error(arg, caller, str(src.dtype))
+    low = src.dtype.kind == "f" and src.dtype.itemsize < 8
+    info = np.finfo(src.dtype) if low else None
+    return arr, _sum_tol(float(info.eps), float(info.smallest_subnormal), arr.size) if low else 0.0
+
+
+def _complex_error(arg: str, caller: str, dtype: str) -> TypeError:
+    return TypeError(
+        f"{caller} expects `{arg}` to hold real probabilities or counts; got complex values ({dtype}). "
+        f"Pass the real part explicitly (np.real) if the imaginary part is zero by construction."
+    )
 
 
 def as_joint_pmf(
@@ -213,14 +253,14 @@ def as_joint_pmf(
     >>> as_joint_pmf([[[2, 0], [0, 2]]], counts=True).tolist()
     [[[0.5, 0.0], [0.0, 0.5]]]
     """
-    arr, eps = _to_numpy(p, arg, caller, variables)
+    arr, tol = _to_numpy(p, arg, caller, variables)
     if arr.ndim != 3:
         raise ValueError(
             f"{caller} expects `{arg}` to be a 3-d array p[y, t, s] (axis 0 the label Y, axis 1 "
             f"the teacher T, axis 2 the student S); got ndim={arr.ndim} with shape {arr.shape}. "
             "Reshape it, e.g. flatten multi-dimensional representations into one code per sample."
         )
-    return _check_mass(arr, counts=counts, arg=arg, caller=caller, eps=eps)
+    return _check_mass(arr, counts=counts, arg=arg, caller=caller, tol=tol)
 
 
 def as_pmf(p: Any, *, arg: str = "p", caller: str) -> NDArray[np.float64]:
@@ -231,14 +271,14 @@ def as_pmf(p: Any, *, arg: str = "p", caller: str) -> NDArray[np.float64]:
     >>> as_pmf([0.25, 0.75], caller="entropy()").tolist()
     [0.25, 0.75]
     """
-    arr, eps = _to_numpy(p, arg, caller, None)
+    arr, tol = _to_numpy(p, arg, caller, None)
     if arr.ndim == 0:
         raise ValueError(f"{caller} expects `{arg}` to be an array of probabilities; got a scalar. Pass an array.")
-    return _check_mass(arr, counts=False, arg=arg, caller=caller, eps=eps)
+    return _check_mass(arr, counts=False, arg=arg, caller=caller, tol=tol)
 
 
 def _check_mass(
-    arr: NDArray[np.float64], *, counts: bool, arg: str, caller: str, eps: float = 0.0
+    arr: NDArray[np.float64], *, counts: bool, arg: str, caller: str, tol: float = 0.0
 ) -> NDArray[np.float64]:
     if 0 in arr.shape:
         raise ValueError(
@@ -272,7 +312,7 @@ def _check_mass(
         scaled = arr / top
         return scaled / scaled.sum()
     total = float(arr.sum())
-    tol = PMF_SUM_TOL if eps == 0.0 else max(PMF_SUM_TOL, eps * max(16.0, math.sqrt(arr.size)))
+    tol = max(tol, PMF_SUM_TOL)
     if not abs(total - 1.0) <= tol:
         raise ValueError(
             f"{caller} expects `{arg}` to be a joint pmf over (y, t, s) that sums to 1; got "
