@@ -30,19 +30,29 @@ FIT_SAMPLES = 20_000
 _FIT_VALUES = 2**23  # at most this many values (64 MB in float64) in the fitting copy, for wide layers
 _MIN_FIT_ROWS = 1_000
 _CHUNK_VALUES = 2**22  # values per transformed chunk (32 MB in float64)
+# Magnitudes beyond 2**+-_SAFE_EXP are brought near 1 by a power of two (exact) before quantizing:
+# squares (norms, PCA, k-means distances) of values near 1e+-200 overflow or underflow.
+_SAFE_EXP = 100
 
 
 def as_samples(x: Any, *, name: str = "x", caller: str = "Quantizer") -> NDArray[np.float64]:
     """(N, ...) numpy or torch input -> (N, D) float64, validated."""
     torch = loaded_module("torch")
     if torch is not None and isinstance(x, torch.Tensor):
-        x = x.detach().to("cpu").float().numpy()
+        x = x.detach().to("cpu", dtype=torch.float64).numpy()  # exact for every float and int dtype
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim == 0 or arr.shape[0] == 0:
         raise ValueError(f"{caller} expects `{name}` to hold at least one sample (axis 0); got shape {arr.shape}.")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{caller} expects `{name}` to be finite; got NaN or infinite activations.")
     return arr.reshape(arr.shape[0], -1)
+
+
+def _scale_exp(arr: NDArray[np.float64]) -> int:
+    """The power of two that brings ``arr``'s largest magnitude near 1, or 0 inside 2**+-_SAFE_EXP."""
+    top = float(np.abs(arr).max())
+    exp = int(np.frexp(top)[1]) if top > 0 else 0
+    return exp if abs(exp) > _SAFE_EXP else 0
 
 
 class Quantizer:
@@ -93,6 +103,7 @@ class Quantizer:
         self.n_bins, self.n_components, self.normalize = int(n_bins), int(n_components), bool(normalize)
         self.random_state, self.n_init = random_state, int(n_init)
         self.fitted_ = False
+        self._exp = 0  # the power of two that scales the fitted samples near 1 (see _prepare)
 
     def __repr__(self) -> str:
         return (
@@ -111,10 +122,21 @@ class Quantizer:
             n_init=self.n_init,
         )
 
-    def _prepare(self, x: Any, caller: str) -> NDArray[np.float64]:
-        """(N, D) float64 samples of ``x``, L2-normalised if asked; never changes the caller's array."""
+    def _prepare(self, x: Any, caller: str, fit: bool = False) -> NDArray[np.float64]:
+        """(N, D) float64 samples of ``x``, L2-normalised if asked; never changes the caller's array.
+
+        Samples whose largest magnitude lies beyond 2**+-100 are first scaled by a power of two
+        (exact: the codes are those of the scaled data), the one found in :meth:`fit`, or, when
+        each sample is L2-normalised anyway, the one of ``x`` itself.
+        """
         arr = as_samples(x, caller=caller)
-        if self.normalize and arr.shape[1] > 1:
+        rows = self.normalize and arr.shape[1] > 1
+        exp = _scale_exp(arr) if fit or rows else self._exp
+        if fit:
+            self._exp = exp
+        if exp:
+            arr = np.ldexp(arr, -exp)
+        if rows:
             norm = np.linalg.norm(arr, axis=1, keepdims=True)
             arr = arr / np.where(norm > 0, norm, 1.0)  # a new array: the caller's data is never changed
         return arr
@@ -122,7 +144,7 @@ class Quantizer:
     def fit(self, x: Any) -> Quantizer:
         """Fit on reference representations (N, ...)."""
         decomposition = import_optional("sklearn.decomposition", purpose="Quantizer")
-        arr = self._prepare(x, "Quantizer.fit()")
+        arr = self._prepare(x, "Quantizer.fit()", fit=True)
         n, d = arr.shape
         if n < self.n_bins:
             raise ValueError(f"Quantizer.fit() needs at least n_bins={self.n_bins} samples; got {n}.")
