@@ -154,21 +154,34 @@ def _as_codes(x: Any, name: str, quantizer: Quantizer | None, n_bins: int | None
     return q.fit_transform(arr)
 
 
+def _missing(v: Any) -> bool:
+    """A missing label among Python objects: None, NaN or infinite, NaT, pandas' NA."""
+    if v is None:
+        return True
+    if isinstance(v, (float, np.floating)):
+        return not np.isfinite(v)
+    if isinstance(v, (np.datetime64, np.timedelta64)):
+        return bool(np.isnat(v))
+    return type(v).__name__ in ("NaTType", "NAType")  # pandas' missing values, without importing pandas
+
+
 def _label_codes(y: Any, caller: str) -> np.ndarray:
-    """Labels (any sortable values) -> codes 0..k-1; missing labels (NaN, None) are rejected."""
+    """Labels (any sortable values) -> codes 0..k-1; missing labels (NaN, NaT, None) are rejected."""
     y_arr = np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y)
     if y_arr.ndim != 1:
         raise ValueError(f"{caller} expects `y` to be 1-d labels, one per sample; got shape {y_arr.shape}.")
-    if y_arr.dtype.kind == "f":
+    if y_arr.dtype.kind in "fc":
         missing = ~np.isfinite(y_arr)
+    elif y_arr.dtype.kind in "mM":
+        missing = np.isnat(y_arr)
     elif y_arr.dtype.kind == "O":
-        missing = np.array([v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y_arr], dtype=bool)
+        missing = np.array([_missing(v) for v in y_arr], dtype=bool)
     else:
         missing = np.zeros(y_arr.shape, dtype=bool)
     if missing.any():
         raise ValueError(
             f"{caller} expects `y` to hold a label for every sample; got {int(missing.sum())} missing "
-            f"(NaN, infinite or None) label(s), the first at sample {int(np.argmax(missing))}. Drop those samples "
+            f"(NaN, NaT, infinite or None) label(s), the first at sample {int(np.argmax(missing))}. Drop those samples "
             "(from y, t and s alike) or impute their labels: they are not a class of their own."
         )
     try:
