@@ -58,8 +58,9 @@ def pid(
         exponential-cone programme through cvxpy.
     tol : float, optional
         Largest accepted duality gap of the optimisation, in bits: 1e-9 for ``"NEWTON"``, 1e-7
-        for the cvxpy solvers by default. Negative atoms from round-off are clipped to 0 only
-        within this tolerance.
+        for the cvxpy solvers by default; at least 1e-11 (a smaller one is raised to it, with a
+        warning: float64 round-off of the gap itself reaches 1e-12 bits). Negative atoms from
+        round-off are clipped to 0 only within this tolerance.
     strict : bool, default True
         Raise :class:`~pidkd.exceptions.SolverError` when the result cannot be certified; with
         ``False`` warn (:class:`~pidkd.exceptions.ConvergenceWarning`) and return it with
