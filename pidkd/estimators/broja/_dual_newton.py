@@ -39,7 +39,7 @@ import contextlib
 import functools
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -286,6 +286,17 @@ def _step_cost(n_y: int, n_t: int, n_s: int, pairs: float | None = None, cells: 
     return ("woodbury", woodbury) if woodbury < schur else ("schur", schur)
 
 
+def _swap_sides(shape: tuple[int, ...], step: str) -> bool:
+    """Whether to solve a problem of ``shape`` (y, t, s) with T and S swapped (the programme is symmetric).
+
+    The Schur step eliminates the t side and factors the s side, (|S||Y|)^3 flops: a problem whose S
+    is the larger alphabet is cheaper swapped (2x2x3000: 17.5 -> 0.35 s; its transpose 2x3000x2:
+    0.19 s). The Woodbury and PCG steps cost the same either way.
+    """
+    n_y, n_t, n_s = shape
+    return step in ("auto", "schur") and _step_cost(n_y, n_s, n_t)[1] < _step_cost(n_y, n_t, n_s)[1]
+
+
 def _inv_spd(mat: NDArray[np.float64]) -> NDArray[np.float64]:
     """Inverses of a stack of symmetric positive semidefinite matrices, never raising.
 
@@ -448,10 +459,16 @@ def solve(
             cert = certify(p, q, a, b)
         converged &= (cert.gap <= gap_tol) & (cert.residual <= residual_tol)
         return DualNewtonResult(q, a, b, cert, converged, n_iter, time.perf_counter() - start)
+    swap = _swap_sides(p.shape[1:], step)
+    if swap:
+        p = np.ascontiguousarray(p.transpose(0, 1, 3, 2))
     # Trial points of the line search may overflow; they are rejected (non-finite F), and a NaN
     # reaching the end fails the certificate (gap <= tol is False for NaN), so nothing is hidden.
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"), _blas_threads(1):
-        return _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step)
+        res = _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step)
+    if swap:  # the certificate (residual, H(Y|T,S), gap) is symmetric in T and S
+        res = replace(res, q=res.q.transpose(0, 1, 3, 2), a=res.b, b=res.a)
+    return res
 
 
 @functools.cache
