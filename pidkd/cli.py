@@ -220,6 +220,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             bias_correction=args.bias_correction,
             client=client,
             journal=args.journal,
+            fingerprint=args.fingerprint,
             on_error="warn",
             fit_samples=args.fit_samples,
         )
@@ -427,6 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--journal",
         metavar="FILE",
         help="append each finished row to FILE (JSON lines) as it finishes; a rerun with the same FILE skips them",
+    )
+    m.add_argument(
+        "--fingerprint",
+        choices=("stat", "content"),
+        default="stat",
+        help="how --journal tells that a file is unchanged: stat (path, size and modification time; default, "
+        "instant) or content (a SHA-256 of every byte: sees a rewrite that kept size and time, reads the files "
+        "once more)",
     )
     m.add_argument(
         "--fit-samples",

@@ -521,3 +521,55 @@ def test_plots_name_the_missing_columns_instead_of_a_key_error():
         plot_training({"rid": history})
     with pytest.raises(ValueError, match=r"probe='p'.*probes found: none"):
         plot_training({"rid": history.assign(val_acc=[0.4, 0.6])}, probe="p")
+
+
+def _save_uncompressed(path, acts):
+    arrays = {"labels": acts.labels} | {f"teacher/{k}": v for k, v in acts.teacher.items()}
+    np.savez(path, **arrays, **{f"student/{k}": v for k, v in acts.student.items()})
+    return path
+
+
+_FAST = {"quantizer": pidkd.Quantizer("kmeans", 2), "n_bootstrap": 0, "n_permutations": 0, "progress": False}
+
+
+@pytest.mark.filterwarnings("ignore::pidkd.estimators.samples.SampleSizeWarning")
+def test_journal_content_fingerprint_sees_a_rewrite_that_kept_size_and_mtime(tmp_path):
+    import os
+    import warnings
+
+    path = _save_uncompressed(tmp_path / "ck.npz", _acts(n=200, seed=1))
+    journal = tmp_path / "pid.jsonl"
+    first = sweep(path, journal=journal, fingerprint="content", **_FAST)
+    stat = path.stat()
+    _save_uncompressed(path, _acts(n=200, seed=2))  # other numbers, the same size...
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ...and the same modification time
+    assert path.stat().st_size == stat.st_size
+    with pytest.warns(RuntimeWarning, match="computed from other data"):
+        again = sweep(path, journal=journal, fingerprint="content", **_FAST)
+    assert again["red_plugin"].iloc[0] != first["red_plugin"].iloc[0]
+    with pytest.raises(ValueError, match=r"other parameters \(now: \{'fingerprint': '\(default\)'\}\)"):
+        sweep(path, journal=journal, **_FAST)  # a journal keeps its fingerprint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert sweep(path, journal=journal, fingerprint="content", **_FAST).equals(again)  # now reused
+
+
+@pytest.mark.filterwarnings("ignore::pidkd.estimators.samples.SampleSizeWarning")
+def test_journal_that_is_no_regular_file_or_has_a_cut_header(tmp_path):
+    import os
+
+    acts = _acts(n=200)
+    if os.path.exists("/dev/null"):
+        with pytest.raises(ValueError, match=r"journal='/dev/null' is not a regular file"):
+            sweep(acts, journal="/dev/null", **_FAST)
+    journal = tmp_path / "pid.jsonl"
+    journal.write_bytes(b'{"format": "pidkd-sweep-jour')  # a crash while the header was written
+    with pytest.warns(RuntimeWarning, match="header line cut off"):
+        df = sweep(acts, journal=journal, **_FAST)
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert lines[0]["format"] == "pidkd-sweep-journal" and len(lines) == 2 and len(df) == 1
+    other = tmp_path / "notes.txt"
+    other.write_bytes(b"my notes, no newline")
+    with pytest.raises(ValueError, match="not a pidkd sweep journal"):  # someone's file is never rewritten
+        sweep(acts, journal=other, **_FAST)
+    assert other.read_bytes() == b"my notes, no newline"

@@ -59,6 +59,7 @@ __all__ = ["JOURNAL_FORMAT", "TIMING_COLUMNS", "sweep"]
 #: The marker in the first line of a sweep journal.
 JOURNAL_FORMAT = "pidkd-sweep-journal"
 JOURNAL_VERSION = 1
+_HEADER_START = json.dumps({"format": JOURNAL_FORMAT}).encode()[:-1]  # how every journal begins
 #: Columns that measure time: the only ones that differ between two runs of one sweep.
 TIMING_COLUMNS = ("solve_time",)
 _KEY = ("checkpoint", "teacher_layer", "student_layer")
@@ -280,6 +281,11 @@ class _Journal:
         shown = repr(str(self.path))
         if self.path.is_dir():
             raise ValueError(f"sweep(): journal={shown} is a directory; give a file path.")
+        if self.path.exists() and not self.path.is_file():
+            raise ValueError(
+                f"sweep(): journal={shown} is not a regular file (a device, a pipe or a socket); a journal is read "
+                "back and appended to. Give a file path, or journal=None for no journal."
+            )
         fresh = not self.path.exists() or self.path.stat().st_size == 0  # an empty file: a crash before the header
         self._file = open(self.path, "a+b")  # noqa: SIM115 (held open, and locked, until close())
         try:
@@ -309,6 +315,18 @@ class _Journal:
         self._file.seek(0)
         data = self._file.read()
         end = data.rfind(b"\n") + 1
+        if end == 0 and _HEADER_START.startswith(data[: len(_HEADER_START)]):
+            # Only the start of a header, cut off by a crash while it was written: no row was ever written
+            # after it, so nothing is lost by starting the journal again.
+            warnings.warn(
+                f"sweep(): journal={shown} holds only a header line cut off by an interruption (no rows); it is "
+                "started again.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self._file.truncate(0)
+            self._write(header)
+            return
         lines = data[:end].split(b"\n")[:-1]
         try:
             old = json.loads(lines[0]) if lines else None
@@ -320,7 +338,9 @@ class _Journal:
                 "journals. Give a new path (it is created) or the journal of an earlier run of this sweep."
             )
         if old.get("version") != JOURNAL_VERSION or old.get("params") != header["params"]:
-            diff = {k: v for k, v in header["params"].items() if old.get("params", {}).get(k) != v}
+            before = old.get("params") if isinstance(old.get("params"), dict) else {}
+            keys = [k for k in {**before, **header["params"]} if before.get(k) != header["params"].get(k)]
+            diff = {k: header["params"].get(k, "(default)") for k in keys}
             raise ValueError(
                 f"sweep(): journal={shown} was written by a sweep with other parameters (now: {diff}); its rows "
                 "would not match this run's. Rerun with the same parameters, or give a new journal path."
@@ -353,9 +373,10 @@ class _Journal:
         self._file.close()  # releases the lock
 
 
-def _fingerprint(source: str | Activations) -> str:
-    """What identifies a checkpoint's data: path, size and modification time of its files, or the
-    content of activations in memory. A journal row is reused only under the same fingerprint."""
+def _fingerprint(source: str | Activations, content: bool = False) -> str:
+    """What identifies a checkpoint's data: path, size and modification time of its files (with
+    ``content``: path and a hash of their bytes), or the content of activations in memory. A journal
+    row is reused only under the same fingerprint."""
     h = hashlib.sha256()
     if isinstance(source, Activations):
         arrays = [("labels", source.labels)] + [
@@ -364,7 +385,7 @@ def _fingerprint(source: str | Activations) -> str:
         for key, v in arrays:
             h.update(f"{key}|".encode())
             if isinstance(v, NpyArray):
-                h.update(_fingerprint(str(v.path)).encode())
+                h.update(_fingerprint(str(v.path), content).encode())
             elif hasattr(v, "detach") or isinstance(v, np.ndarray):
                 a = np.ascontiguousarray(_to_numpy(v))
                 h.update(f"{a.dtype.str}{a.shape}|".encode())
@@ -375,15 +396,29 @@ def _fingerprint(source: str | Activations) -> str:
     path = Path(source)
     files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
     for f in files:
-        st = f.stat()
-        h.update(f"{f.absolute()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        if content:
+            h.update(f"{f.absolute()}|{_file_hash(f)}\n".encode())
+        else:
+            st = f.stat()
+            h.update(f"{f.absolute()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
-def _params(kw: dict[str, Any], quantizer: Quantizer | None, fit_samples: int) -> dict[str, Any]:
+def _file_hash(path: Path, block: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read block by block (the file may be larger than memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _params(kw: dict[str, Any], quantizer: Quantizer | None, fit_samples: int, fingerprint: str) -> dict[str, Any]:
     q = quantizer or Quantizer()
     qp = {k: getattr(q, k) for k in ("strategy", "n_bins", "n_components", "normalize", "random_state", "n_init")}
-    return kw | {"quantizer": qp, "fit_samples": fit_samples}
+    params = kw | {"quantizer": qp, "fit_samples": fit_samples}
+    # The default fingerprint is not written, so that journals from before the option stay usable.
+    return params if fingerprint == "stat" else params | {"fingerprint": fingerprint}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,6 +548,7 @@ def sweep(
     journal: str | os.PathLike[str] | None = None,
     on_error: str = "raise",
     fit_samples: int = FIT_SAMPLES,
+    fingerprint: str = "stat",
 ) -> Any:
     """PID of every (checkpoint, teacher layer, student layer) as a tidy pandas DataFrame.
 
@@ -542,7 +578,8 @@ def sweep(
         A file that gets one JSON line per finished row as it finishes (created if missing). If it
         exists, rows already in it are not computed again but read back exactly, so a rerun after
         an interruption loses nothing and repeats nothing; a journal written with other parameters
-        is refused.
+        is refused. A row is reused only if its checkpoint's data are unchanged (see
+        ``fingerprint``); otherwise it is computed again, with a warning.
     on_error : {"raise", "warn"}, default "raise"
         A pair that fails (an unreadable layer, non-finite activations, row counts that differ)
         never stops the others. When all have run: "raise" raises
@@ -553,6 +590,13 @@ def sweep(
         Each layer's quantizer is fitted on at most this many rows (a random subset seeded by the
         quantizer's ``random_state``, fewer for very wide layers; see
         :func:`~pidkd.estimators.quantize.fit_rows`) and then applied to all rows chunk by chunk.
+    fingerprint : {"stat", "content"}, default "stat"
+        How a journal tells that a checkpoint's files are unchanged. "stat": path, size and
+        modification time of every file, instant, but blind to a rewrite that keeps both (a copy
+        with ``cp -p`` or ``rsync -t``, a tool that restores the mtime, two writes within the
+        file system's time resolution). "content": path and SHA-256 of every byte, which reads
+        all the activations once more per run (about as long as reading them). Activations in
+        memory are always hashed by content. The choice is part of the journal's parameters.
 
     Returns
     -------
@@ -586,6 +630,7 @@ def sweep(
     fit_samples = check_int(fit_samples, name="fit_samples", caller=caller, minimum=2)
     check_bias_correction(bias_correction, n_bootstrap, caller)
     on_error = check_choice(on_error, ("raise", "warn"), name="on_error", caller=caller)
+    fingerprint = check_choice(fingerprint, ("stat", "content"), name="fingerprint", caller=caller)
     if check_int(n_jobs, name="n_jobs", caller=caller, minimum=-(os.cpu_count() or 1)) == 0:
         raise ValueError(f"The 'n_jobs' parameter of {caller} must be a non-zero int (-1: all cores). Got 0 instead.")
     if client is not None and n_jobs != 1:
@@ -606,17 +651,23 @@ def sweep(
         "bias_correction": bias_correction,
     }
     checkpoints, pairs = _plan(items, teacher_layers, student_layers)
-    log = _Journal(journal, _params(kw, quantizer, fit_samples)) if journal is not None else None
+    params = _params(kw, quantizer, fit_samples, fingerprint)
+    log = _Journal(journal, params) if journal is not None else None
     try:
-        return _sweep(pd, checkpoints, pairs, log, kw, quantizer, fit_samples, n_jobs, client, progress, on_error)
+        return _sweep(
+            pd, checkpoints, pairs, log, kw, quantizer, fit_samples, n_jobs, client, progress, on_error, fingerprint
+        )
     finally:
         if log is not None:
             log.close()
 
 
-def _sweep(pd, checkpoints, pairs, log, kw, quantizer, fit_samples, n_jobs, client, progress, on_error) -> Any:
+def _sweep(
+    pd, checkpoints, pairs, log, kw, quantizer, fit_samples, n_jobs, client, progress, on_error, fingerprint
+) -> Any:
     """The part of :func:`sweep` after the checks and the journal's opening."""
-    sources = {ck.name: _fingerprint(ck.source) for ck in checkpoints} if log is not None else {}
+    content = fingerprint == "content"
+    sources = {ck.name: _fingerprint(ck.source, content) for ck in checkpoints} if log is not None else {}
     rows: dict[int, dict[str, Any]] = {}
     stale = 0
     for p in pairs:
