@@ -573,3 +573,24 @@ def test_journal_that_is_no_regular_file_or_has_a_cut_header(tmp_path):
     with pytest.raises(ValueError, match="not a pidkd sweep journal"):  # someone's file is never rewritten
         sweep(acts, journal=other, **_FAST)
     assert other.read_bytes() == b"my notes, no newline"
+
+
+def test_zarr_missing_chunks_warn_and_a_bad_group_is_a_clear_error(tmp_path):
+    zarr = pytest.importorskip("zarr", minversion="3")
+    rng = np.random.default_rng(0)
+    group = zarr.open_group(str(tmp_path / "acts.zarr"), mode="w")
+    group.create_array("labels", data=rng.integers(0, 3, 100), chunks=(10,))
+    group.create_array("teacher/t", data=rng.normal(size=(100, 4)).astype(np.float32), chunks=(10, 4))
+    group.create_array("student/s", data=rng.normal(size=(100, 4)).astype(np.float32), chunks=(10, 4))
+    chunk = tmp_path / "acts.zarr" / "teacher" / "t" / "c" / "3" / "0"
+    assert chunk.is_file()
+    chunk.unlink()  # a partial copy: the chunk now reads as zeros
+    with pytest.warns(RuntimeWarning, match=r"acts.zarr' lacks chunks \(teacher/t: 1 of 10\)"):
+        load_activations(tmp_path / "acts.zarr")
+    zarr.save_array(str(tmp_path / "one.zarr"), np.arange(10))
+    with pytest.raises(ValueError, match="is one Zarr array, not a Zarr group"):
+        load_activations(tmp_path / "one.zarr")
+    (tmp_path / "bad.zarr").mkdir()
+    (tmp_path / "bad.zarr" / "zarr.json").write_text('{"zarr_format": 3, "node_t')
+    with pytest.raises(ValueError, match=r"could not read .*bad.zarr' as a Zarr group .*corrupt or truncated"):
+        load_activations(tmp_path / "bad.zarr")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,9 +269,22 @@ def _read_zarr(path: Path) -> dict[str, Any]:
             f"load_activations() of a Zarr group needs zarr 3 or later (Python 3.11+); zarr {zarr.__version__} is "
             "installed. Upgrade it (pip install 'zarr>=3'), or store the activations as a directory of .npy files."
         )
-    group = zarr.open_group(str(path), mode="r")
-    members = sorted(group.members(max_depth=None), key=lambda m: m[0])  # a stable layer order
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        members = sorted(group.members(max_depth=None), key=lambda m: m[0])  # a stable layer order
+    except Exception as exc:
+        if type(exc).__name__ == "ContainsArrayError":
+            raise ValueError(
+                f"load_activations(): {str(path)!r} is one Zarr array, not a Zarr group with the arrays labels, "
+                "teacher/<layer> and student/<layer>; write the activations with zarr.open_group(...)."
+            ) from None
+        detail = " ".join(str(exc).split())
+        raise ValueError(
+            f"load_activations() could not read {str(path)!r} as a Zarr group ({type(exc).__name__}: {detail}); "
+            "is a zarr.json (or .zgroup/.zarray) file in it corrupt or truncated?"
+        ) from None
     arrays = {name: a for name, a in members if hasattr(a, "shape") and hasattr(a, "dtype")}
+    _warn_missing_chunks(path, arrays)
     bad = sorted(name for name, a in arrays.items() if np.dtype(a.dtype).kind not in "biufUS")
     if bad:
         raise ValueError(
@@ -278,6 +292,25 @@ def _read_zarr(path: Path) -> dict[str, Any]:
             "object arrays (their codecs unpickle, which can run code). Store numeric arrays."
         )
     return arrays
+
+
+def _warn_missing_chunks(path: Path, arrays: dict[str, Any]) -> None:
+    """Warn about chunks that are not in the store: Zarr reads them as the fill value, silently."""
+    missing = {}
+    for name, a in arrays.items():
+        expected, found = getattr(a, "nchunks", None), getattr(a, "nchunks_initialized", None)
+        if isinstance(expected, int) and isinstance(found, int) and found < expected:
+            missing[name] = f"{expected - found} of {expected}"
+    if missing:
+        shown = ", ".join(f"{k}: {v}" for k, v in missing.items())
+        warnings.warn(
+            f"load_activations(): the Zarr group {str(path)!r} lacks chunks ({shown}); Zarr reads a missing chunk "
+            "as the array's fill value. If they were never written (an interrupted or partial copy), the results "
+            "are wrong: write them again. If the writer skipped chunks equal to the fill value (Zarr's "
+            "write_empty_chunks=False), they are right.",
+            RuntimeWarning,
+            stacklevel=5,
+        )
 
 
 def _read(path: Path, suffix: str) -> dict[str, Any]:
