@@ -119,6 +119,49 @@ def check_dtypes(x: torch.Tensor, models: Mapping[str, nn.Module], *, name: str 
             )
 
 
+def check_distinct(teacher: nn.Module, student: nn.Module) -> None:
+    """The teacher and the student share no parameter (the teacher is frozen, the student trained), else
+    ``ValueError``."""
+    shared = {id(p) for p in teacher.parameters()} & {id(p) for p in student.parameters()}
+    if teacher is student or shared:
+        what = "the same module" if teacher is student else f"modules that share {len(shared)} parameter tensor(s)"
+        raise ValueError(
+            f"fit(): the teacher and the student are {what}; fit() freezes the teacher and trains the student, so "
+            "they must be separate networks. Pass a copy as the student (copy.deepcopy(teacher)) or a new model."
+        )
+
+
+def check_terms(terms: Any, *, method: Any, phase: str) -> None:
+    """A method's loss terms of one step: a non-empty dict of str -> scalar floating tensors, one of which
+    carries a gradient; else ``TypeError`` / ``ValueError`` naming the method, the phase and the term."""
+    who = f"{type(method).__name__}.terms() (method {method.name!r}, phase {phase!r})"
+    if not isinstance(terms, Mapping) or not terms:
+        raise (ValueError if isinstance(terms, Mapping) else TypeError)(
+            f"fit(): {who} must return a non-empty dict of loss terms, name -> scalar tensor (e.g. "
+            f"{{'task': F.cross_entropy(step.logits, step.y)}}); it returned {describe(terms)}"
+            + (" that is empty." if isinstance(terms, Mapping) else ".")
+        )
+    for key, value in terms.items():
+        if not isinstance(key, str):
+            raise TypeError(f"fit(): {who} returned a term named {key!r}; name every term with a str.")
+        if not isinstance(value, torch.Tensor) or not (value.is_floating_point() and value.dim() == 0):
+            got = (
+                f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+                if isinstance(value, torch.Tensor)
+                else f"a {type(value).__name__}"
+            )
+            raise (ValueError if isinstance(value, torch.Tensor) and value.is_floating_point() else TypeError)(
+                f"fit(): {who} returned the term {key!r} as {got}; every term must be a scalar floating tensor "
+                "(shape ()) computed from the step's tensors, e.g. loss.mean() or loss.sum()."
+            )
+    if not any(v.requires_grad for v in terms.values()):
+        raise ValueError(
+            f"fit(): no loss term of {who} ({list(terms)}) carries a gradient, so the step would train nothing; "
+            "compute the terms from the step's student outputs or from the method's modules, not under no_grad "
+            "or from detached tensors."
+        )
+
+
 def host_syncs(run: Callable[[], Any]) -> tuple[Any, dict[str, int]]:
     """``run()``'s result and the synchronising CUDA calls it made, counted by ``"file:line"``.
 

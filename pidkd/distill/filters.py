@@ -27,6 +27,12 @@ def _dims(spatial: bool | int) -> int:
     return dims
 
 
+def to_module_dtype(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """``x`` in the dtype of ``module``'s parameters: teacher activations fed to the method's filters, which
+    are built in the student's dtype (under autocast, bf16 activations return to the filters' float32)."""
+    return x.to(next(module.parameters()).dtype)
+
+
 class _MatmulOnCPU:
     """A bias-free 1x1 convolution computed on the CPU as a batched matrix product.
 

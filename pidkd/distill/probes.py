@@ -32,6 +32,7 @@ from torch import nn
 
 from pidkd._validation import check_bool, check_int
 from pidkd.distill._checks import as_tensor_pair, describe
+from pidkd.distill.filters import to_module_dtype
 from pidkd.distill.hooks import capture, module_names
 from pidkd.estimators.quantize import Quantizer, fresh_quantizer
 from pidkd.estimators.samples import (
@@ -178,7 +179,8 @@ class PIDProbe:
         if pair is not None and f"ft{pair}" in modules and f"fs{pair}" in modules:
             states = {k: m.training for k, m in modules.items()}
             modules.eval()
-            out["ft"], out["fs"] = _host(modules[f"ft{pair}"](t.float())), _host(modules[f"fs{pair}"](s.float()))
+            ft, fs = modules[f"ft{pair}"], modules[f"fs{pair}"]
+            out["ft"], out["fs"] = _host(ft(to_module_dtype(t, ft))), _host(fs(to_module_dtype(s, fs)))
             for k, m in modules.items():
                 m.train(states[k])
         return out

@@ -31,10 +31,12 @@ from pidkd.distill import _distributed
 from pidkd.distill._checks import (
     as_tensor_pair,
     check_batch,
+    check_distinct,
     check_dtypes,
     check_labels,
     check_logits,
     check_module,
+    check_terms,
     describe,
 )
 from pidkd.distill._data import TensorBatches
@@ -496,8 +498,9 @@ def fit(
 ) -> FitResult:
     """Train ``student`` with ``method``; the teacher stays frozen (eval mode, no gradients).
 
-    Every argument, the first training batch and both models' outputs on it are checked before
-    any training: a wrong argument fails at once with a message naming it.
+    Every argument, the first training batch and both models' outputs on it (and, in the same way,
+    the validation, test and probe data) are checked before any training: a wrong argument fails at
+    once with a message naming it.
 
     Parameters
     ----------
@@ -531,7 +534,9 @@ def fit(
         A checkpoint written with ``config.checkpoint_every``; training continues where it stopped
         with the same history and random streams (exactly, for tensor-tuple data). It is loaded
         with ``torch.load(weights_only=True)``, which runs no code from the file; a file that is
-        not a pidkd checkpoint of this format version raises ``ValueError``.
+        not a pidkd checkpoint of this format version raises ``ValueError``, and so does one
+        written with another teacher, other layers, another configuration or schedule, or more
+        epochs than ``epochs`` (a run is never truncated).
     probes : sequence of PIDProbe
         Live PID measurements added to the history (see :class:`pidkd.distill.PIDProbe`), each
         under its own ``name`` (two probes with one name are refused). The training thread only
@@ -550,7 +555,8 @@ def fit(
     UserWarning
         Once per term, when a distillation term's mean over the first epoch of its phase is more
         than 100 times the task loss's: the message names the term, the ratio and the weight to
-        lower.
+        lower. When every epoch of the run is a warm-up epoch (it never distils). When the student
+        ends a run of 3 or more epochs no better than predicting the most frequent label.
 
     Notes
     -----
@@ -572,6 +578,7 @@ def fit(
     pd = import_optional("pandas", purpose="fit()")
     teacher = check_module(teacher, name="teacher", caller="fit()")
     student = check_module(student, name="student", caller="fit()")
+    check_distinct(teacher, student)
     method = resolve(method)
     cfg = _effective_config(config, epochs, method)
     t_layers = _layer_names(teacher_layers, "teacher_layers")
@@ -588,6 +595,8 @@ def fit(
     method.check(cfg)
     probes = check_probes(probes, teacher, student)
     state = _load_checkpoint(resume_from, method.name) if resume_from is not None else None
+    if state is not None:
+        _check_resume(state, cfg, method, teacher, t_layers, s_layers)
     _check_checkpoint_files(cfg, method.name, state["epoch"] if state else 0)
     several = _distributed.world_from_env() > 1
     dev = _device(teacher, student, device, _distributed.local_rank() if several else None)
@@ -789,6 +798,8 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
     sampler, eval_ddp = None, {"val": None, "test": None}
     pin = dev.type == "cuda"  # host batches page-locked: their copies to the GPU do not wait
     given = dict(data)  # before sharding, for the checks
+    if ddp.main:
+        _warn_never_distils(method, cfg)
     if ddp.active:
         train, train_labels, sampler = _shard_train(data["train"], cfg, gen, ddp)
         _check_same_lengths(ddp, data, train, dev)
@@ -879,6 +890,20 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
     if ddp.main:
         _warn_learned_nothing(method, rows, labels)
     return rows, student, mods, run.best
+
+
+def _warn_never_distils(method: DistillMethod, cfg: DistillConfig) -> None:
+    """Warn when every epoch of the run is a warm-up epoch (RID or TED with too few epochs for their
+    schedule): the distillation term never trains the student."""
+    if cfg.epochs and all(method.phase(e, cfg) == "warmup" for e in range(cfg.epochs)):
+        warnings.warn(
+            f"fit(method={method.name!r}): all {cfg.epochs} epoch(s) of this run are warm-up epochs "
+            f"(warmup_epochs={cfg.warmup_epochs}, cycle_epochs={cfg.cycle_epochs}, phase1_fraction="
+            f"{cfg.phase1_fraction:.3g}, coupling_from_cycle={cfg.coupling_from_cycle}), so the run never leaves "
+            "the warm-up and the student is never distilled (at most trained on the task). Give more epochs, or "
+            "a schedule whose warm-up ends within them (DistillConfig(warmup_epochs=..., coupling_from_cycle=0)).",
+            stacklevel=4,  # the caller of fit()
+        )
 
 
 def _check_same_lengths(ddp: _distributed.Dist, data: dict[str, Any], train: Iterable[Any], dev: torch.device) -> None:
@@ -1168,6 +1193,8 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
                     student=[run.sa[b] for b in run.s_layers],
                 )
                 terms = method.terms(phase, cfg, run.mods, captured)
+            if step == 0:  # a method of the user's: a clear error before its terms are summed
+                check_terms(terms, method=method, phase=phase)
             loss = sum(terms.values())
             for o in opts:
                 o.zero_grad(set_to_none=True)
@@ -1299,10 +1326,109 @@ def _save_checkpoint(run: _Run, epoch: int, rows: list[dict[str, Any]]) -> Path:
             "data_rng": run.gen.get_state(),
             "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
             "best": {"epoch": best["epoch"], "val_acc": float(best["val_acc"]), "state": best["state"]},
+            # what a resumed run must share with this one (_check_resume)
+            "teacher_layers": list(run.t_layers),
+            "student_layers": list(run.s_layers),
+            "teacher_checksum": _teacher_checksum(run.teacher),
+            "settings": _settings(run.cfg),
         },
         path,
     )
     return path
+
+
+#: The DistillConfig fields a resumed run must share with the run that wrote its checkpoint: all but the
+#: run's length (epochs; the learning-rate milestones, which scale with it, are warned about), the schedule
+#: fields derived from it (checked through the phases of the epochs done) and the fields that say how to run
+#: (progress, checkpoints, amp, compile, cache_teacher).
+RESUME_SETTINGS = (
+    "batch_size",
+    "optimizer",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "lr_gamma",
+    "lambda_task",
+    "lambda_distill",
+    "vid_lambda",
+    "kd_alpha",
+    "kd_temperature",
+    "filter_channels",
+    "filter_lr",
+    "grad_clip",
+    "reduction",
+    "sigma_penalty",
+    "train_student_in_phase1",
+    "ted_lambda",
+    "seed",
+)
+
+
+def _settings(cfg: DistillConfig) -> dict[str, Any]:
+    """The :data:`RESUME_SETTINGS` of ``cfg`` as plain values (an optimizer factory by its qualified name)."""
+    out = {}
+    for name in RESUME_SETTINGS:
+        value = getattr(cfg, name)
+        if callable(value):
+            value = f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__name__)}"
+        out[name] = value
+    return out
+
+
+def _teacher_checksum(teacher: nn.Module) -> torch.Tensor:
+    """A float64 fingerprint of the teacher's parameters and buffers, on the CPU (see :func:`_check_resume`)."""
+    return _distributed.checksum([*teacher.parameters(), *teacher.buffers()], torch.device("cpu")).cpu()
+
+
+def _check_resume(
+    state: dict[str, Any],
+    cfg: DistillConfig,
+    method: DistillMethod,
+    teacher: nn.Module,
+    t_layers: list[str],
+    s_layers: list[str],
+) -> None:
+    """Before any training: the checkpoint ``state`` must come from a run of this teacher, these layer pairs,
+    this configuration and this schedule (the phases of the epochs it did), with no more epochs done than this
+    run has. (Checkpoints written before the teacher, layers and settings were recorded lack those keys, and
+    are not checked for them.)"""
+    shown, done = state["path"], int(state["epoch"])
+    how = "Resume with the teacher, the layers and the configuration of the run that wrote it, or start a new run."
+    if done > cfg.epochs:
+        raise ValueError(
+            f"fit(): the checkpoint resume_from={shown} holds {done} epochs of training, more than this run's "
+            f"epochs={cfg.epochs}; a resumed run continues to epochs, it does not truncate. Pass epochs >= {done} "
+            f"(epochs={done} returns the checkpoint's run without training), or an earlier checkpoint."
+        )
+    given = {"teacher_layers": list(t_layers), "student_layers": list(s_layers)}
+    for key, mine in given.items():
+        if key in state and list(state[key]) != mine:
+            raise ValueError(
+                f"fit(): the checkpoint resume_from={shown} was written with {key}={list(state[key])}, this run has "
+                f"{key}={mine}. {how}"
+            )
+    if "teacher_checksum" in state:
+        theirs, mine = state["teacher_checksum"], _teacher_checksum(teacher)
+        if theirs.shape != mine.shape or not torch.allclose(theirs, mine, rtol=1e-6, atol=1e-12):
+            raise ValueError(
+                f"fit(): the checkpoint resume_from={shown} was written with another teacher (its parameters and "
+                f"buffers differ from this run's teacher). {how}"
+            )
+    mine = _settings(cfg)
+    differ = {k: (v, mine.get(k)) for k, v in state.get("settings", {}).items() if mine.get(k) != v}
+    if differ:
+        listed = ", ".join(f"{k}={a!r} (this run: {b!r})" for k, (a, b) in differ.items())
+        raise ValueError(f"fit(): the checkpoint resume_from={shown} was written with DistillConfig {listed}. {how}")
+    phases = [row.get("phase") for row in state["history"]]
+    planned = [method.phase(e, cfg) for e in range(len(phases))]
+    if phases != planned:
+        raise ValueError(
+            f"fit(): the checkpoint resume_from={shown} ran the phases {phases}, where this run's schedule has "
+            f"{planned} (warmup_epochs={cfg.warmup_epochs}, cycle_epochs={cfg.cycle_epochs}, phase1_fraction="
+            f"{cfg.phase1_fraction}, coupling_from_cycle={cfg.coupling_from_cycle}: unset, they scale with epochs). "
+            "Set them as the run that wrote the checkpoint had them. " + how
+        )
 
 
 def _plain(value: Any) -> Any:

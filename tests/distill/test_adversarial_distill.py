@@ -9,6 +9,7 @@ import json
 import math
 import pickle
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -16,7 +17,9 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from pidkd.distill import DistillConfig, PIDProbe, fit  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from pidkd.distill import DistillConfig, DistillMethod, PIDProbe, fit  # noqa: E402
 from pidkd.estimators import Quantizer  # noqa: E402
 from tests.distill.test_distill import mlp  # noqa: E402
 
@@ -541,3 +544,85 @@ def test_torchrun_ranks_with_data_of_different_lengths_are_refused(tmp_path):
     for rank in (0, 1):
         message = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert re.search(r"different numbers of train_data samples: 64 on rank 0, 48 on rank 1", message), message
+
+
+@pytest.mark.parametrize(("method", "epochs"), [("rid", 1), ("ted", 1), ("rid", 3)])
+def test_a_run_that_never_leaves_the_warm_up_is_warned_about(method, epochs, data):
+    config = cfg(epochs=epochs, warmup_epochs=epochs if epochs > 1 else None)
+    with pytest.warns(UserWarning, match=rf"all {epochs} epoch\(s\) of this run are warm-up epochs"):
+        fit(teacher(), student(), data, method=method, config=config, **RID_LAYERS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a run that distils is not warned about
+        fit(teacher(), student(), data, method=method, config=cfg(epochs=2, warmup_epochs=1), **RID_LAYERS)
+
+
+def test_resume_refuses_another_teacher_layers_config_or_fewer_epochs(tmp_path, data):
+    config = cfg(epochs=2, cycle_epochs=2, phase1_fraction=0.5, warmup_epochs=0, coupling_from_cycle=0)
+    fit(teacher(), student(), data, method="rid", config=dataclasses.replace(config, checkpoint_every=2,
+        checkpoint_dir=str(tmp_path)), **RID_LAYERS)  # fmt: skip
+    path = str(tmp_path / "rid_epoch0002.pt")
+    cases = [
+        ({"teacher": mlp([6, 8, 3], 5)}, "written with another teacher"),
+        ({"teacher_layers": ["0"]}, r"teacher_layers=\['1'\], this run has teacher_layers=\['0'\]"),
+        ({"config": dataclasses.replace(config, epochs=3, lr=0.1)}, r"DistillConfig lr=0.05 \(this run: 0.1\)"),
+        ({"config": dataclasses.replace(config, epochs=3, cycle_epochs=3)}, r"ran the phases \['phase1', 'phase2'\]"),
+        (
+            {"config": dataclasses.replace(config, epochs=1)},
+            "holds 2 epochs of training, more than this run's epochs=1",
+        ),
+    ]
+    for change, match in cases:
+        kw = {"teacher": teacher(), "config": dataclasses.replace(config, epochs=3)} | RID_LAYERS | change
+        net = student()
+        before = params(net)
+        with pytest.raises(ValueError, match=match):
+            fit(kw.pop("teacher"), net, data, method="rid", resume_from=path, **kw)
+        assert same(before, net.parameters())
+    res = fit(teacher(), student(), data, method="rid", config=dataclasses.replace(config, epochs=3), resume_from=path,
+              **RID_LAYERS)  # fmt: skip
+    assert list(res.history["epoch"]) == [1, 2, 3]
+
+
+class _Terms(DistillMethod):
+    name = "terms"
+
+    def __init__(self, make):
+        self.make = make
+
+    def terms(self, phase, cfg, modules, step):
+        return self.make(F.cross_entropy(step.logits, step.y))
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda loss: {}, ValueError, r"_Terms.terms\(\) \(method 'terms', phase 'train'\) must return a non-empty"),
+        (lambda loss: [loss], TypeError, "must return a non-empty dict of loss terms.*returned a list"),
+        (lambda loss: {"task": 0.5}, TypeError, "returned the term 'task' as a float; every term must be a scalar"),
+        (lambda loss: {"task": [loss]}, TypeError, "returned the term 'task' as a list"),
+        (lambda loss: {"task": loss.reshape(1)}, ValueError, r"'task' as a torch.float32 tensor of shape \(1,\)"),
+        (lambda loss: {"task": loss.detach()}, ValueError, r"no loss term of _Terms.terms\(\).*carries a gradient"),
+    ],
+)
+def test_a_users_method_terms_are_checked_on_the_first_step(make, error, match, data):
+    with pytest.raises(error, match=match):
+        fit(teacher(), student(), data, method=_Terms(make), config=cfg())
+
+
+def test_the_same_module_as_teacher_and_student_is_refused(data):
+    net = student()
+    with pytest.raises(ValueError, match="the teacher and the student are the same module"):
+        fit(net, net, data, method="kd", config=cfg())
+    shared = nn.Sequential(net[0], nn.ReLU(), nn.Linear(4, 3))
+    with pytest.raises(ValueError, match=r"modules that share 2 parameter tensor\(s\)"):
+        fit(net, shared, data, method="kd", config=cfg())
+
+
+@pytest.mark.parametrize("method", ["vid", "ted", "rid"])
+def test_float64_models_train_with_every_method(method, data):
+    """pidkd's own filters and regressors were float32 whatever the models: float64 models failed in them."""
+    x, y = data
+    config = cfg(epochs=3, warmup_epochs=1, cycle_epochs=2, phase1_fraction=0.5, coupling_from_cycle=0)
+    res = fit(teacher().double(), student().double(), (x.double(), y), method=method, config=config, **RID_LAYERS)
+    assert {p.dtype for p in res.modules.parameters()} == {torch.float64}
+    assert np.isfinite(res.history[["loss_task", f"loss_{method}"]].iloc[-1]).all() and len(res.history) == 3

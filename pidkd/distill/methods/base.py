@@ -40,8 +40,9 @@ class DistillMethod:
     - :meth:`trains`: which of its modules (by name prefix) each phase trains, and whether the
       student trains (the optimizer of a phase is the student's when the student trains, else
       the filters'; see ``student_modules`` and ``filter_modules``);
-    - :meth:`terms`: the loss terms of one step (a dict name -> scalar tensor; ``"task"`` is the
-      task loss, against which the loss-scale warning compares the others).
+    - :meth:`terms`: the loss terms of one step (a non-empty dict name -> scalar floating tensor,
+      checked on the first step of every epoch; ``"task"`` is the task loss, against which the
+      loss-scale warning compares the others).
 
     Attributes
     ----------

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pidkd.distill.filters import Head, StudentFilter, TeacherFilter
+from pidkd.distill.filters import Head, StudentFilter, TeacherFilter, to_module_dtype
 from pidkd.distill.losses import rid_phase1_loss, rid_phase2_loss
 from pidkd.distill.methods.base import DistillMethod, Step, check_pairs
 
@@ -36,7 +36,8 @@ class _Sigma(nn.Module):
 
 def _filters(teacher, student, n_classes, cfg, extra: str) -> nn.ModuleDict:
     """Per pair f_t, g_t, f_s and ``extra`` (TED's student head "shead" or RID's "sigma"), built on the
-    layers' device, with the lazy heads materialised on the batch."""
+    layers' device, with the lazy heads materialised on the batch, in the student layers' floating dtype
+    (float32 for float32 models, float64 for float64 ones)."""
     mods = nn.ModuleDict()
     for k, (t, s, dims) in enumerate(zip(teacher, student, check_pairs(teacher, student))):
         c_out = cfg.filter_channels or s.shape[1]
@@ -48,7 +49,18 @@ def _filters(teacher, student, n_classes, cfg, extra: str) -> nn.ModuleDict:
             mods[f"head{k}"](mods[f"ft{k}"](t.float()))
             if extra == "shead":
                 mods[f"shead{k}"](mods[f"fs{k}"](s.float()))
-    return mods
+    return mods.to(_dtype(student))
+
+
+def _dtype(student: list[torch.Tensor]) -> torch.dtype:
+    """The dtype the method's modules are built in: the captured student layers' (float32 if not floating)."""
+    return student[0].dtype if student and student[0].is_floating_point() else torch.float32
+
+
+def _teacher_filter(modules: nn.ModuleDict, k: int, t: torch.Tensor) -> torch.Tensor:
+    """f_t of pair ``k`` on the teacher layer ``t``, cast to the filter's dtype (bf16 activations under
+    autocast, a teacher of another dtype)."""
+    return modules[f"ft{k}"](to_module_dtype(t, modules[f"ft{k}"]))
 
 
 class TED(DistillMethod):
@@ -85,7 +97,7 @@ class TED(DistillMethod):
         if phase == "warmup":
             out = {
                 "filters": sum(
-                    F.cross_entropy(modules[f"head{k}"](modules[f"ft{k}"](t.float())), step.y)
+                    F.cross_entropy(modules[f"head{k}"](_teacher_filter(modules, k, t)), step.y)
                     + F.cross_entropy(modules[f"shead{k}"](modules[f"fs{k}"](s.detach())), step.y)
                     for k, (t, s) in pairs
                 )
@@ -96,7 +108,7 @@ class TED(DistillMethod):
         total = 0.0
         for k, (t, s) in pairs:
             with torch.no_grad():
-                ft = modules[f"ft{k}"](t.float())
+                ft = _teacher_filter(modules, k, t)
             total = total + F.mse_loss(modules[f"fs{k}"](s), ft)
         return {"task": F.cross_entropy(step.logits, step.y), "ted": cfg.ted_lambda * total}
 
@@ -156,7 +168,7 @@ class RID(DistillMethod):
         if phase in ("warmup", "phase1"):
             total = 0.0
             for k, (t, s) in pairs:
-                ft = modules[f"ft{k}"](t.float())
+                ft = _teacher_filter(modules, k, t)
                 with torch.no_grad():  # phase 1 trains the teacher's filter and head only
                     fs = modules[f"fs{k}"](s.detach())
                     sigma = modules[f"sigma{k}"]()
@@ -176,7 +188,7 @@ class RID(DistillMethod):
         total = 0.0
         for k, (t, s) in pairs:
             with torch.no_grad():
-                ft = modules[f"ft{k}"](t.float())
+                ft = _teacher_filter(modules, k, t)
             total = total + rid_phase2_loss(
                 ft,
                 modules[f"fs{k}"](s),

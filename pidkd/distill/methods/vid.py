@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pidkd.distill.filters import VIDRegressor
+from pidkd.distill.filters import VIDRegressor, to_module_dtype
 from pidkd.distill.losses import vid_loss
 from pidkd.distill.methods.base import DistillMethod, Step, check_pairs
 
@@ -25,15 +25,19 @@ class VID(DistillMethod):
     def build(
         self, teacher: list[torch.Tensor], student: list[torch.Tensor], n_classes: int, cfg: Any
     ) -> nn.ModuleDict:
+        """A regressor per layer pair, in the student layers' floating dtype (float32 if not floating)."""
         dims = check_pairs(teacher, student)
-        return nn.ModuleDict(
+        mods = nn.ModuleDict(
             {
                 f"vid{k}": VIDRegressor(s.shape[1], t.shape[1], spatial=d)
                 for k, (t, s, d) in enumerate(zip(teacher, student, dims))
             }
         )
+        return mods.to(student[0].dtype) if student and student[0].is_floating_point() else mods
 
     def terms(self, phase: str, cfg: Any, modules: nn.ModuleDict, step: Step) -> dict[str, torch.Tensor]:
-        pairs = enumerate(zip(step.teacher, step.student))
-        total = sum(vid_loss(t.float(), modules[f"vid{k}"](s), modules[f"vid{k}"].variance) for k, (t, s) in pairs)
+        total = 0.0
+        for k, (t, s) in enumerate(zip(step.teacher, step.student)):
+            vid = modules[f"vid{k}"]
+            total = total + vid_loss(to_module_dtype(t, vid), vid(s), vid.variance)
         return {"task": F.cross_entropy(step.logits, step.y), "vid": cfg.vid_lambda * total}
