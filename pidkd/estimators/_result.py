@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 __all__ = ["STATUSES", "PIDResult", "SolverDiagnostics"]
 
-#: The status vocabulary shared by every solver.
-STATUSES = ("optimal", "optimal_inaccurate", "max_iter", "infeasible", "error")
+#: The status vocabulary shared by every solver ("local_optimum": the map redundancy's local search,
+#: a certified lower bound whose distance to the maximum is at most ``gap``).
+STATUSES = ("optimal", "optimal_inaccurate", "max_iter", "infeasible", "error", "local_optimum")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +24,8 @@ class SolverDiagnostics:
     solver : str
         ``"NEWTON"`` (pidkd's own solver, the default), ``"CLARABEL"``, ``"SCS"`` or ``"ECOS"``
         (through cvxpy), ``"closed_form"`` (I(Y;T) = 0 or I(Y;S) = 0: no optimisation needed) or
-        ``"exhaustive"`` (``method="intersection"``: an exact search over maps).
+        ``"exhaustive"`` (``measure="intersection"`` or ``"maps"``: an exact search over maps) or
+        ``"search"`` (``measure="maps"`` beyond 6 x 6 codes: a local search).
     status : str
         One of :data:`STATUSES`.
     converged : bool
@@ -73,6 +76,12 @@ class PIDResult:
     base : float
         Logarithm base of all numbers (2: bits).
     diagnostics : SolverDiagnostics or None
+    details : object or None
+        What the measure found besides the atoms: for ``"maps"`` a
+        :class:`~pidkd.estimators.maps.MapResult` (the maximising maps, ``exact``, BROJA's Red as
+        ``upper``), for ``"intersection"`` an
+        :class:`~pidkd.estimators.intersection.IntersectionResult`; None for BROJA (whose optimum
+        is ``diagnostics.q``).
     """
 
     red: float
@@ -85,6 +94,7 @@ class PIDResult:
     method: str
     base: float = 2.0
     diagnostics: SolverDiagnostics | None = None
+    details: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_nats(
@@ -100,6 +110,7 @@ class PIDResult:
         method: str,
         base: float,
         diagnostics: SolverDiagnostics | None,
+        details: Any = None,
     ) -> PIDResult:
         """Build a result from values in nats, converting them to units of ``base``."""
         ln_b = float(np.log(base))
@@ -114,6 +125,7 @@ class PIDResult:
             method=method,
             base=float(base),
             diagnostics=diagnostics,
+            details=details,
         )
 
     def as_dict(self) -> dict[str, float | str | bool | None]:

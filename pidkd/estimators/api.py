@@ -11,18 +11,22 @@ from pidkd._validation import as_joint_pmf, check_base, check_bool, check_choice
 from pidkd.estimators._result import PIDResult
 from pidkd.estimators.broja import broja_decomposition, broja_decompositions
 from pidkd.estimators.intersection import intersection_decomposition
+from pidkd.estimators.maps import map_decompositions
 
-__all__ = ["METHODS", "pid", "pid_batch"]
+__all__ = ["MEASURES", "METHODS", "pid", "pid_batch"]
 
-#: The PID definitions ``pid(method=...)`` dispatches to (broja_decomposition,
-#: intersection_decomposition); nothing registers itself on import.
-METHODS = ("broja", "intersection")
+#: The PID measures ``pid(measure=...)`` dispatches to (broja_decomposition,
+#: intersection_decomposition, map_decompositions); nothing registers itself on import.
+MEASURES = ("broja", "intersection", "maps")
+#: The former name of :data:`MEASURES` (``method=`` is ``measure=``'s former name).
+METHODS = MEASURES
 
 
 def pid(
     p: Any,
     *,
-    method: str = "broja",
+    measure: str | None = None,
+    method: str | None = None,
     base: float = 2.0,
     solver: str | None = None,
     tol: float | None = None,
@@ -38,7 +42,7 @@ def pid(
         I(Y;T,S) = \\mathrm{Red}(Y{:}T,S) + \\mathrm{Uni}(Y{:}T\\setminus S)
                  + \\mathrm{Uni}(Y{:}S\\setminus T) + \\mathrm{Syn}(Y{:}T,S)
 
-    With ``method="broja"`` (Bertschinger et al. 2014), Uni(Y:T\\S) is the minimum of
+    With ``measure="broja"`` (Bertschinger et al. 2014), Uni(Y:T\\S) is the minimum of
     I_Q(Y;T|S) over all Q with the same (Y,T) and (Y,S) marginals as P.
 
     Parameters
@@ -46,10 +50,16 @@ def pid(
     p : array_like, dit.Distribution or torch.Tensor
         Joint pmf ``p[y, t, s]`` (axis 0 the label Y, axis 1 the teacher T, axis 2 the student
         S) summing to 1, or counts with ``counts=True``.
-    method : {"broja", "intersection"}
-        The PID definition: ``"broja"`` (Bertschinger et al.), or ``"intersection"``: Red∩ of
-        the RID paper (exact search over maps, small alphabets) with the other atoms from the
-        same identities; see :func:`pidkd.estimators.intersection.intersection_redundancy`.
+    measure : {"broja", "intersection", "maps"}, default "broja"
+        The PID definition: ``"broja"`` (Bertschinger et al.); ``"intersection"``: Red∩ of the
+        RID paper (exact search over maps, small alphabets), see
+        :func:`pidkd.estimators.intersection.intersection_redundancy`; ``"maps"``: the map
+        redundancy, the best co-information I(Y;f(T)) - I(Y;f(T)|g(S)) over maps f, g, a certified
+        lower bound on BROJA's Red at any alphabet size, see
+        :func:`pidkd.estimators.maps.map_redundancy`. The other atoms follow from the identities
+        Red + Uni_t = I(Y;T), Red + Uni_s = I(Y;S), the sum = I(Y;T,S).
+    method : str, optional
+        The former name of ``measure``.
     base : float, default 2
         Logarithm base of the returned numbers: 2 for bits, ``np.e`` for nats (the RID paper).
     solver : {"NEWTON", "CLARABEL", "SCS", "ECOS"} or None
@@ -94,25 +104,23 @@ def pid(
     'optimal'
     """
     caller = "pid()"
-    method = check_choice(method, METHODS, name="method", caller=caller)
+    measure = _check_measure(measure, method, solver, tol, max_iter, caller)
     base = check_base(base, caller=caller)
     strict, counts = _check_flags(strict, counts, caller)
     max_iter = check_int(max_iter, name="max_iter", caller=caller, minimum=1, optional=True)
     arr = as_joint_pmf(p, counts=counts, variables=variables, caller=caller)
-    if method == "intersection":
-        if solver is not None or tol is not None or max_iter is not None:
-            raise ValueError(
-                "pid(method='intersection') is an exact combinatorial search; `solver`, `tol` and "
-                "`max_iter` apply to method='broja' only. Remove them."
-            )
+    if measure == "intersection":
         return intersection_decomposition(arr, base=base)
+    if measure == "maps":
+        return map_decompositions([arr], base=base)[0]
     return broja_decomposition(arr, base=base, solver=solver, tol=tol, strict=strict, max_iter=max_iter)
 
 
 def pid_batch(
     ps: Iterable[Any],
     *,
-    method: str = "broja",
+    measure: str | None = None,
+    method: str | None = None,
     base: float = 2.0,
     solver: str | None = None,
     tol: float | None = None,
@@ -138,9 +146,8 @@ def pid_batch(
     ----------
     ps : array_like of shape (B, n_y, n_t, n_s), or an iterable of arrays p[y, t, s]
         The distributions (pmfs, or counts with ``counts=True``). Shapes may differ.
-    method : {"broja"}
-    base, solver, tol, strict, counts, max_iter
-        As in :func:`pid`.
+    measure, method, base, solver, tol, strict, counts, max_iter
+        As in :func:`pid` (``"maps"`` computes BROJA's Red, its upper bound, in one batch).
     device : str, torch.device or None
         Solve in PyTorch on this device (see above); None: pidkd's numpy and Numba solver.
 
@@ -157,7 +164,11 @@ def pid_batch(
     [1.0, 0.5, 0.0]
     """
     caller = "pid_batch()"
-    check_choice(method, ["broja"], name="method", caller=caller)
+    measure = _check_measure(measure, method, solver, tol, max_iter, caller)
+    if measure != "broja" and device is not None:
+        raise ValueError(
+            f"{caller}: device={device!r} runs BROJA's solver in PyTorch; measure={measure!r} runs on the CPU."
+        )
     base = check_base(base, caller=caller)
     strict, counts = _check_flags(strict, counts, caller)
     max_iter = check_int(max_iter, name="max_iter", caller=caller, minimum=1, optional=True)
@@ -181,9 +192,31 @@ def pid_batch(
     if device is None and where is not None and getattr(where, "type", "cpu") != "cpu":
         device = where
     arrs = [as_joint_pmf(p, counts=counts, arg=f"ps[{i}]", caller=caller) for i, p in enumerate(items)]
+    if measure == "intersection":
+        return [intersection_decomposition(a, base=base) for a in arrs]
+    if measure == "maps":
+        return map_decompositions(arrs, base=base)
     return broja_decompositions(
         arrs, base=base, solver=solver, tol=tol, strict=strict, max_iter=max_iter, device=device
     )
+
+
+def _check_measure(measure: Any, method: Any, solver: Any, tol: Any, max_iter: Any, caller: str) -> str:
+    """The measure's name from ``measure=`` or its former name ``method=``; BROJA-only options refused."""
+    if measure is not None and method is not None:
+        raise ValueError(f"{caller} got both `measure` and `method` (its former name); pass `measure` only.")
+    name = check_choice(
+        "broja" if measure is None and method is None else measure if measure is not None else method,
+        MEASURES,
+        name="measure" if method is None else "method",
+        caller=caller,
+    )
+    if name != "broja" and (solver is not None or tol is not None or max_iter is not None):
+        raise ValueError(
+            f"{caller[:-1]}measure={name!r}) is a search over maps; `solver`, `tol` and `max_iter` apply to "
+            "measure='broja' only. Remove them."
+        )
+    return name
 
 
 def _check_flags(strict: Any, counts: Any, caller: str) -> tuple[bool, bool]:

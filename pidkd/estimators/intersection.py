@@ -293,6 +293,7 @@ def intersection_decomposition(p: NDArray[np.float64], *, base: float = 2.0) -> 
     BROJA's, and the synergy can be negative: that is reported with a ``UserWarning``, never
     clipped.
     """
+    import dataclasses
     import warnings
 
     from pidkd.estimators.information import _mi
@@ -334,4 +335,5 @@ def intersection_decomposition(p: NDArray[np.float64], *, base: float = 2.0) -> 
         method="intersection",
         base=base,
         diagnostics=diag,
+        details=dataclasses.replace(res, red=res.red / np.log(base), base=base),
     )

@@ -27,9 +27,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from pidkd._validation import check_base, check_int
+from pidkd._validation import check_base, check_choice, check_int
 from pidkd.estimators._result import PIDResult
-from pidkd.estimators.api import pid, pid_batch
+from pidkd.estimators.api import MEASURES, pid, pid_batch
 from pidkd.estimators.histogram import _codes, joint_histogram
 from pidkd.estimators.quantize import Quantizer, fresh_quantizer
 
@@ -290,7 +290,7 @@ def _project(x: np.ndarray, b: np.ndarray) -> np.ndarray:
     if np.all(_A @ x <= b):
         return x
     best, best_d = np.zeros_like(x), np.inf  # 0 is feasible: every bound is >= 0
-    slack = 1e-12 * max(1.0, float(np.abs(b).max()))
+    slack = 1e-12 * max(1.0, float(np.abs(b[np.isfinite(b)]).max()))  # b[3] is inf without Syn >= 0
     for face in _FACES:
         a = _A[face]
         lam = np.linalg.lstsq(a @ a.T, a @ x - b[face], rcond=None)[0]
@@ -324,6 +324,7 @@ def _estimate(
     confidence: float,
     shape: tuple[int, ...],
     base: float,
+    syn_floor: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...], bool]:
     """Corrected atoms and interval [2, 4] inside the bounds, the bounds broken, and whether beyond noise.
 
@@ -340,6 +341,8 @@ def _estimate(
     Returns the estimate, the interval, the names (:data:`BOUNDS`) of the bounds the corrected
     estimate broke by more than 1e-9, and whether the projection moved an atom by more than its
     interval's half-width (or at all, without an interval): the data then contradict the correction.
+    ``syn_floor=-inf`` drops Syn >= 0, which does not hold for measures other than BROJA's (a
+    smaller Red makes Syn = I(Y;T,S) - I(Y;T) - I(Y;S) + Red negative).
     """
 
     def columns(a: np.ndarray | None) -> np.ndarray | None:  # + I(Y;T), I(Y;S)
@@ -352,7 +355,7 @@ def _estimate(
     h = max(0.0, float(np.minimum(est[k : k + 2], caps).min()))
     i_t = min(max(float(x[0] + x[1]), 0.0), h)
     i_s = min(max(float(x[0] + x[2]), 0.0), h)
-    b = np.array([0.0, 0.0, 0.0, 0.0, i_t, i_s, h])
+    b = np.array([0.0, 0.0, 0.0, -syn_floor, i_t, i_s, h])
     broken = tuple(name for name, over in zip(BOUNDS, _A @ x - b) if over > _BOUND_TOL)
     out = _project(x, b)
     half = np.zeros(k)
@@ -360,7 +363,7 @@ def _estimate(
         half = np.maximum(ci[1, :k] - ci[0, :k], 0.0) / 2
         u_h = max(h, float(np.minimum(ci[1, k : k + 2], caps).min()))
         u_t, u_s = min(max(float(ci[1, k + 2]), i_t), u_h), min(max(float(ci[1, k + 3]), i_s), u_h)
-        ci = np.clip(ci[:, :k], 0.0, np.array([min(u_t, u_s), u_t, u_s, u_h]))
+        ci = np.clip(ci[:, :k], np.array([0.0, 0.0, 0.0, syn_floor]), np.array([min(u_t, u_s), u_t, u_s, u_h]))
         if np.any(out != x):  # a projected estimate may leave its clipped interval: widen it to hold it
             ci = np.stack([np.minimum(ci[0], out), np.maximum(ci[1], out)])
     beyond = bool(np.any(np.abs(out - x) > half + _BOUND_TOL))
@@ -382,6 +385,7 @@ def pid_from_samples(
     solver: str | None = None,
     bias_correction: str = "jackknife",
     device: Any = None,
+    measure: str = "broja",
 ) -> SamplePID:
     """BROJA PID of I(Y; T, S) estimated from samples: bias-corrected atoms, intervals, a null level.
 
@@ -417,6 +421,10 @@ def pid_from_samples(
         Solve the resamples (bootstrap, permutations, jackknife) with ``pid_batch(device=...)``:
         pidkd's solver in PyTorch on that device, e.g. ``"cuda"`` (see :func:`pidkd.pid_batch`).
         None: the default CPU solver. The plug-in PID always runs on the default path.
+    measure : {"broja", "intersection", "maps"}, default "broja"
+        The PID measure, as in :func:`pidkd.pid`. With ``"maps"`` the maximisation over maps
+        inflates the plug-in co-information: compare the estimate with its null level (the
+        permutation null is computed the same way), and Syn may be negative.
 
     Returns
     -------
@@ -450,6 +458,7 @@ def pid_from_samples(
     n_bootstrap = check_int(n_bootstrap, name="n_bootstrap", caller=caller, minimum=0)
     n_permutations = check_int(n_permutations, name="n_permutations", caller=caller, minimum=0)
     check_bias_correction(bias_correction, n_bootstrap, caller)
+    measure = check_choice(measure, MEASURES, name="measure", caller=caller)
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     cy = _label_codes(y, caller)
     if cy.size == 0:
@@ -458,7 +467,7 @@ def pid_from_samples(
     cs = _as_codes(s, "s", quantizer, n_bins)
     counts = joint_histogram(cy, ct, cs)
     n = int(cy.size)
-    kw = {"base": base, "solver": solver}
+    kw = {"base": base, "solver": solver, "measure": measure}
     result = pid(counts, counts=True, **kw)
     if device is not None:
         kw["device"] = device
@@ -486,7 +495,9 @@ def pid_from_samples(
     if bias_correction == "jackknife" and n > 1:  # drawn last: the other resamples are those of "none"
         jack = _decompose_counts(_jackknife_counts(flat, counts, min(JACKKNIFE_GROUPS, n), gen), **kw)
     plug = np.concatenate([[getattr(result, a) for a in ATOMS], _entropies(counts[None], base)[0]])
-    est, ci, bounded, beyond = _estimate(plug, boot, jack, bias_correction, confidence, shape, base)
+    est, ci, bounded, beyond = _estimate(
+        plug, boot, jack, bias_correction, confidence, shape, base, syn_floor=0.0 if measure == "broja" else -np.inf
+    )
     occupied = int(np.count_nonzero(counts))
     if n / occupied < MIN_SAMPLES_PER_CELL:
         warnings.warn(

@@ -99,7 +99,7 @@ def test_bad_input():
         ValueError, match=r"'form' parameter of intersection_redundancy\(\) must be one of \['deterministic'\]"
     ):
         intersection_redundancy(distributions.rdn(), form="channel")
-    with pytest.raises(ValueError, match="apply to method='broja' only"):
+    with pytest.raises(ValueError, match="apply to measure='broja' only"):
         pidkd.pid(distributions.rdn(), method="intersection", solver="CLARABEL")
     with pytest.raises(ValueError, match="sums to 1"):
         gacs_korner_redundancy(np.ones((2, 2, 2)))
