@@ -31,7 +31,7 @@ import numpy as np
 
 from pidkd.estimators import distributions
 from pidkd.estimators._result import PIDResult
-from pidkd.estimators.api import pid
+from pidkd.estimators.api import MEASURES, pid
 from pidkd.estimators.broja import SOLVERS
 from pidkd.estimators.samples import MIN_SAMPLES_PER_CELL, SampleSizeWarning
 from pidkd.exceptions import SolverError
@@ -218,6 +218,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             n_jobs=args.n_jobs,
             progress=not args.no_progress,
             bias_correction=args.bias_correction,
+            measure=args.measure,
             client=client,
             journal=args.journal,
             fingerprint=args.fingerprint,
@@ -260,10 +261,12 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         print(df.to_json(orient="records", indent=2))
     else:
         print(
-            f"PID of I(Y; T, S) in {_unit(math.e if args.nats else 2.0)}; atoms: {args.bias_correction}-corrected "
+            f"{'BROJA' if args.measure == 'broja' else args.measure} PID of I(Y; T, S) in "
+            f"{_unit(math.e if args.nats else 2.0)}; atoms: {args.bias_correction}-corrected "
             f"estimates (plug-in atoms: *_plugin in --out/--json); *_lo/*_hi: {int(100 * 0.9)}% interval around them; "
             "*_null: plug-in mean under shuffled labels (bias); reliable: at least "
-            f"{MIN_SAMPLES_PER_CELL:g} samples per occupied cell"
+            f"{MIN_SAMPLES_PER_CELL:g} samples per occupied cell, and the estimate not beyond the information bounds "
+            "by more than its interval (columns bounded, beyond_bounds)"
         )
         print(_format_table(df[cols].to_dict("records"), cols))
     if args.out:
@@ -415,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("jackknife", "bootstrap", "none"),
         default="jackknife",
         help="correction of the plug-in bias (default jackknife; none: the plug-in)",
+    )
+    m.add_argument(
+        "--measure",
+        choices=MEASURES,
+        default="broja",
+        help="PID measure (default broja; maps: the map redundancy, a certified lower bound on BROJA's Red)",
     )
     m.add_argument("--nats", action="store_true", help="report in nats")
     m.add_argument("--n-jobs", type=int, default=1, help="parallel processes on this machine (default 1)")

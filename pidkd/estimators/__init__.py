@@ -1,5 +1,5 @@
 """PID estimators: information measures, reference distributions, the BROJA decomposition,
-intersection redundancy, and the path from activations to PIDs (quantize, histogram, samples,
+intersection and map redundancy, and the path from activations to PIDs (quantize, histogram, samples,
 sweeps). This subpackage never imports torch.
 """
 
@@ -15,6 +15,7 @@ from pidkd.estimators.information import (
     mutual_information,
 )
 from pidkd.estimators.intersection import gacs_korner_redundancy, intersection_redundancy
+from pidkd.estimators.maps import map_redundancy
 from pidkd.estimators.quantize import Quantizer, quantize
 from pidkd.estimators.samples import SamplePID, pid_from_samples
 from pidkd.estimators.sweeps import sweep
@@ -34,6 +35,7 @@ __all__ = [
     "intersection_redundancy",
     "joint_histogram",
     "load_activations",
+    "map_redundancy",
     "mutual_information",
     "pid",
     "pid_batch",

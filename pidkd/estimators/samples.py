@@ -118,7 +118,8 @@ class SamplePID:
         """One flat row: estimates, intervals, plug-in atoms, null levels, informations, counts, status.
 
         ``red``, ``uni_t``, ``uni_s`` and ``syn`` are the estimates (after ``bias_correction``);
-        ``*_plugin`` are the plug-in atoms; ``mi_*`` are plug-in informations.
+        ``*_plugin`` are the plug-in atoms; ``mi_*`` are plug-in informations; ``measure`` the
+        PID measure; ``bounded`` and ``beyond_bounds`` as the attributes.
         """
         plug = self.pid.as_dict()
         row: dict[str, Any] = {a: self.estimate[a] for a in ATOMS}
@@ -128,6 +129,7 @@ class SamplePID:
             row[f"{a}_null"] = self.null_mean.get(a, np.nan)
             row[f"{a}_null_hi"] = self.null_high.get(a, np.nan)
         row.update({k: v for k, v in plug.items() if k not in (*ATOMS, "method")})
+        row["measure"] = self.pid.method
         row.update(
             bias_correction=self.bias_correction,
             n_samples=self.n_samples,

@@ -45,6 +45,7 @@ from pidkd.estimators.activations import (
     _to_numpy,
     load_activations,
 )
+from pidkd.estimators.api import MEASURES
 from pidkd.estimators.quantize import FIT_SAMPLES, Quantizer, quantize_in_chunks
 from pidkd.estimators.samples import (
     MIN_SAMPLES_PER_CELL,
@@ -417,7 +418,9 @@ def _params(kw: dict[str, Any], quantizer: Quantizer | None, fit_samples: int, f
     q = quantizer or Quantizer()
     qp = {k: getattr(q, k) for k in ("strategy", "n_bins", "n_components", "normalize", "random_state", "n_init")}
     params = kw | {"quantizer": qp, "fit_samples": fit_samples}
-    # The default fingerprint is not written, so that journals from before the option stay usable.
+    # The default fingerprint and measure are not written, so that journals from before the options stay usable.
+    if params["measure"] == "broja":
+        del params["measure"]
     return params if fingerprint == "stat" else params | {"fingerprint": fingerprint}
 
 
@@ -549,6 +552,7 @@ def sweep(
     on_error: str = "raise",
     fit_samples: int = FIT_SAMPLES,
     fingerprint: str = "stat",
+    measure: str = "broja",
 ) -> Any:
     """PID of every (checkpoint, teacher layer, student layer) as a tidy pandas DataFrame.
 
@@ -563,8 +567,9 @@ def sweep(
     quantizer : Quantizer, optional
         Template fitted separately on every array (default: k-means to 10 clusters after L2
         normalisation and PCA to 10 components, the RID paper's pipeline).
-    n_bootstrap, n_permutations, confidence, base, rng, bias_correction
-        As in :func:`pidkd.estimators.pid_from_samples`.
+    n_bootstrap, n_permutations, confidence, base, rng, bias_correction, measure
+        As in :func:`pidkd.estimators.pid_from_samples` (``measure="maps"``: the map redundancy,
+        a certified lower bound on BROJA's Red; the ``measure`` column names it).
     n_jobs : int, default 1
         Parallel processes (joblib) for the PID tasks; -1 uses all cores.
     progress : bool, default True
@@ -649,6 +654,7 @@ def sweep(
         "base": base,
         "rng": rng,
         "bias_correction": bias_correction,
+        "measure": check_choice(measure, MEASURES, name="measure", caller=caller),
     }
     checkpoints, pairs = _plan(items, teacher_layers, student_layers)
     params = _params(kw, quantizer, fit_samples, fingerprint)
@@ -721,16 +727,36 @@ def _sweep(
             raise SweepError(msg, failures=failures, results=df)
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
         df.attrs["failures"] = failures
-    few = df.loc[~df["reliable"]] if len(df) else df
+    _warn_unreliable(df)
+    return df
+
+
+def _warn_unreliable(df: Any) -> None:
+    """One :class:`SampleSizeWarning` for the rows that are not ``reliable``, saying why."""
+    if not len(df):
+        return
+    few = df.loc[df["samples_per_cell"] < MIN_SAMPLES_PER_CELL]
+    beyond = df.loc[df["beyond_bounds"].astype(bool)] if "beyond_bounds" in df else df.iloc[:0]
+    parts = []
     if len(few):
         worst = few.loc[few["samples_per_cell"].idxmin()]
+        parts.append(
+            f"{len(few)} of {len(df)} rows have fewer than {MIN_SAMPLES_PER_CELL:g} samples per occupied cell (the "
+            f"fewest: {worst['samples_per_cell']:.2g} in {worst['checkpoint']}, {worst['teacher_layer']} x "
+            f"{worst['student_layer']}); their estimates keep much of the plug-in bias"
+        )
+    if len(beyond):
+        first = beyond.iloc[0]
+        parts.append(
+            f"{len(beyond)} of {len(df)} rows had a corrected estimate beyond the information-theoretic bounds by more "
+            f"than its interval's half-width (column 'beyond_bounds'; the first: {first['checkpoint']}, "
+            f"{first['teacher_layer']} x {first['student_layer']}, bounded: {first['bounded']}); it was projected "
+            "onto them"
+        )
+    if parts:
         warnings.warn(
             SampleSizeWarning(
-                f"sweep: {len(few)} of {len(df)} rows have fewer than {MIN_SAMPLES_PER_CELL:g} samples per occupied "
-                f"cell (column 'reliable' is False; the fewest: {worst['samples_per_cell']:.2g} in "
-                f"{worst['checkpoint']}, {worst['teacher_layer']} x {worst['student_layer']}). Their estimates keep "
-                "much of the plug-in bias: use more samples or fewer codes."
+                f"sweep: {'; '.join(parts)}. Column 'reliable' is False for them: use more samples or fewer codes."
             ),
-            stacklevel=3,
+            stacklevel=4,
         )
-    return df
