@@ -46,6 +46,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from pidkd._validation import as_joint_pmf, check_base
 from pidkd.estimators._result import PIDResult, SolverDiagnostics
+from pidkd.estimators.broja import _ROUNDOFF
 from pidkd.estimators.intersection import _bell, _compact, _expand, _one_hot, _partitions, _xlogx
 
 __all__ = ["EXACT_PAIRS", "MapResult", "co_information", "map_decompositions", "map_redundancy"]
@@ -242,7 +243,8 @@ def _solve(arr: NDArray[np.float64], exact: bool | None, caller: str) -> tuple[f
     proven = bool(exact) or (exact is None and pairs <= EXACT_PAIRS)
     value, f, g, n = _exhaustive(sub) if proven else _search(sub)
     elapsed = time.perf_counter() - start
-    return max(value, 0.0), _expand(f, keep_t, arr.shape[1]), _expand(g, keep_s, arr.shape[2]), proven, n, elapsed
+    value = value if value > _ROUNDOFF else 0.0  # round-off of a co-information that is 0 (constant maps) shows as 0
+    return value, _expand(f, keep_t, arr.shape[1]), _expand(g, keep_s, arr.shape[2]), proven, n, elapsed
 
 
 def _checked(value: float, upper: float, caller: str) -> None:
@@ -302,7 +304,7 @@ def map_decompositions(ps: list[NDArray[np.float64]], *, base: float = 2.0) -> l
     exhaustive search); ``status`` is ``"local_optimum"`` for the local search. BROJA's Red of
     all ``ps`` is computed in one batch.
     """
-    from pidkd.estimators.broja import _ROUNDOFF, broja_decompositions
+    from pidkd.estimators.broja import broja_decompositions
     from pidkd.estimators.information import _mi
 
     caller = "pid(measure='maps')"
