@@ -117,15 +117,28 @@ def plot_sweep(df: Any, path: str) -> None:
 
 
 def _probe_prefix(history: Any) -> str | None:
-    """The name of the first probe in a history: a column ``<name>_red`` with ``<name>_uni_t`` beside it."""
-    for col in history.columns:
-        name = col[: -len("_red")]
-        if col.endswith("_red") and not name.endswith("_filters") and f"{name}_uni_t" in history:
-            return name
-    return None
+    """The name of the first probe of the layers in a history: a column ``<name>_red`` with ``<name>_uni_t``
+    beside it, not a probe's filter columns (``<name>_filters_red``); a BROJA probe (a name without the
+    suffix ``_maps`` or ``_intersection`` of PIDProbe's default names for other measures) first."""
+    names = [
+        col[: -len("_red")]
+        for col in history.columns
+        if col.endswith("_red") and not col.endswith("_filters_red") and f"{col[: -len('_red')]}_uni_t" in history
+    ]
+    broja = [n for n in names if not n.endswith(("_maps", "_intersection"))]
+    return (broja or names or [None])[0]
 
 
-def _check_histories(histories: Any, probe: str | None) -> dict[str, list[Any]]:
+def _filters_column(history: Any, probe: str | None, filters: str | None) -> str | None:
+    """The column of the filters' map redundancy drawn beside ``probe``'s Red: ``<filters>_filters_red``,
+    by default ``<probe>_maps_filters_red`` (PIDProbe(..., on="filters", measure="maps") of the same
+    layers, default name); None when the history lacks it."""
+    name = filters if filters is not None else (f"{probe}_maps" if probe else None)
+    col = f"{name}_filters_red"
+    return col if name and col in history and history[col].notna().any() else None
+
+
+def _check_histories(histories: Any, probe: str | None, filters: str | None = None) -> dict[str, list[Any]]:
     """``{label: [history, ...]}`` of ``histories``, or a clear error naming the label and the missing columns.
 
     A :func:`pidkd.distill.fit` result stands for its ``history``.
@@ -158,25 +171,56 @@ def _check_histories(histories: Any, probe: str | None) -> dict[str, list[Any]]:
             f"{caller}: no history has the columns {probe}_red and {probe}_uni_t of probe={probe!r}; "
             f"probes found: {found or 'none'}."
         )
+    if filters is not None and not any(f"{filters}_filters_red" in h for hs in out.values() for h in hs):
+        found = sorted(
+            {c[: -len("_filters_red")] for hs in out.values() for h in hs for c in h if c.endswith("_filters_red")}
+        )
+        raise ValueError(
+            f"{caller}: no history has the column {filters}_filters_red of filters={filters!r} (a PIDProbe named "
+            f"{filters!r} with on='filters' under RID or TED writes it); probes with filter columns: {found or 'none'}."
+        )
     return out
 
 
 def plot_training(
-    histories: dict[str, Any], path: str | None = None, *, title: str = "", probe: str | None = None
+    histories: dict[str, Any],
+    path: str | None = None,
+    *,
+    title: str = "",
+    probe: str | None = None,
+    filters: str | None = None,
 ) -> Any:
     """Accuracy against epoch (left) and probed Red / Uni(Y:T\\S) against epoch (right), per method.
 
-    ``histories`` maps a label (e.g. the method) to a :func:`pidkd.distill.fit` history (or its
-    result), or to a list of them (seeds) whose mean accuracy is drawn; a history without the
-    columns ``epoch`` and ``val_acc`` is a ``ValueError`` naming its label. The probe columns ``<probe>_red`` and
-    ``<probe>_uni_t`` are drawn from the first history of each label that has them; ``probe`` is a
-    :class:`~pidkd.distill.PIDProbe` name (default: the first probe found in each history).
+    Parameters
+    ----------
+    histories : dict
+        Maps a label (e.g. the method) to a :func:`pidkd.distill.fit` history (or its result), or to
+        a list of them (seeds) whose mean accuracy is drawn; a history without the columns ``epoch``
+        and ``val_acc`` is a ``ValueError`` naming its label.
+    path : str, optional
+        Write the figure there (and close it).
+    title : str, default ""
+    probe : str, optional
+        The :class:`~pidkd.distill.PIDProbe` whose ``<probe>_red`` and ``<probe>_uni_t`` are drawn,
+        from the first history of each label that has them (default: the first probe of the layers
+        found in each history, a BROJA one first).
+    filters : str, optional
+        The probe whose ``<filters>_filters_red`` column, the map redundancy of RID's filter outputs
+        f_t(T), f_s(S), is drawn beside Red of the layers (triangles, dotted): how much of the
+        redundancy RID's features make explicit. Default: ``<probe>_maps``, the default name of
+        ``PIDProbe(..., on="filters", measure="maps")`` on the same layers, when a history has it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
-    histories = _check_histories(histories, probe)
+    histories = _check_histories(histories, probe, filters)
     _, plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
     colors = plt.get_cmap("tab10").colors
     handles = []
+    drawn_filters = False
     for i, (label, hs) in enumerate(histories.items()):
         color = colors[i % len(colors)]  # one color per label in both panels
         acc = np.mean([h["val_acc"].to_numpy(dtype=float) for h in hs], axis=0)
@@ -195,6 +239,13 @@ def plot_training(
             m = h[h[f"{n}_red"].notna()]
             a2.plot(m["epoch"], m[f"{n}_red"], "o-", color=color, ms=4)
             a2.plot(m["epoch"], m[f"{n}_uni_t"], "s--", color=color, ms=4)
+        for h, n in zip(hs, names):  # the map redundancy of RID's filters, from the first history with it
+            col = _filters_column(h, n, filters)
+            if col is not None:
+                m = h[h[col].notna()]
+                a2.plot(m["epoch"], m[col], "^:", color=color, ms=4)
+                drawn_filters = True
+                break
     a1.set_xlabel("epoch")
     a1.set_ylabel("validation accuracy")
     a2.set_xlabel("epoch")
@@ -204,6 +255,10 @@ def plot_training(
         plt.Line2D([], [], color="0.3", marker="o", ls="-", label="Red"),
         plt.Line2D([], [], color="0.3", marker="s", ls="--", label="Uni(Y:T\\S)"),
     ]
+    if drawn_filters:
+        styles.append(
+            plt.Line2D([], [], color="0.3", marker="^", ls=":", label="Red_map of the filters f_t(T), f_s(S)")
+        )
     a2.legend(handles=styles, fontsize=8)
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
     if title:

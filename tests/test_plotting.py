@@ -52,3 +52,32 @@ def test_plot_training_finds_a_default_named_probe_and_takes_a_name():
     np.testing.assert_allclose(red.get_ydata(), [1.0, 1.2])  # the layer probe, not its filters
     red, uni = plot_training({"rid": h}, probe="other").axes[1].get_lines()
     np.testing.assert_allclose(uni.get_ydata(), [0.3, 0.4])
+
+
+def test_plot_training_draws_the_filters_map_redundancy_only_when_recorded():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pidkd.plotting import plot_training
+
+    h = pd.DataFrame({"epoch": [1, 2, 3], "val_acc": [0.5, 0.7, 0.8]})
+    h["probe_a_maps_red"], h["probe_a_maps_uni_t"] = [0.1, 0.2, 0.3], [0.1, 0.1, 0.1]  # a maps probe of the layers
+    h["probe_a_red"], h["probe_a_uni_t"] = [1.0, 1.2, 1.4], [0.9, 0.6, 0.4]
+    h["probe_a_filters_red"] = [5.0, 5.0, 5.0]  # BROJA's Red of the filters: not drawn
+    h["probe_a_maps_filters_red"] = [None, 0.4, 0.7]
+    h["mine_filters_red"] = [0.2, 0.3, 0.5]
+    fig = plot_training({"rid": h, "bas": h[["epoch", "val_acc", "probe_a_red", "probe_a_uni_t"]]})
+    red, uni, filters, bas_red, bas_uni = fig.axes[1].get_lines()
+    np.testing.assert_allclose(red.get_ydata(), [1.0, 1.2, 1.4])  # the BROJA probe is preferred
+    np.testing.assert_array_equal(filters.get_xdata(), [2, 3])
+    np.testing.assert_allclose(filters.get_ydata(), [0.4, 0.7])
+    assert filters.get_linestyle() == ":" and filters.get_marker() == "^"
+    assert "Red_map of the filters f_t(T), f_s(S)" in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    _, _, mine = plot_training({"rid": h}, filters="mine").axes[1].get_lines()
+    np.testing.assert_allclose(mine.get_ydata(), [0.2, 0.3, 0.5])
+    with pytest.raises(ValueError, match=r"no history has the column nope_filters_red.*\['mine', 'probe_a', "):
+        plot_training({"rid": h}, filters="nope")
+    plain = plot_training({"rid": h.drop(columns=["probe_a_maps_filters_red"])})
+    assert len(plain.axes[1].get_lines()) == 2
+    assert [t.get_text() for t in plain.axes[1].get_legend().get_texts()] == ["Red", "Uni(Y:T\\S)"]
+    matplotlib.pyplot.close("all")
