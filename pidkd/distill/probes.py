@@ -6,7 +6,9 @@ each side (fitted on the first capture of each run, then reused so codes mean th
 epochs; the paper-compatible default: flatten, L2-normalise, PCA, k-means, T and S separately)
 and records the PID atoms with bootstrap intervals and the shuffled-label null level into the
 training history. With RID it also probes the filter outputs f_t(T) and f_s(S), which are what
-RID optimises.
+RID optimises; ``on="filters"`` probes them alone. ``measure="maps"`` records the map redundancy
+(a certified lower bound on BROJA's Red carried by deterministic features of both sides) instead of
+BROJA's: on the filter outputs, how much of the redundancy RID's features make explicit.
 
 Only the forward passes on the probe set run on the training thread. Quantizing and the PID solves
 (the plug-in estimate, the bootstrap resamples and the label permutations, decomposed as one
@@ -30,10 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pidkd._validation import check_bool, check_int
+from pidkd._validation import check_bool, check_choice, check_int
 from pidkd.distill._checks import as_tensor_pair, describe
 from pidkd.distill.filters import to_module_dtype
 from pidkd.distill.hooks import capture, module_names
+from pidkd.estimators.api import MEASURES
 from pidkd.estimators.quantize import Quantizer, fresh_quantizer
 from pidkd.estimators.samples import (
     ATOMS,
@@ -44,6 +47,9 @@ from pidkd.estimators.samples import (
 )
 
 __all__ = ["PIDProbe"]
+
+#: What a probe decomposes: the probed layers (and, with RID or TED, their filters too) or the filters alone.
+PROBE_ON = ("layers", "filters")
 
 
 @dataclass
@@ -77,8 +83,35 @@ class PIDProbe:
     name : str, optional
         Column prefix, unique among the probes of one :func:`~pidkd.distill.fit` call. Default:
         ``"probe_<teacher_layer>_<student_layer>"`` with every character other than letters, digits
-        and ``_`` replaced by ``_`` (``"probe_layer3_0_layer3_0"`` for ``"layer3.0"``). Pass
-        ``name=`` to tell two probes of the same layers apart, or for short column names.
+        and ``_`` replaced by ``_`` (``"probe_layer3_0_layer3_0"`` for ``"layer3.0"``), followed by
+        ``"_<measure>"`` when ``measure`` is not ``"broja"`` (``"probe_layer3_0_layer3_0_maps"``).
+        Pass ``name=`` to tell two probes of the same layers and measure apart, or for short column
+        names.
+    measure : {"broja", "intersection", "maps"}, default "broja"
+        The PID measure, as in :func:`~pidkd.estimators.pid_from_samples` (Red is that measure's
+        redundancy; the other atoms follow from the identities). ``"maps"``: the map redundancy, a
+        certified lower bound on BROJA's Red (compare it with its null level: the search over maps
+        inflates the plug-in value). ``"intersection"`` refuses more than 7 codes a side.
+    on : {"layers", "filters"}, default "layers"
+        ``"layers"``: the probed layers, and with a method that has filters (RID, TED) whose
+        distilled layer pairs include ``teacher_layer``, also the outputs of that pair's teacher
+        filter f_t(T) and student filter f_s(S). ``"filters"``: those filter outputs only; the pair
+        (``teacher_layer``, ``student_layer``) must be one of the distilled pairs of a method with
+        filters, or :func:`~pidkd.distill.fit` refuses it before training. With ``measure="maps"``
+        it shows how much of the redundancy RID's features make explicit.
+
+    Notes
+    -----
+    **Columns.** A probe writes ``<name>_<column>`` for the layers and ``<name>_filters_<column>``
+    for the filter outputs (``on="filters"`` writes only the latter); ``<column>`` is ``red``,
+    ``uni_t``, ``uni_s``, ``syn`` (the estimates), ``mi_t``, ``mi_s``, ``<atom>_plugin``,
+    ``<atom>_lo`` / ``<atom>_hi`` (the interval), ``<atom>_null`` and ``samples_per_cell``. The
+    measure appears in the column names only through the default ``name``, so a BROJA probe's
+    columns are those of pidkd releases without ``measure``, and a BROJA and a maps probe of the same
+    layers never collide. Typical pair for RID: ``PIDProbe(d, t, s)`` (BROJA Red of the layers,
+    ``probe_<t>_<s>_red``, and of the filters) and ``PIDProbe(d, t, s, on="filters",
+    measure="maps")`` (``probe_<t>_<s>_maps_filters_red``), drawn side by side by
+    :func:`pidkd.plotting.plot_training`.
 
     Examples
     --------
@@ -92,7 +125,7 @@ class PIDProbe:
     >>> probe = PIDProbe((x, y), teacher_layer="1", student_layer="1", n_bootstrap=5)
     >>> probe.name
     'probe_1_1'
-    >>> row = probe.measure(teacher, student, nn.ModuleDict(), None, torch.device("cpu"), epoch=1)
+    >>> row = probe.run(teacher, student, nn.ModuleDict(), None, torch.device("cpu"), epoch=1)
     >>> abs(row["probe_1_1_red_plugin"] + row["probe_1_1_uni_t_plugin"] - row["probe_1_1_mi_t"]) < 1e-9
     True
     """
@@ -107,6 +140,8 @@ class PIDProbe:
     background: bool = True
     name: str | None = None
     bias_correction: str = "jackknife"
+    measure: str = "broja"
+    on: str = "layers"
     _quantizers: dict[str, Quantizer] = field(default_factory=dict, repr=False)
     _warned: bool = field(default=False, repr=False)
 
@@ -131,19 +166,28 @@ class PIDProbe:
         self.n_permutations = check_int(self.n_permutations, name="n_permutations", caller=caller, minimum=0)
         self.background = check_bool(self.background, name="background", caller=caller)
         check_bias_correction(self.bias_correction, self.n_bootstrap, caller)
+        self.measure = check_choice(self.measure, MEASURES, name="measure", caller=caller)
+        self.on = check_choice(self.on, PROBE_ON, name="on", caller=caller)
         if self.quantizer is not None and not isinstance(self.quantizer, Quantizer):
             raise TypeError(
                 f"The 'quantizer' parameter of {caller} must be a pidkd Quantizer or None. "
                 f"Got {type(self.quantizer).__name__} instead."
             )
         n_bins = fresh_quantizer(self.quantizer).n_bins
+        if self.measure == "intersection" and n_bins > 7:  # Bell(8)^2 > MAX_PAIRS: refused at every measurement
+            raise ValueError(
+                f"{caller} with measure='intersection' searches all pairs of set partitions of the codes, at most 7 a "
+                f"side; the quantizer gives n_bins={n_bins}. Pass quantizer=Quantizer(n_bins=7) or fewer, or "
+                "measure='maps' (its relaxation, defined at any number of codes)."
+            )
         if len(pair[0]) < n_bins:
             raise ValueError(
                 f"{caller} got {len(pair[0])} samples in 'data', fewer than the quantizer's n_bins={n_bins} codes; "
                 f"give at least {n_bins} probe samples (a few hundred or more), or a Quantizer with fewer bins."
             )
         if self.name is None:
-            self.name = re.sub(r"[^A-Za-z0-9_]", "_", f"probe_{self.teacher_layer}_{self.student_layer}")
+            suffix = "" if self.measure == "broja" else f"_{self.measure}"
+            self.name = re.sub(r"[^A-Za-z0-9_]", "_", f"probe_{self.teacher_layer}_{self.student_layer}{suffix}")
         elif not isinstance(self.name, str) or not self.name:
             raise (ValueError if isinstance(self.name, str) else TypeError)(
                 f"The 'name' parameter of {caller} must be a non-empty str (the column prefix) or None. "
@@ -187,12 +231,18 @@ class PIDProbe:
 
     def analyse(self, captured: dict[str, np.ndarray], epoch: int) -> dict[str, float]:
         """History columns of one capture (quantize, decompose); runs on any thread."""
-        row = self._atoms(self.name, captured["y"], captured["t"], captured["s"], epoch)
+        if self.on == "filters" and "ft" not in captured:
+            raise ValueError(
+                f"PIDProbe {self.name!r} has on='filters' but its capture holds no filter outputs: the layer pair "
+                f"({self.teacher_layer!r}, {self.student_layer!r}) is not a distilled pair of a method with filters "
+                "(RID, TED). Probe on='layers', or distil that pair with method='rid' or 'ted'."
+            )
+        row = {} if self.on == "filters" else self._atoms(self.name, captured["y"], captured["t"], captured["s"], epoch)
         if "ft" in captured:
             row |= self._atoms(f"{self.name}_filters", captured["y"], captured["ft"], captured["fs"], epoch)
         return row
 
-    def measure(
+    def run(
         self,
         teacher: nn.Module,
         student: nn.Module,
@@ -201,7 +251,10 @@ class PIDProbe:
         device: torch.device,
         epoch: int,
     ) -> dict[str, float]:
-        """Capture and analyse at once: the atoms of the layer pair (and of the filters of ``pair``)."""
+        """Capture and analyse at once: the atoms of the layer pair (and of the filters of ``pair``).
+
+        (Named ``measure`` before PIDProbe took a ``measure=`` parameter, the PID measure.)
+        """
         return self.analyse(self.capture(teacher, student, modules, pair, device), epoch)
 
     def _codes(self, key: str, arr: np.ndarray) -> np.ndarray:
@@ -220,15 +273,20 @@ class PIDProbe:
                 n_permutations=self.n_permutations,
                 rng=seed,
                 bias_correction=self.bias_correction,
+                measure=self.measure,
             )
-        if not self._warned and any(issubclass(w.category, SampleSizeWarning) for w in caught):
+        caught = [w for w in caught if issubclass(w.category, SampleSizeWarning)]
+        if not self._warned and caught:
             self._warned = True
+            few = r.samples_per_cell < MIN_SAMPLES_PER_CELL  # else: an estimate projected onto the bounds
             warnings.warn(
                 SampleSizeWarning(
                     f"PIDProbe {self.name!r}: {r.samples_per_cell:.2g} samples per occupied cell ({r.n_samples} probe "
                     f"samples, {r.occupied_cells} cells), fewer than {MIN_SAMPLES_PER_CELL:g}: its atoms keep much of "
                     "the plug-in bias (column *_samples_per_cell). Give more probe samples or a Quantizer with fewer "
                     "bins. Warned once per run."
+                    if few
+                    else f"PIDProbe {self.name!r} (column prefix {prefix!r}): {caught[0].message} Warned once per run."
                 ),
                 stacklevel=2,
             )
@@ -246,13 +304,20 @@ class PIDProbe:
 
 
 def check_probes(
-    probes: Sequence[Any], teacher: nn.Module | None = None, student: nn.Module | None = None
+    probes: Sequence[Any],
+    teacher: nn.Module | None = None,
+    student: nn.Module | None = None,
+    *,
+    method: Any = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
 ) -> list[PIDProbe]:
     """The probes of one :func:`~pidkd.distill.fit` call as a list, checked before any training.
 
     Every item must be a :class:`PIDProbe`; no two may write the same columns (equal names, or one
     named like the other's filter columns, ``<name>_filters``); with the models given, the probed
-    layers must exist.
+    layers must exist. With ``method`` (a :class:`~pidkd.distill.DistillMethod`) and ``pairs`` (the
+    distilled (teacher layer, student layer) pairs) given, a probe ``on="filters"`` needs a method with
+    filters (see :func:`has_filters`) and its layers among ``pairs``.
     """
     if isinstance(probes, PIDProbe):
         probes = [probes]
@@ -283,7 +348,32 @@ def check_probes(
                     f"fit(): the PIDProbe {p.name!r} probes the {who} layer {getattr(p, attr)!r}: no module named "
                     f"[{getattr(p, attr)!r}] in the {who} ({type(model).__name__}). Available names: {available}."
                 )
+    for p in probes:
+        if p.on != "filters":
+            continue
+        if method is not None and not has_filters(method):
+            raise ValueError(
+                f"fit(method={getattr(method, 'name', type(method).__name__)!r}): the PIDProbe {p.name!r} has "
+                "on='filters', which measures the outputs of the teacher and student filters f_t(T), f_s(S) of a "
+                "method that has them (method='rid' or 'ted'); this method has none. Use on='layers' (the default)."
+            )
+        if pairs is not None and (p.teacher_layer, p.student_layer) not in list(pairs):
+            raise ValueError(
+                f"fit(): the PIDProbe {p.name!r} has on='filters' for the layer pair ({p.teacher_layer!r}, "
+                f"{p.student_layer!r}), which is not distilled, so it has no filters; the distilled pairs "
+                f"(teacher_layers, student_layers) are {[tuple(x) for x in pairs]}."
+            )
     return list(probes)
+
+
+def has_filters(method: Any) -> bool:
+    """Whether ``method`` declares a teacher filter ``ft`` and a student filter ``fs`` per pair (RID, TED).
+
+    Read from the module name prefixes it declares (``filter_modules`` and ``student_modules``), so
+    it is known before :func:`~pidkd.distill.fit` builds the modules.
+    """
+    prefixes = (*getattr(method, "filter_modules", ()), *getattr(method, "student_modules", ()))
+    return "ft" in prefixes and "fs" in prefixes
 
 
 def _host(x: torch.Tensor) -> np.ndarray:
@@ -304,11 +394,12 @@ class ProbeRunner:
     worker. Errors of an analysis are raised by ``collect``.
     """
 
-    def __init__(self, probes: list[PIDProbe], teacher_layers: list[str]):
+    def __init__(self, probes: list[PIDProbe], teacher_layers: list[str], student_layers: list[str] | None = None):
         self.probes = check_probes(probes)
         for probe in self.probes:  # a run of its own: quantizers fitted on this run's first capture
             probe.reset()
         self.teacher_layers = teacher_layers
+        self.pairs = list(zip(teacher_layers, student_layers)) if student_layers is not None else []
         background = any(p.background for p in self.probes)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pidkd-probe") if background else None
         self._pending: list[tuple[dict[str, Any], Future]] = []
@@ -320,6 +411,9 @@ class ProbeRunner:
         for probe in due:
             layer = probe.teacher_layer
             pair = self.teacher_layers.index(layer) if layer in self.teacher_layers else None
+            if probe.on == "filters":  # the filters of exactly this pair (a teacher layer may be distilled twice)
+                key = (layer, probe.student_layer)
+                pair = self.pairs.index(key) if key in self.pairs else None
             captured = probe.capture(teacher, student, modules, pair, device)
             if probe.background and self._pool is not None:
                 self._pending.append((row, self._pool.submit(_timed, probe, captured, epoch)))

@@ -593,7 +593,7 @@ def fit(
             f"fit(): teacher_layers and student_layers pair up one to one; got {len(t_layers)} and {len(s_layers)}."
         )
     method.check(cfg)
-    probes = check_probes(probes, teacher, student)
+    probes = check_probes(probes, teacher, student, method=method, pairs=list(zip(t_layers, s_layers)))
     state = _load_checkpoint(resume_from, method.name) if resume_from is not None else None
     if state is not None:
         _check_resume(state, cfg, method, teacher, t_layers, s_layers)
@@ -874,7 +874,7 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
             sched=sched,
             gen=gen,
             tqdm=tqdm,
-            probes=ProbeRunner(probes, t_layers) if probes and ddp.main else None,
+            probes=ProbeRunner(probes, t_layers, s_layers) if probes and ddp.main else None,
             ddp=ddp,
             sampler=sampler,
             val_ddp=eval_ddp["val"],
