@@ -86,7 +86,7 @@ def draws(p: np.ndarray, n: int, reps: int, seed: int) -> dict[str, np.ndarray]:
     """Estimates [reps, method, atom], interval bounds [reps, method, 2, atom] and bound flags of ``reps`` draws.
 
     ``projected`` [reps, method]: the corrected estimate broke a bound and was projected onto them;
-    ``beyond`` [reps, method]: by more than its interval's half-width (``SamplePID.beyond_bounds``).
+    ``beyond`` [reps, method]: by more than its interval's width (``SamplePID.beyond_bounds``).
     """
     rng = np.random.default_rng(seed)
     flat_p = p.ravel() / p.sum()
@@ -228,7 +228,7 @@ def markdown(data: dict) -> str:
         "",
         "How often the bounds were enforced (issue 29): the fraction of draws whose corrected estimate broke a bound "
         "(atom >= 0, Red + Uni <= I, sum <= min(H(Y), H(T,S)), with corrected informations) and was projected onto "
-        "them, and in brackets the fraction where it lay beyond them by more than its interval's half-width "
+        "them, and in brackets the fraction where it lay beyond them by more than its interval's width "
         "(`SamplePID.beyond_bounds`, which makes a result not `reliable`):",
         "",
         f"| pmf | N (per cell) | {' | '.join(METHODS)} |",

@@ -4,6 +4,7 @@
 """
 
 from pidkd.estimators import (
+    Measure,
     PIDResult,
     Quantizer,
     SolverDiagnostics,
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning",
+    "Measure",
     "PIDResult",
     "Quantizer",
     "SolverDiagnostics",

@@ -31,7 +31,7 @@ import numpy as np
 
 from pidkd.estimators import distributions
 from pidkd.estimators._result import PIDResult
-from pidkd.estimators.api import MEASURES, pid
+from pidkd.estimators.api import MEASURES, pid, resolve_measure
 from pidkd.estimators.broja import SOLVERS
 from pidkd.estimators.samples import MIN_SAMPLES_PER_CELL, SampleSizeWarning
 from pidkd.exceptions import SolverError
@@ -196,6 +196,12 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         )
     if args.bias_correction == "bootstrap" and args.bootstrap == 0:
         raise UsageError("--bias-correction bootstrap needs bootstrap resamples; give --bootstrap > 0.")
+    if ":" in args.measure and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # --measure module:Class names the user's module, as python -m would
+    try:
+        measure = resolve_measure(args.measure, caller="pidkd measure")
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"--measure: {err}") from None
     if args.scheduler is not None:
         _check_module("distributed", "--scheduler", "pip install 'pidkd[distributed]'")
         if args.n_jobs != 1:
@@ -218,7 +224,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             n_jobs=args.n_jobs,
             progress=not args.no_progress,
             bias_correction=args.bias_correction,
-            measure=args.measure,
+            measure=measure,
             client=client,
             journal=args.journal,
             fingerprint=args.fingerprint,
@@ -261,7 +267,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         print(df.to_json(orient="records", indent=2))
     else:
         print(
-            f"{'BROJA' if args.measure == 'broja' else args.measure} PID of I(Y; T, S) in "
+            f"{'BROJA' if measure.name == 'broja' else measure.name} PID of I(Y; T, S) in "
             f"{_unit(math.e if args.nats else 2.0)}; atoms: {args.bias_correction}-corrected "
             f"estimates (plug-in atoms: *_plugin in --out/--json); *_lo/*_hi: {int(100 * 0.9)}% interval around them; "
             "*_null: plug-in mean under shuffled labels (bias); reliable: at least "
@@ -421,9 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument(
         "--measure",
-        choices=MEASURES,
         default="broja",
-        help="PID measure (default broja; maps: the map redundancy, a certified lower bound on BROJA's Red)",
+        metavar="NAME",
+        help=f"PID measure: {', '.join(MEASURES)} (default broja; maps: the map redundancy, a certified lower bound "
+        "on BROJA's Red), or module:Class for a pidkd.Measure of your own",
     )
     m.add_argument("--nats", action="store_true", help="report in nats")
     m.add_argument("--n-jobs", type=int, default=1, help="parallel processes on this machine (default 1)")

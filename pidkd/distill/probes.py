@@ -36,7 +36,10 @@ from pidkd._validation import check_bool, check_choice, check_int
 from pidkd.distill._checks import as_tensor_pair, describe
 from pidkd.distill.filters import to_module_dtype
 from pidkd.distill.hooks import capture, module_names
-from pidkd.estimators.api import MEASURES
+from pidkd.estimators.api import resolve_measure
+from pidkd.estimators.broja.measure import BROJA
+from pidkd.estimators.intersection import Intersection
+from pidkd.estimators.measure import Measure
 from pidkd.estimators.quantize import Quantizer, fresh_quantizer
 from pidkd.estimators.samples import (
     ATOMS,
@@ -84,11 +87,12 @@ class PIDProbe:
         Column prefix, unique among the probes of one :func:`~pidkd.distill.fit` call. Default:
         ``"probe_<teacher_layer>_<student_layer>"`` with every character other than letters, digits
         and ``_`` replaced by ``_`` (``"probe_layer3_0_layer3_0"`` for ``"layer3.0"``), followed by
-        ``"_<measure>"`` when ``measure`` is not ``"broja"`` (``"probe_layer3_0_layer3_0_maps"``).
+        ``"_<measure's name>"`` when ``measure`` is not BROJA's (``"probe_layer3_0_layer3_0_maps"``).
         Pass ``name=`` to tell two probes of the same layers and measure apart, or for short column
         names.
-    measure : {"broja", "intersection", "maps"}, default "broja"
-        The PID measure, as in :func:`~pidkd.estimators.pid_from_samples` (Red is that measure's
+    measure : {"broja", "intersection", "maps"} or pidkd.Measure, default "broja"
+        The PID measure, as in :func:`~pidkd.estimators.pid_from_samples`, stored as the
+        :class:`~pidkd.Measure` instance it names (Red is that measure's
         redundancy; the other atoms follow from the identities). ``"maps"``: the map redundancy, a
         certified lower bound on BROJA's Red (compare it with its null level: the search over maps
         inflates the plug-in value). ``"intersection"`` refuses more than 7 codes a side.
@@ -140,7 +144,7 @@ class PIDProbe:
     background: bool = True
     name: str | None = None
     bias_correction: str = "jackknife"
-    measure: str = "broja"
+    measure: str | Measure = "broja"
     on: str = "layers"
     _quantizers: dict[str, Quantizer] = field(default_factory=dict, repr=False)
     _warned: bool = field(default=False, repr=False)
@@ -166,7 +170,7 @@ class PIDProbe:
         self.n_permutations = check_int(self.n_permutations, name="n_permutations", caller=caller, minimum=0)
         self.background = check_bool(self.background, name="background", caller=caller)
         check_bias_correction(self.bias_correction, self.n_bootstrap, caller)
-        self.measure = check_choice(self.measure, MEASURES, name="measure", caller=caller)
+        self.measure = resolve_measure(self.measure, caller=caller)
         self.on = check_choice(self.on, PROBE_ON, name="on", caller=caller)
         if self.quantizer is not None and not isinstance(self.quantizer, Quantizer):
             raise TypeError(
@@ -174,7 +178,7 @@ class PIDProbe:
                 f"Got {type(self.quantizer).__name__} instead."
             )
         n_bins = fresh_quantizer(self.quantizer).n_bins
-        if self.measure == "intersection" and n_bins > 7:  # Bell(8)^2 > MAX_PAIRS: refused at every measurement
+        if isinstance(self.measure, Intersection) and n_bins > 7:  # Bell(8)^2 > MAX_PAIRS: refused at every measurement
             raise ValueError(
                 f"{caller} with measure='intersection' searches all pairs of set partitions of the codes, at most 7 a "
                 f"side; the quantizer gives n_bins={n_bins}. Pass quantizer=Quantizer(n_bins=7) or fewer, or "
@@ -186,7 +190,7 @@ class PIDProbe:
                 f"give at least {n_bins} probe samples (a few hundred or more), or a Quantizer with fewer bins."
             )
         if self.name is None:
-            suffix = "" if self.measure == "broja" else f"_{self.measure}"
+            suffix = "" if isinstance(self.measure, BROJA) else f"_{self.measure.name}"
             self.name = re.sub(r"[^A-Za-z0-9_]", "_", f"probe_{self.teacher_layer}_{self.student_layer}{suffix}")
         elif not isinstance(self.name, str) or not self.name:
             raise (ValueError if isinstance(self.name, str) else TypeError)(

@@ -16,6 +16,7 @@ from pidkd.estimators.information import (
 )
 from pidkd.estimators.intersection import gacs_korner_redundancy, intersection_redundancy
 from pidkd.estimators.maps import map_redundancy
+from pidkd.estimators.measure import Measure
 from pidkd.estimators.quantize import Quantizer, quantize
 from pidkd.estimators.samples import SamplePID, pid_from_samples
 from pidkd.estimators.sweeps import sweep
@@ -23,6 +24,7 @@ from pidkd.estimators.sweeps import sweep
 __all__ = [
     "Activations",
     "JointHistogram",
+    "Measure",
     "PIDResult",
     "Quantizer",
     "SamplePID",

@@ -1,23 +1,28 @@
-"""The public ``pid`` entry point: validates input once and dispatches to a PID method."""
+"""The public ``pid`` entry points: validate input once and hand it to a PID measure."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from pidkd._validation import as_joint_pmf, check_base, check_bool, check_choice, check_int
+from pidkd._validation import as_joint_pmf, check_base, check_bool, check_int, user_stacklevel
 from pidkd.estimators._result import PIDResult
-from pidkd.estimators.broja import broja_decomposition, broja_decompositions
-from pidkd.estimators.intersection import intersection_decomposition
-from pidkd.estimators.maps import map_decompositions
+from pidkd.estimators.broja.measure import BROJA
+from pidkd.estimators.intersection import Intersection
+from pidkd.estimators.maps import Maps
+from pidkd.estimators.measure import Measure
 
-__all__ = ["MEASURES", "METHODS", "pid", "pid_batch"]
+__all__ = ["MEASURES", "METHODS", "pid", "pid_batch", "resolve_measure"]
 
-#: The PID measures ``pid(measure=...)`` dispatches to (broja_decomposition,
-#: intersection_decomposition, map_decompositions); nothing registers itself on import.
-MEASURES = ("broja", "intersection", "maps")
+#: The measures shipped with pidkd, by the names ``measure=`` takes (any :class:`Measure` instance
+#: is taken too); nothing registers itself on import.
+SHIPPED: dict[str, type[Measure]] = {"broja": BROJA, "intersection": Intersection, "maps": Maps}
+MEASURES = tuple(SHIPPED)
 #: The former name of :data:`MEASURES` (``method=`` is ``measure=``'s former name).
 METHODS = MEASURES
 
@@ -25,7 +30,7 @@ METHODS = MEASURES
 def pid(
     p: Any,
     *,
-    measure: str | None = None,
+    measure: str | Measure | None = None,
     method: str | None = None,
     base: float = 2.0,
     solver: str | None = None,
@@ -50,8 +55,10 @@ def pid(
     p : array_like, dit.Distribution or torch.Tensor
         Joint pmf ``p[y, t, s]`` (axis 0 the label Y, axis 1 the teacher T, axis 2 the student
         S) summing to 1, or counts with ``counts=True``.
-    measure : {"broja", "intersection", "maps"}, default "broja"
-        The PID definition: ``"broja"`` (Bertschinger et al.); ``"intersection"``: Red∩ of the
+    measure : {"broja", "intersection", "maps"} or Measure, default "broja"
+        The PID definition, by name or as a :class:`pidkd.Measure` instance (a measure of your
+        own: subclass ``pidkd.Measure`` and implement ``redundancy(p)``, in nats; see
+        :mod:`pidkd.estimators.measure`): ``"broja"`` (Bertschinger et al.); ``"intersection"``: Red∩ of the
         RID paper (exact search over maps, small alphabets), see
         :func:`pidkd.estimators.intersection.intersection_redundancy`; ``"maps"``: the map
         redundancy, the best co-information I(Y;f(T)) - I(Y;f(T)|g(S)) over maps f, g, a certified
@@ -59,7 +66,8 @@ def pid(
         :func:`pidkd.estimators.maps.map_redundancy`. The other atoms follow from the identities
         Red + Uni_t = I(Y;T), Red + Uni_s = I(Y;S), the sum = I(Y;T,S).
     method : str, optional
-        The former name of ``measure``.
+        The former name of ``measure``, deprecated (a ``DeprecationWarning``; removed in the
+        next release).
     base : float, default 2
         Logarithm base of the returned numbers: 2 for bits, ``np.e`` for nats (the RID paper).
     solver : {"NEWTON", "CLARABEL", "SCS", "ECOS"} or None
@@ -104,22 +112,18 @@ def pid(
     'optimal'
     """
     caller = "pid()"
-    measure = _check_measure(measure, method, solver, tol, max_iter, caller)
     base = check_base(base, caller=caller)
     strict, counts = _check_flags(strict, counts, caller)
     max_iter = check_int(max_iter, name="max_iter", caller=caller, minimum=1, optional=True)
+    m = resolve_measure(measure, method=method, solver=solver, tol=tol, max_iter=max_iter, strict=strict, caller=caller)
     arr = as_joint_pmf(p, counts=counts, variables=variables, caller=caller)
-    if measure == "intersection":
-        return intersection_decomposition(arr, base=base)
-    if measure == "maps":
-        return map_decompositions([arr], base=base)[0]
-    return broja_decomposition(arr, base=base, solver=solver, tol=tol, strict=strict, max_iter=max_iter)
+    return _decomposed(m, [arr], base)[0]
 
 
 def pid_batch(
     ps: Iterable[Any],
     *,
-    measure: str | None = None,
+    measure: str | Measure | None = None,
     method: str | None = None,
     base: float = 2.0,
     solver: str | None = None,
@@ -164,11 +168,6 @@ def pid_batch(
     [1.0, 0.5, 0.0]
     """
     caller = "pid_batch()"
-    measure = _check_measure(measure, method, solver, tol, max_iter, caller)
-    if measure != "broja" and device is not None:
-        raise ValueError(
-            f"{caller}: device={device!r} runs BROJA's solver in PyTorch; measure={measure!r} runs on the CPU."
-        )
     base = check_base(base, caller=caller)
     strict, counts = _check_flags(strict, counts, caller)
     max_iter = check_int(max_iter, name="max_iter", caller=caller, minimum=1, optional=True)
@@ -189,34 +188,94 @@ def pid_batch(
     if not items:
         return []
     where = getattr(ps, "device", None)  # a torch tensor on a GPU is solved there
-    if device is None and where is not None and getattr(where, "type", "cpu") != "cpu":
-        device = where
+    on_gpu = where is not None and getattr(where, "type", "cpu") != "cpu"
+    m = resolve_measure(
+        measure, method=method, solver=solver, tol=tol, max_iter=max_iter, strict=strict, device=device, caller=caller
+    )
+    if device is None and on_gpu and isinstance(m, BROJA):
+        m = dataclasses.replace(m, device=where)
     arrs = [as_joint_pmf(p, counts=counts, arg=f"ps[{i}]", caller=caller) for i, p in enumerate(items)]
-    if measure == "intersection":
-        return [intersection_decomposition(a, base=base) for a in arrs]
-    if measure == "maps":
-        return map_decompositions(arrs, base=base)
-    return broja_decompositions(
-        arrs, base=base, solver=solver, tol=tol, strict=strict, max_iter=max_iter, device=device
-    )
+    return _decomposed(m, arrs, base)
 
 
-def _check_measure(measure: Any, method: Any, solver: Any, tol: Any, max_iter: Any, caller: str) -> str:
-    """The measure's name from ``measure=`` or its former name ``method=``; BROJA-only options refused."""
-    if measure is not None and method is not None:
-        raise ValueError(f"{caller} got both `measure` and `method` (its former name); pass `measure` only.")
-    name = check_choice(
-        "broja" if measure is None and method is None else measure if measure is not None else method,
-        MEASURES,
-        name="measure" if method is None else "method",
-        caller=caller,
-    )
-    if name != "broja" and (solver is not None or tol is not None or max_iter is not None):
-        raise ValueError(
-            f"{caller[:-1]}measure={name!r}) is a search over maps; `solver`, `tol` and `max_iter` apply to "
-            "measure='broja' only. Remove them."
+def resolve_measure(
+    measure: Any,
+    *,
+    caller: str,
+    method: Any = None,
+    solver: Any = None,
+    tol: Any = None,
+    max_iter: Any = None,
+    strict: bool = True,
+    device: Any = None,
+) -> Measure:
+    """The :class:`Measure` that ``measure=`` names: a shipped one by name, an instance as it is, or
+    ``"module:Class"`` (a measure of your own, imported and made with no arguments).
+
+    ``method=`` is the deprecated former name. BROJA's options (solver, tol, max_iter, strict,
+    device) replace those of a BROJA instance and are refused for other measures.
+    """
+    if method is not None:
+        if measure is not None:
+            raise ValueError(f"{caller} got both `measure` and `method` (its former name); pass `measure` only.")
+        warnings.warn(
+            f"{caller}: `method=` is deprecated and will be removed in the next release; use measure={method!r}.",
+            DeprecationWarning,
+            stacklevel=user_stacklevel(),
         )
-    return name
+        measure = method
+    if measure is None:
+        measure = "broja"
+    if isinstance(measure, type) and issubclass(measure, Measure):
+        raise TypeError(
+            f"{caller} expects `measure` to be a Measure instance; got the class. Pass {measure.__name__}()."
+        )
+    if isinstance(measure, str) and ":" in measure:
+        measure = _import_measure(measure, caller)
+    if not isinstance(measure, Measure):
+        name = measure.lower() if isinstance(measure, str) else None
+        if name not in SHIPPED:
+            raise ValueError(
+                f"The 'measure' parameter of {caller} must be one of {list(MEASURES)}, a pidkd.Measure instance or "
+                f"'module:Class'. Got {measure!r} instead."
+            )
+        measure = SHIPPED[name]()
+    options = {"solver": solver, "tol": tol, "max_iter": max_iter, "device": device}
+    given = {k: v for k, v in options.items() if v is not None} | ({} if strict else {"strict": False})
+    if isinstance(measure, BROJA):
+        return dataclasses.replace(measure, **given) if given else measure
+    given.pop("strict", None)  # only BROJA certifies a solve
+    if given:
+        raise ValueError(
+            f"{caller[:-1]}measure={measure.name!r}): {', '.join(f'`{k}`' for k in given)} apply to BROJA's solver "
+            "(measure='broja') only. Remove them."
+        )
+    return measure
+
+
+def _import_measure(path: str, caller: str) -> Measure:
+    """``"module:Class"`` -> an instance of that Measure subclass (the user's own code, named explicitly)."""
+    module, _, attr = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(
+            f"{caller}: measure={path!r} names no importable class ({type(err).__name__}: {err})."
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, Measure)):
+        raise TypeError(f"{caller}: measure={path!r} is not a subclass of pidkd.Measure.")
+    return cls()
+
+
+def _decomposed(m: Measure, arrs: list[Any], base: float) -> list[PIDResult]:
+    """``m.decompose(arrs)``, checked: a measure of the user's must return one PIDResult per pmf."""
+    out = m.decompose(arrs, base=base)
+    if not isinstance(out, list) or len(out) != len(arrs) or not all(isinstance(r, PIDResult) for r in out):
+        raise TypeError(
+            f"{type(m).__name__}.decompose() must return a list of {len(arrs)} PIDResult, one per pmf; got "
+            f"{type(out).__name__}{f' of length {len(out)}' if hasattr(out, '__len__') else ''}."
+        )
+    return out
 
 
 def _check_flags(strict: Any, counts: Any, caller: str) -> tuple[bool, bool]:

@@ -38,9 +38,11 @@ from numpy.typing import ArrayLike, NDArray
 
 from pidkd._validation import as_joint_pmf, check_base, check_choice, check_positive
 from pidkd.estimators._result import PIDResult, SolverDiagnostics
+from pidkd.estimators.measure import Measure
 
 __all__ = [
     "MAX_PAIRS",
+    "Intersection",
     "IntersectionResult",
     "gacs_korner_redundancy",
     "intersection_decomposition",
@@ -337,3 +339,16 @@ def intersection_decomposition(p: NDArray[np.float64], *, base: float = 2.0) -> 
         diagnostics=diag,
         details=dataclasses.replace(res, red=res.red / np.log(base), base=base),
     )
+
+
+class Intersection(Measure):
+    """Red∩ of the RID paper as a :class:`~pidkd.estimators.measure.Measure` (``measure="intersection"``):
+    exact search over maps, up to 7 x 7 codes; see :func:`intersection_redundancy`."""
+
+    name = "intersection"
+
+    def redundancy(self, p: NDArray[np.float64]) -> float:
+        return intersection_redundancy(p, base=np.e).red
+
+    def decompose(self, ps, *, base: float = 2.0) -> list[PIDResult]:
+        return [intersection_decomposition(p, base=base) for p in ps]

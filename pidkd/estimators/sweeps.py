@@ -45,7 +45,8 @@ from pidkd.estimators.activations import (
     _to_numpy,
     load_activations,
 )
-from pidkd.estimators.api import MEASURES
+from pidkd.estimators.api import SHIPPED, resolve_measure
+from pidkd.estimators.broja.measure import BROJA
 from pidkd.estimators.quantize import FIT_SAMPLES, Quantizer, quantize_in_chunks
 from pidkd.estimators.samples import (
     MIN_SAMPLES_PER_CELL,
@@ -419,8 +420,10 @@ def _params(kw: dict[str, Any], quantizer: Quantizer | None, fit_samples: int, f
     qp = {k: getattr(q, k) for k in ("strategy", "n_bins", "n_components", "normalize", "random_state", "n_init")}
     params = kw | {"quantizer": qp, "fit_samples": fit_samples}
     # The default fingerprint and measure are not written, so that journals from before the options stay usable.
-    if params["measure"] == "broja":
-        del params["measure"]
+    m = params.pop("measure")
+    if m != BROJA():
+        shipped = type(m) in SHIPPED.values() and not isinstance(m, BROJA)
+        params["measure"] = m.name if shipped else f"{type(m).__module__}.{type(m).__qualname__}: {m!r}"
     return params if fingerprint == "stat" else params | {"fingerprint": fingerprint}
 
 
@@ -552,7 +555,7 @@ def sweep(
     on_error: str = "raise",
     fit_samples: int = FIT_SAMPLES,
     fingerprint: str = "stat",
-    measure: str = "broja",
+    measure: Any = "broja",
 ) -> Any:
     """PID of every (checkpoint, teacher layer, student layer) as a tidy pandas DataFrame.
 
@@ -654,7 +657,7 @@ def sweep(
         "base": base,
         "rng": rng,
         "bias_correction": bias_correction,
-        "measure": check_choice(measure, MEASURES, name="measure", caller=caller),
+        "measure": resolve_measure(measure, caller=caller),
     }
     checkpoints, pairs = _plan(items, teacher_layers, student_layers)
     params = _params(kw, quantizer, fit_samples, fingerprint)
@@ -749,7 +752,7 @@ def _warn_unreliable(df: Any) -> None:
         first = beyond.iloc[0]
         parts.append(
             f"{len(beyond)} of {len(df)} rows had a corrected estimate beyond the information-theoretic bounds by more "
-            f"than its interval's half-width (column 'beyond_bounds'; the first: {first['checkpoint']}, "
+            f"than its interval's width (column 'beyond_bounds'; the first: {first['checkpoint']}, "
             f"{first['teacher_layer']} x {first['student_layer']}, bounded: {first['bounded']}); it was projected "
             "onto them"
         )

@@ -59,7 +59,12 @@ def rid_history(data):
 
 def test_measure_names_the_probe_and_reaches_pid_from_samples(data):
     broja, maps = probe(data), probe(data, measure="MAPS")
-    assert (broja.name, broja.measure, maps.name, maps.measure) == ("probe_1_1", "broja", "probe_1_1_maps", "maps")
+    assert (broja.name, broja.measure.name, maps.name, maps.measure.name) == (
+        "probe_1_1",
+        "broja",
+        "probe_1_1_maps",
+        "maps",
+    )
     h = fit(teacher(), student(), data, method="kd", config=cfg(), probes=[broja, maps]).history
     alone = fit(teacher(), student(), data, method="kd", config=cfg(), probes=[probe(data)]).history
     # the default (BROJA) probe's columns and numbers are those of a run without the maps probe

@@ -74,13 +74,13 @@ def test_equality_when_teacher_equals_student(p):
 
 
 def test_pid_method_intersection_uses_the_identities_and_flags_negative_synergy():
-    r = pidkd.pid(distributions.rdn_xor(), method="intersection")
+    r = pidkd.pid(distributions.rdn_xor(), measure="intersection")
     assert (r.method, r.diagnostics.solver) == ("intersection", "exhaustive")
     np.testing.assert_allclose([r.red, r.uni_t, r.uni_s, r.syn], [1, 0, 0, 1], atol=1e-12)
     # ImperfectRdn: Red∩ = 0 (S is a noisy copy, no map of it screens off Y) while BROJA's
     # Red = I(Y;S) = 0.9896, so the identities give Syn = -I(Y;S): flagged, not clipped
     with pytest.warns(UserWarning, match="negative atoms .*syn"):
-        r = pidkd.pid(distributions.imperfect_rdn(), method="intersection")
+        r = pidkd.pid(distributions.imperfect_rdn(), measure="intersection")
     assert r.syn == pytest.approx(-r.mi_s, abs=1e-12) and r.red + r.uni_t == pytest.approx(r.mi_t)
 
 
@@ -99,7 +99,7 @@ def test_bad_input():
         ValueError, match=r"'form' parameter of intersection_redundancy\(\) must be one of \['deterministic'\]"
     ):
         intersection_redundancy(distributions.rdn(), form="channel")
-    with pytest.raises(ValueError, match="apply to measure='broja' only"):
-        pidkd.pid(distributions.rdn(), method="intersection", solver="CLARABEL")
+    with pytest.raises(ValueError, match=r"`solver` apply to BROJA's solver \(measure='broja'\) only"):
+        pidkd.pid(distributions.rdn(), measure="intersection", solver="CLARABEL")
     with pytest.raises(ValueError, match="sums to 1"):
         gacs_korner_redundancy(np.ones((2, 2, 2)))

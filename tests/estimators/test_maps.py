@@ -93,11 +93,12 @@ def test_paper_examples_and_the_measure_through_pid():
     )
     batch = pidkd.pid_batch([distributions.and_(), planted(4, 8)], measure="maps")
     assert [b.red for b in batch] == pytest.approx([0.0, big.red / np.log(2)], abs=1e-12)
-    assert pidkd.pid(distributions.rdn_xor(), method="maps").red == pytest.approx(1.0)  # the former name
+    with pytest.warns(DeprecationWarning, match=r"`method=` is deprecated.*use measure='maps'"):
+        assert pidkd.pid(distributions.rdn_xor(), method="maps").red == pytest.approx(1.0)  # the former name
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"pid\(measure='maps'\) is a search over maps; `solver`"):
+    with pytest.raises(ValueError, match=r"pid\(measure='maps'\): `solver` apply to BROJA's solver"):
         pidkd.pid(distributions.and_(), measure="maps", solver="CLARABEL")
     with pytest.raises(ValueError, match="both `measure` and `method`"):
         pidkd.pid(distributions.and_(), measure="maps", method="broja")

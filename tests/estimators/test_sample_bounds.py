@@ -16,6 +16,7 @@ from pidkd.estimators.samples import (
     ATOMS,
     BIAS_CORRECTIONS,
     SampleSizeWarning,
+    _estimate,
     _jackknife_counts,
     _project,
     pid_from_samples,
@@ -42,7 +43,7 @@ def _inside(r, n_y: int, n_ts: int) -> None:
 
 def test_idtxl_four_sample_xor_keeps_syn_within_h_y():
     t, s = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
-    with pytest.warns(SampleSizeWarning, match=r"broke .*sum<=H.* by more than its own interval"):
+    with pytest.warns(SampleSizeWarning, match=r"broke .*sum<=H.* by more than its own interval's width"):
         r = pid_from_samples(t ^ s, t, s)
     assert r.pid.syn == pytest.approx(1.0, abs=1e-9)  # the plug-in is exact here
     assert r.estimate["syn"] <= 1.0 and r.estimate["syn"] == pytest.approx(1.0, abs=1e-9)
@@ -51,6 +52,18 @@ def test_idtxl_four_sample_xor_keeps_syn_within_h_y():
     assert "sum<=H" in r.bounded and r.beyond_bounds and not r.reliable
     row = r.as_dict()
     assert "sum<=H" in row["bounded"] and row["beyond_bounds"] and not row["reliable"]
+
+
+def test_beyond_bounds_means_moved_by_more_than_the_interval_width():
+    """The rule itself, on corrected values given directly: (atoms, H(Y), H(T,S)) with H(Y) = 1 bit."""
+    plug = np.array([0.0, 0.0, 0.0, 1.3, 1.0, 2.0])  # Syn 0.3 bits above H(Y)
+    est, ci, bounded, beyond = _estimate(plug, None, None, "none", 0.9, (2, 2, 2), 2.0)
+    assert bounded == ("sum<=H",) and beyond and ci is None and 1 - 1e-12 <= est[3] <= 1  # no interval: any move counts
+    spread = np.array([[0, 0, 0, d, 0, 0] for d in (-0.1, 0.1)])  # bootstrap values around the plug-in
+    for width, expected in ((0.1, True), (0.4, False)):  # moved 0.3: beyond an interval of width 0.1, not 0.4
+        boot = plug + spread * width / 0.2
+        est, ci, bounded, beyond = _estimate(plug, boot, None, "none", 0.9, (2, 2, 2), 2.0)
+        assert bounded == ("sum<=H",) and beyond is expected and 1 - 1e-12 <= est[3] <= 1 and ci[1, 3] <= 1
 
 
 def test_four_sample_and_sums_to_at_most_one_bit():

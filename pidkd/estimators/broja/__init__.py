@@ -72,7 +72,7 @@ __all__ = [
 
 #: Solvers of the exponential-cone path, by cvxpy name.
 CVXPY_SOLVERS = ("CLARABEL", "SCS", "ECOS")
-#: Every solver of ``pid(..., method="broja")``; the first is the default.
+#: Every solver of ``pid(..., measure="broja")``; the first is the default.
 SOLVERS = ("NEWTON", *CVXPY_SOLVERS)
 #: Default largest accepted duality gap in bits, per solver. Interior-point solvers stall at
 #: gaps around 1e-8 on this programme (its optimum sits on a face of the polytope).
