@@ -28,15 +28,16 @@ Writes ``docs/benchmarks/solvers.json``, ``solvers.md`` and ``solvers.png`` (the
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import DOCS, argument_parser, environment, write_json, write_markdown  # noqa: E402
 
 SIZES = [
     (2, 2, 2),
@@ -61,7 +62,7 @@ LIMITS = {"NEWTON": 10**6, "NEWTON-factored": 10**6, "NEWTON-0.1.0": 10**6}
 LIMITS.update({"CLARABEL": 45_000, "SCS": 1_000, "dit-cone": 20_000, "dit": 64})
 NEWTON_MAX_SCHUR = 2_600
 SEED = 20241107
-OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+OUT = DOCS
 
 _CHILD = r"""
 import json, resource, sys, time, warnings
@@ -146,18 +147,21 @@ def batch_benchmark(n: int = 1000) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes only")
-    parser.add_argument("--repeats", type=int, default=5, help="repeats for runs under 2 s")
+    parser = argument_parser(
+        __doc__,
+        quick="small sizes only",
+        repeats=5,
+        repeats_help="repeats for runs under 2 s",
+        out=OUT,
+        render="only re-render the markdown and plot from the JSON",
+    )
     parser.add_argument("--timeout", type=float, default=600, help="wall-clock limit per run (s)")
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--render", action="store_true", help="only re-render the markdown and plot from the JSON")
     parser.add_argument("--solvers", nargs="+", choices=SOLVERS, help="rerun only these; keep the others' results")
     parser.add_argument("--sizes", nargs="+", help="with --solvers: rerun only these sizes (e.g. 4x4x4)")
     args = parser.parse_args()
     if args.render:
         data = json.loads((args.out / "solvers.json").read_text())
-        (args.out / "solvers.md").write_text(markdown(data["rows"], data["batch"], data["meta"]))
+        write_markdown(args.out / "solvers.md", markdown(data["rows"], data["batch"], data["meta"]))
         plot(data["rows"], args.out / "solvers.png")
         return
     sizes = QUICK_SIZES if args.quick else SIZES
@@ -204,16 +208,9 @@ def main() -> None:
                 res["max_atom_diff"] = float(np.max(np.abs(np.subtract(res["atoms"], results[ref_name]["atoms"]))))
         rows.append({"shape": list(shape), "cells": cells, "reference": ref_name, "results": results})
     batch = batch_benchmark()
-    meta = {
-        "date": today,
-        "measured": measured,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
-        "seed": SEED,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "solvers.json").write_text(json.dumps({"meta": meta, "rows": rows, "batch": batch}, indent=2))
-    (args.out / "solvers.md").write_text(markdown(rows, batch, meta))
+    meta = environment(date=today, measured=measured, seed=SEED)
+    write_json(args.out / "solvers.json", {"meta": meta, "rows": rows, "batch": batch}, indent=2)
+    write_markdown(args.out / "solvers.md", markdown(rows, batch, meta))
     plot(rows, args.out / "solvers.png")
     print((args.out / "solvers.md").read_text())
 
