@@ -8,17 +8,14 @@ nn.Conv2d. Then the cost of live PID probes, on digits and on MNIST-1D (the 1-d 
 benchmarks/resilience/task_mnist1d.py, 4,800 training sequences). Writes
 docs/benchmarks/distill.json and distill.md.
 
-Run: python benchmarks/bench_distill.py [--epochs 24]
+Run: python benchmarks/bench_distill.py [--epochs 24] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
-import json
-import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -28,8 +25,10 @@ from torch import nn
 
 from pidkd.distill import DistillConfig, PIDProbe, StudentFilter, TeacherFilter, fit
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "docs" / "benchmarks"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import DOCS, ROOT, argument_parser, environment, write_json, write_markdown  # noqa: E402
+
+OUT = DOCS
 
 
 def probe_overhead(task, train, test, teacher, config) -> dict[str, float]:
@@ -98,7 +97,7 @@ def pointwise_cost(repeats: int = 300) -> list[dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__, out=OUT, out_help="folder of distill.json and distill.md")
     parser.add_argument("--epochs", type=int, default=24)
     args = parser.parse_args()
     spec = importlib.util.spec_from_file_location("rid_digits", ROOT / "examples" / "rid_digits.py")
@@ -155,26 +154,10 @@ def main() -> None:
         "MNIST-1D": probe_overhead(mnist1d, *mnist1d_data, mnist1d_teacher, config),
     }
     med = {k: float(np.median(v)) for k, v in times.items()}
-    meta = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "device": "cpu",
-        "threads": torch.get_num_threads(),
-    }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "distill.json").write_text(
-        json.dumps(
-            {
-                "meta": meta,
-                "epoch_seconds": times,
-                "median": med,
-                "probe_overhead": overhead,
-                "filter_seconds": pointwise,
-            },
-            indent=2,
-        )
-    )
+    meta = environment(device="cpu", threads=torch.get_num_threads())
+    data = {"meta": meta, "epoch_seconds": times, "median": med}
+    data |= {"probe_overhead": overhead, "filter_seconds": pointwise}
+    write_json(args.out / "distill.json", data, indent=2)
     lines = [
         "# Benchmark: cost of a distillation epoch and of PID probes",
         "",
@@ -241,7 +224,7 @@ def main() -> None:
         "[fit() on a GPU](cuda.md), `python benchmarks/cuda/run.py`.",
         "",
     ]
-    (OUT / "distill.md").write_text("\n".join(lines))
+    write_markdown(args.out / "distill.md", lines)
     print("\n".join(lines))
 
 

@@ -6,16 +6,13 @@ combined code included), and one memory pass (np.sum over the same three int64 a
 floor. Median of repeats. Also the sweep target: 3 teacher x 3 student layers x 5 checkpoints on
 10,000 samples with k-means to 16 clusters.
 
-Writes docs/benchmarks/histogram.json and histogram.md.
-Run: python benchmarks/bench_histogram.py [--samples 10000000] [--repeats 5]
+Writes docs/benchmarks/histogram.json and histogram.md (``--out``: another folder).
+Run: python benchmarks/bench_histogram.py [--samples 10000000] [--repeats 5] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -26,18 +23,15 @@ from pidkd.estimators.histogram import joint_histogram
 from pidkd.estimators.quantize import Quantizer
 from pidkd.estimators.sweeps import sweep
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import DOCS, argument_parser, environment, time_repeats, write_json, write_markdown  # noqa: E402
+
+OUT = DOCS
 SHAPE = (10, 256, 256)
 
 
 def timed(fn, repeats):
-    fn()  # warm-up (compiles the kernel on the first call)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return time_repeats(fn, repeats, warmup=1).median  # warm-up: compiles the kernel on the first call
 
 
 def histogram_rows(n: int, repeats: int) -> list[dict]:
@@ -103,21 +97,14 @@ def sweep_time() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__, repeats=5, out=OUT, out_help="folder of histogram.json and histogram.md")
     parser.add_argument("--samples", type=int, default=10_000_000)
-    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    out = args.out
     rows = histogram_rows(args.samples, args.repeats)
     t_sweep = sweep_time()
-    meta = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
-        "samples": args.samples,
-        "shape": SHAPE,
-    }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "histogram.json").write_text(json.dumps({"meta": meta, "rows": rows, "sweep_s": t_sweep}, indent=2))
+    meta = environment(samples=args.samples, shape=SHAPE)
+    write_json(out / "histogram.json", {"meta": meta, "rows": rows, "sweep_s": t_sweep}, indent=2)
     lines = [
         "# Benchmark: joint histograms and sweeps",
         "",
@@ -142,7 +129,7 @@ def main() -> None:
         f"clusters, 50 bootstrap resamples and 5 label permutations per pair: {t_sweep:.1f} s.",
         "",
     ]
-    (OUT / "histogram.md").write_text("\n".join(lines))
+    write_markdown(out / "histogram.md", lines)
     print("\n".join(lines))
 
 

@@ -13,38 +13,33 @@ epochs 2, 3, ...: the forward passes on the training thread plus the analysis). 
 
 Writes docs/benchmarks/probe_maps.json and probe_maps.md.
 
-Run: python benchmarks/probe_maps.py [--repeats 5]   (about a minute on 2 CPU cores)
+Run: python benchmarks/probe_maps.py [--repeats 5] [--out DIR]   (about a minute on 2 CPU cores)
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import os
 import platform
-import time
+import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pidkd.distill import PIDProbe, fit
 from pidkd.estimators import pid_from_samples
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "docs" / "benchmarks"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import DOCS, ROOT, argument_parser, environment, time_repeats, write_json, write_markdown  # noqa: E402
+
+OUT = DOCS
 
 
 def timed(fn, repeats: int) -> tuple[float, list[float]]:
     """Median seconds of ``fn(i)`` over ``repeats`` calls (i = 0, 1, ...), and all of them."""
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), times
+    timing = time_repeats(fn, repeats, warmup=0, index=True)
+    return timing.median, timing.times
 
 
 def probe_cost(label: str, probe: PIDProbe, pair: int | None, nets: tuple, repeats: int) -> dict[str, object]:
@@ -77,8 +72,7 @@ def probe_cost(label: str, probe: PIDProbe, pair: int | None, nets: tuple, repea
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser = argument_parser(__doc__, repeats=5, out=OUT, out_help="folder of probe_maps.json and probe_maps.md")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # sample-size notes of the probe set are not what is measured here
     spec = importlib.util.spec_from_file_location("rid_digits", ROOT / "examples" / "rid_digits.py")
@@ -110,17 +104,13 @@ def main() -> None:
     for r in rows:
         base = by[f"BROJA, {r['probe'].split(', ')[1]}"]["seconds"]
         r["ratio"] = r["seconds"] / base
-    meta = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "n_probe": len(test[1]),
-        "repeats": args.repeats,
-        "target": "maps probe < 2x the BROJA probe's cost",
-    }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "probe_maps.json").write_text(json.dumps({"meta": meta, "rows": rows, "ratios": ratios}, indent=2) + "\n")
+    meta = environment(
+        machine=f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}",
+        n_probe=len(test[1]),
+        repeats=args.repeats,
+        target="maps probe < 2x the BROJA probe's cost",
+    )
+    write_json(args.out / "probe_maps.json", {"meta": meta, "rows": rows, "ratios": ratios}, indent=2, newline=True)
     lines = [
         '# Benchmark: cost of a PIDProbe with measure="maps" (issue 31)',
         "",
@@ -146,7 +136,7 @@ def main() -> None:
         f"Target ({meta['target']}): **{verdict}** (layers {ratios['layers']:.1f}x, filters {ratios['filters']:.1f}x).",
         "",
     ]
-    (OUT / "probe_maps.md").write_text("\n".join(lines))
+    write_markdown(args.out / "probe_maps.md", lines)
     print("\n".join(lines))
 
 

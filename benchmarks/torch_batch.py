@@ -16,10 +16,8 @@ Run: python benchmarks/torch_batch.py              (CUDA if available, else CPU)
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -30,8 +28,10 @@ import torch
 import pidkd
 from pidkd.estimators.samples import SampleSizeWarning
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "docs" / "benchmarks"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import DOCS, argument_parser, environment, write_json, write_markdown  # noqa: E402
+
+OUT = DOCS
 SEED = 0
 CASES = {"cpu": [((4, 4, 4), 1000), ((10, 10, 10), 200)], "cuda": [((4, 4, 4), 1000), ((4, 4, 4), 10000)]}
 CASES["cuda"] += [((10, 10, 10), 200), ((10, 10, 10), 2000), ((20, 10, 10), 1000), ((100, 10, 10), 200)]
@@ -50,10 +50,9 @@ def timed(ps, **kwargs):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__, out=OUT, out_help="folder of NAME.json and NAME.md")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--name", default="torch_batch")
-    parser.add_argument("--out", type=Path, default=OUT, help="folder of NAME.json and NAME.md")
     parser.add_argument("--sections", nargs="+", choices=("batches", "samples"), default=["batches", "samples"])
     parser.add_argument("--shapes", nargs="*", help="only these pmf shapes of the batches section, e.g. 20x10x10")
     args = parser.parse_args()
@@ -61,13 +60,9 @@ def main() -> None:
     known = ["x".join(map(str, shape)) for shape, _ in CASES[dev.type]]
     if args.shapes and set(args.shapes) - set(known):
         parser.error(f"--shapes: {sorted(set(args.shapes) - set(known))} not among {dev.type}'s cases {known}")
-    meta = {
-        "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    meta = environment(
+        device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
+    )
     rows: list[dict] = []
     samples: list[dict] = []
     for shape, n in CASES[dev.type] if "batches" in args.sections else []:
@@ -136,8 +131,7 @@ def sample_row(n: int, k: int, dev: torch.device) -> dict:
 
 
 def write(out: Path, name: str, meta: dict, rows: list[dict], samples: list[dict]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows, "samples": samples}, indent=1))
+    write_json(out / f"{name}.json", {"meta": meta, "rows": rows, "samples": samples}, indent=1)
     lines = [
         "# Benchmark: batches of PIDs, default solver against the PyTorch path",
         "",
@@ -176,7 +170,7 @@ def write(out: Path, name: str, meta: dict, rows: list[dict], samples: list[dict
                 f"{r['speedup']:.2f}x | {r['max_diff_bits']:.1e} |"
             )
     lines.append("")
-    (out / f"{name}.md").write_text("\n".join(lines))
+    write_markdown(out / f"{name}.md", lines)
 
 
 if __name__ == "__main__":

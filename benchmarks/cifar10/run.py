@@ -15,8 +15,6 @@ Smoke test on random CIFAR-shaped tensors (CPU, seconds): python benchmarks/cifa
 
 from __future__ import annotations
 
-import argparse
-import json
 import pickle
 import sys
 import time
@@ -28,6 +26,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wrn import wrn  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from _harness import argument_parser, write_json  # noqa: E402
 
 from pidkd.distill import DistillConfig, fit, untrained_copy  # noqa: E402
 
@@ -95,7 +96,7 @@ def schedule(epochs: int, variant: str) -> DistillConfig:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--data", type=Path, help="directory with the python version of CIFAR-10")
     parser.add_argument("--methods", nargs="+", default=["student", "vid", "rid"])
     parser.add_argument("--variant", choices=("paper", "authors"), default="paper")
@@ -186,11 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
             flush=True,
         )
     if not args.smoke:
-        args.out.write_text(
-            json.dumps(
-                {"variant": args.variant, "untrained_teacher": args.untrained_teacher, "results": results}, indent=1
-            )
-        )
+        write_json(args.out, {"variant": args.variant, "untrained_teacher": args.untrained_teacher, "results": results})
     return results
 
 

@@ -28,9 +28,7 @@ Smoke test (CPU, seconds; writes nothing unless --out is given): python benchmar
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import platform
 import sys
 import time
@@ -44,6 +42,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "cifar10"))
 from wrn import wrn  # noqa: E402
+
+sys.path.insert(0, str(ROOT))  # benchmarks/: the shared harness
+from _harness import DOCS, argument_parser, environment, write_json, write_markdown  # noqa: E402
 
 from pidkd.distill import DistillConfig, fit  # noqa: E402
 from pidkd.distill._checks import host_syncs  # noqa: E402
@@ -152,7 +153,7 @@ def via_plain(x, y, epochs, batch, amp, dev, compile=False) -> tuple[list[float]
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__, out=None)
     parser.add_argument("--n", type=int, default=10240, help="training images per epoch")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
@@ -171,30 +172,26 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit("no CUDA device: run with --smoke on a CPU")
         dev = torch.device("cuda")
         torch.backends.cudnn.benchmark = True  # both the peer and fit
-        args.out = args.out or ROOT.parent / "docs" / "benchmarks"
+        args.out = args.out or DOCS
     g = torch.Generator().manual_seed(0)
     x_host = torch.randn(args.n, 3, 32, 32, generator=g)
     y_host = torch.randint(0, 10, (args.n,), generator=g)
     x, y = x_host.to(dev), y_host.to(dev)
     torch.manual_seed(0)
     teacher = wrn(40, 2).to(dev)
-    meta = {
-        "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "python": platform.python_version(),
-        "n_images": args.n,
-        "epochs": args.epochs,
-    }
+    meta = environment(
+        device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+        cuda=torch.version.cuda,
+        n_images=args.n,
+        epochs=args.epochs,
+    )
     result: dict[str, Any] = {"meta": meta, "rows": []}
 
     def record(setting: str, name: str, run) -> None:
         result["rows"].append({"setting": setting, **measure(name, run, args.n, dev)})
         if args.out is not None:  # after every run: a run cut short keeps what it measured
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=1))
-            (args.out / f"{args.name}.md").write_text(markdown(result))
+            write_json(args.out / f"{args.name}.json", result, indent=1)
+            write_markdown(args.out / f"{args.name}.md", markdown(result))
 
     first = args.batches[0]
     eager = [(b, True) for b in args.batches] + [(first, False)] if "eager" in args.sections else []

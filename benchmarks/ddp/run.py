@@ -18,7 +18,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -31,9 +30,11 @@ import torch
 
 from pidkd.distill import DistillConfig, fit
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from _harness import DOCS, ROOT, argument_parser, environment, write_json, write_markdown  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-OUT = ROOT / "docs" / "benchmarks"
+OUT = DOCS
 METHODS = ("student", "kd", "vid", "ted", "rid")
 LAYERS = {"teacher_layers": ["3"], "student_layers": ["3"]}  # the second conv block of both CNNs
 
@@ -82,14 +83,12 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__, out=OUT, render="only re-render the page from the JSON")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64, help="the global batch size of both runs")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--nproc", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--render", action="store_true", help="only re-render the page from the JSON")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # internal: one torchrun process
     args = parser.parse_args(argv)
     if args.worker is not None:
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     if args.render:
         data = json.loads((args.out / "ddp.json").read_text())
-        (args.out / "ddp.md").write_text(markdown(data))
+        write_markdown(args.out / "ddp.md", markdown(data))
         return data
     torch.set_num_threads(2)
     load_before = os.getloadavg()[0]
@@ -125,22 +124,18 @@ def main(argv: list[str] | None = None) -> dict:
         for r in json.loads((tmp / "ddp_rows.json").read_text()):
             results.append(r | {"mode": f"torchrun x{args.nproc}"})
             print(json.dumps(results[-1]), flush=True)
-    meta = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "seeds": args.seeds,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "nproc": args.nproc,
-        "teacher_test_acc": teacher_acc,
-        "total_seconds": {"1 process": single_total, f"torchrun x{args.nproc}": ddp_total},
-        "load_average": [load_before, os.getloadavg()[0]],  # 1-minute load before and after: others' work
-    }
+    meta = environment(
+        seeds=args.seeds,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        nproc=args.nproc,
+        teacher_test_acc=teacher_acc,
+        total_seconds={"1 process": single_total, f"torchrun x{args.nproc}": ddp_total},
+        load_average=[load_before, os.getloadavg()[0]],  # 1-minute load before and after: others' work
+    )
     data = {"meta": meta, "results": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ddp.json").write_text(json.dumps(data, indent=1))
-    (args.out / "ddp.md").write_text(markdown(data))
+    write_json(args.out / "ddp.json", data, indent=1)
+    write_markdown(args.out / "ddp.md", markdown(data))
     print((args.out / "ddp.md").read_text())
     return data
 

@@ -23,11 +23,11 @@ Writes docs/benchmarks/defaults.{json,md} (the docs show them).
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import math
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -39,9 +39,11 @@ from torch import nn
 
 from pidkd.distill import DistillConfig, fit, untrained_copy
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from _harness import DOCS, ROOT, argument_parser, environment, write_json, write_markdown  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-OUT = ROOT / "docs" / "benchmarks"
+OUT = DOCS
 METHODS = ("student", "kd", "vid", "ted", "rid")
 #: --configs: the defaults, the paper preset, and the defaults with AdamW (lr 3e-3) instead of SGD
 CONFIGS = {
@@ -168,19 +170,16 @@ def run_one(teacher, student, data, method, layers, cfg) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__, quick="", out=OUT, render="only re-render the page from the JSON")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the tables (0: keep them from the JSON)")
     parser.add_argument("--setups", nargs="+", default=["a", "b", "c"])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--paired", type=int, default=20, help="seeds of the paired teacher study (0: skip it)")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--render", action="store_true", help="only re-render the page from the JSON")
     args = parser.parse_args(argv)
     if args.render:
         data = json.loads((args.out / "defaults.json").read_text())
-        (args.out / "defaults.md").write_text(markdown(data))
+        write_markdown(args.out / "defaults.md", markdown(data))
         return data
     torch.set_num_threads(2)
     results: list[dict] = []
@@ -230,16 +229,10 @@ def main(argv: list[str] | None = None) -> dict:
                 r |= {"setup": name, "seed": seed, "method": method, "teacher": t_name}
                 paired.append(r)
                 print(json.dumps(r), flush=True)
-    meta = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, 2 threads",
-        "seeds": table_seeds,
-        "teacher_test_acc": teacher_acc,
-    }
+    meta = environment(machine=f"{platform.machine()}, 2 threads", seeds=table_seeds, teacher_test_acc=teacher_acc)
     data = {"meta": meta, "results": results, "paired": paired}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "defaults.json").write_text(json.dumps(data, indent=1))
-    (args.out / "defaults.md").write_text(markdown(data))
+    write_json(args.out / "defaults.json", data, indent=1)
+    write_markdown(args.out / "defaults.md", markdown(data))
     print((args.out / "defaults.md").read_text())
     return data
 

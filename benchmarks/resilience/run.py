@@ -16,13 +16,11 @@ Run: python benchmarks/resilience/run.py [--dataset digits|mnist1d] [--seeds 5] 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import importlib.util
 import json
-import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -30,8 +28,10 @@ import numpy as np
 
 from pidkd.distill import DistillConfig, PIDProbe, fit, noisy_copy, untrained_copy
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from _harness import ROOT, argument_parser, environment, write_json, write_markdown  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 
 
 #: data set -> (module with data/cnn/train_teacher/accuracy, title, default epochs, teacher epochs)
@@ -96,17 +96,16 @@ def config(method_key: str, epochs: int, seed: int) -> tuple[str, DistillConfig]
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=None, help="default: 12 (digits), 15 (mnist1d)")
-    parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, no plots: a smoke test")
-    parser.add_argument(
+    parser = argument_parser(__doc__, quick="1 seed, 2 epochs, no plots: a smoke test")
+    parser.add_argument(  # no default folder: argument_parser's --out has one
         "--out",
         type=Path,
         default=None,
         help="output directory (default: next to this script; with --quick nothing is written unless --out is given)",
     )
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=None, help="default: 12 (digits), 15 (mnist1d)")
     parser.add_argument(
         "--rows",
         nargs="+",
@@ -174,25 +173,21 @@ def main(argv: list[str] | None = None) -> dict:
         for mkey in methods:
             accs = [r["test_acc"] for r in runs if r["teacher"] == tname and r["method"] == mkey]
             table[(tname, mkey)] = (float(np.mean(accs)), float(np.std(accs)))
-    meta = {
-        "dataset": title,
-        "n_train": len(train[1]),
-        "n_test": len(test[1]),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
-        "seeds": seeds,
-        "epochs": epochs,
-        "seconds": elapsed,
-        "teacher_acc": {k: float(ex.accuracy(v, test)) for k, v in teachers.items()},
-    }
+    meta = environment(
+        dataset=title,
+        n_train=len(train[1]),
+        n_test=len(test[1]),
+        seeds=seeds,
+        epochs=epochs,
+        seconds=elapsed,
+        teacher_acc={k: float(ex.accuracy(v, test)) for k, v in teachers.items()},
+    )
     text = markdown(table, teachers, methods, meta, runs, tag, with_figures=out is not None and not args.quick)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"results{tag}.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+        write_json(out / f"results{tag}.json", {"meta": meta, "runs": runs}, indent=1)
         if not args.quick:
             plots(runs, out, tag)
-        (out / f"results{tag}.md").write_text(text)
+        write_markdown(out / f"results{tag}.md", text)
     print(text)
     return {"meta": meta, "table": table, "runs": runs, "markdown": text}
 

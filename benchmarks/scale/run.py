@@ -22,7 +22,6 @@ Run: python benchmarks/scale/run.py [--part engines|memory|costs] [--workdir DIR
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -42,7 +41,10 @@ from pidkd.estimators.quantize import quantize_in_chunks
 from pidkd.estimators.samples import SampleSizeWarning
 from pidkd.estimators.sweeps import TIMING_COLUMNS
 
-OUT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
+from _harness import DOCS, argument_parser, environment, write_json, write_markdown  # noqa: E402
+
+OUT = DOCS
 GiB = 2**30
 
 
@@ -326,16 +328,17 @@ def _dates(res: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argument_parser(
+        __doc__, out=OUT, out_help="folder of scale.json and scale.md", render="only rewrite scale.md from scale.json"
+    )
     ap.add_argument("--part", choices=("engines", "memory", "costs", "all"), default="all")
     ap.add_argument("--workdir", type=Path, help="where the generated data go (default: a temporary directory)")
-    ap.add_argument("--render", action="store_true", help="only rewrite scale.md from scale.json")
     args = ap.parse_args()
-    path = OUT / "scale.json"
+    path = args.out / "scale.json"
     res = json.loads(path.read_text()) if path.exists() else {}
     if not args.render:
-        res |= {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
-        res["date"] = today = time.strftime("%Y-%m-%d")
+        res |= environment(machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+        today = res["date"]
         dates = res.setdefault("dates", {})  # per part: a rerun of one part keeps the others' dates
         for part in ("engines", "memory", "costs"):
             if args.part in (part, "all"):
@@ -349,9 +352,9 @@ def main() -> None:
         if args.part in ("costs", "all"):
             res["costs"] = part_costs()
             res["sizing"] = sizing(res["costs"])
-        path.write_text(json.dumps(res, indent=1) + "\n")
-    (OUT / "scale.md").write_text(render(res))
-    print(f"wrote {OUT / 'scale.md'}")
+        write_json(path, res, indent=1, newline=True)
+    write_markdown(args.out / "scale.md", render(res))
+    print(f"wrote {args.out / 'scale.md'}")
 
 
 if __name__ == "__main__":
