@@ -481,12 +481,3 @@ def save_activations(path: str | Path, acts: Activations, *, overwrite: bool = F
     arrays.update({f"student/{k}": np.asarray(v) for k, v in acts.student.items()})
     np.savez_compressed(path, **arrays)
     return path
-
-
-def __getattr__(name: str) -> Any:
-    """``sweep`` lived here up to pidkd 0.1.0; it is now :func:`pidkd.estimators.sweeps.sweep`."""
-    if name == "sweep":
-        from pidkd.estimators.sweeps import sweep
-
-        return sweep
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,30 +35,35 @@ own schedule of stages, and only the problems still running are computed on. Pro
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 import scipy.linalg.lapack
 from numpy.typing import NDArray
 
 from pidkd.estimators.broja._certificate import Certificate, certify
+from pidkd.estimators.broja._schedule import (
+    _ARMIJO,
+    _FAR,
+    _MAX_STAGES,
+    _MIN_STEP,
+    _MU_FLOOR,
+    EXP_LIMIT,
+    INNER,
+    INNER_FLOOR,
+    PCG_SHRINK,
+    PCG_SHRINK_CELLS,
+    POLISH_NEAR,
+    RIDGE,
+    RIDGE_FLOOR,
+    SHRINK,
+    _blas_threads,
+    _stage_shift,
+)
 
 __all__ = ["DualNewtonResult", "solve"]
 
-_ARMIJO = 1e-4
-_MU_FLOOR = 1e-200  # a block dropped early can still come back
-_MIN_STEP = 2.0**-40
-#: A stage end gets the full certificate once the gap it would find (estimated) is below this many tolerances.
-_FAR = 100.0
-_MAX_STAGES = 200  # a stage that makes no Newton progress still counts here
-#: A new stage's eps keeps log(mu) + L_ts / eps below this, so that the masses mu exp(L_ts / eps) stay
-#: finite when a stage ended with constraints still violated (L_ts > 0).
-EXP_LIMIT = 30.0
 #: Largest |Y|(|T|+|S|) solved by the dense numba kernel (pidkd.estimators.broja._kernels).
 DENSE_MAX_VARS = 320
 #: Largest per-label block (|T|+|S| rows) inverted by the compiled kernel; LAPACK beyond.
@@ -68,17 +73,6 @@ COMPILED_BLOCKS = 128
 #: with 2 or 3 labels the dense Schur step stays faster up to 2x200x200).
 PCG_MIN_FLOPS = 5e6
 PCG_MIN_LABELS = 4
-#: eps <- eps * shrink after every stage: SHRINK, or PCG_SHRINK for PCG steps on problems with at least
-#: PCG_SHRINK_CELLS cells (t, s). Each stage's first Newton steps take the masses that the shrink
-#: amplified back down, a factor of about e per step; on large alphabets that costs more than the extra
-#: stages of a slower schedule. Chosen by measurement (3 random pmfs each, 0.4 against 0.2): 10x32x32
-#: 101 -> 84 ms, 10x64x64 0.40 -> 0.35 s, 10x128x128 2.16 -> 1.65 s, 100x64x64 3.7 -> 2.8 s, 10x256x256
-#: 12.2 -> 8.2 s (0.5 was no better); with 100 cells and many labels it was slower (200x10x10 57 -> 73 ms,
-#: 1000x10x10 155 -> 160 ms), so those keep 0.2, as do the exact steps.
-SHRINK = 0.2
-PCG_SHRINK = 0.4
-PCG_SHRINK_CELLS = 1024
-INNER = 1e-2
 
 
 @dataclass
@@ -178,7 +172,7 @@ class _Problems:
         nb, n_y, n_t, n_s = self.n_b, self.n_y, self.n_t, self.n_s
         w = m[..., None] * r  # [B, t, s, y]
         inv_eps = 1.0 / eps
-        ridge = 1e-13 * (w.max(axis=(1, 2, 3)) * np.maximum(inv_eps, 1.0)) + 1e-300  # w >= 0 (or NaN)
+        ridge = RIDGE * (w.max(axis=(1, 2, 3)) * np.maximum(inv_eps, 1.0)) + RIDGE_FLOOR  # w >= 0 (or NaN)
         from pidkd.estimators.broja._woodbury_kernel import backward, capacitance, forward
 
         minv = self.block_inverses(w, ridge)
@@ -247,7 +241,7 @@ class _Problems:
         db_blk = k.sum(axis=1)  # [B, s, y, y]
         # Dummy variables get a unit diagonal; a tiny ridge keeps blocks whose masses all
         # underflowed invertible (the line search then controls the long step).
-        ridge = 1e-13 * np.abs(k).max(axis=(1, 2, 3, 4)) + 1e-300
+        ridge = RIDGE * np.abs(k).max(axis=(1, 2, 3, 4)) + RIDGE_FLOOR
         da_blk[..., iy, iy] += self.dummy_a + ridge[:, None, None]
         db_blk[..., iy, iy] += self.dummy_b + ridge[:, None, None]
         da_inv = _inv_spd(da_blk)
@@ -340,7 +334,7 @@ def _certify(p, m, r, a, b, gap_tol) -> tuple[Certificate, NDArray[np.intp], NDA
     """
     q = (m[..., None] * r).transpose(0, 3, 1, 2)
     cert = certify(p, q, a.transpose(0, 2, 1), b.transpose(0, 2, 1))
-    near = np.flatnonzero(cert.gap <= 10 * gap_tol)
+    near = np.flatnonzero(cert.gap <= POLISH_NEAR * gap_tol)
     fine_q = _polish(q[near], p[near]) if near.size else q[:0]
     if near.size:
         fine = certify(p[near], fine_q, a[near].transpose(0, 2, 1), b[near].transpose(0, 2, 1))
@@ -363,28 +357,6 @@ def _smoothed_gap(pr: _Problems, ln, m) -> NDArray[np.float64]:
     repair_t = (viol.max(axis=2) * pr.pyt.sum(axis=2)).sum(axis=1)
     repair_s = (viol.max(axis=1) * pr.pys.sum(axis=2)).sum(axis=1)
     return np.minimum(repair_t, repair_s) - ml
-
-
-def _stage_shift(m, ln, sweeps: int = 2, xp: Any = np) -> tuple[Any, Any]:
-    """The additive fit alpha(t) + beta(s) of L_ts with weights m_ts (least squares, by alternating sweeps).
-
-    A new stage keeps the multipliers mu = m and divides L by a smaller eps, so a cell's mass becomes
-    m exp((L_ts - alpha_t - beta_s) / eps) after a(., t) += alpha_t and b(., s) += beta_s: the
-    better the fit where the mass is, the fewer Newton steps the stage needs to take the amplified
-    masses back down. Starts from the mean over s (the one-sided shift of pidkd 0.1.0); every sweep
-    lowers the weighted squared residual, and one sweep is exact when m_ts = u_t v_s. ``m``, ``ln``:
-    [B, t, s] arrays of ``xp`` (numpy, or torch for the PyTorch path); returns alpha [B, t], beta [B, s]
-    (0 where a code has no mass).
-    """
-    wl = xp.where(m > 0, m * ln, 0.0)
-    mt, ms = m.sum(2), m.sum(1)
-    mt, ms = xp.where(mt > 0, mt, 1.0), xp.where(ms > 0, ms, 1.0)
-    lt, ls = wl.sum(2), wl.sum(1)
-    alpha, beta = lt / mt, xp.zeros_like(ms)
-    for _ in range(sweeps):
-        beta = (ls - xp.einsum("bts,bt->bs", m, alpha)) / ms
-        alpha = (lt - xp.einsum("bts,bs->bt", m, beta)) / mt
-    return alpha, beta
 
 
 def _solve_spd(mat: NDArray[np.float64], rhs: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -471,29 +443,6 @@ def solve(
     return res
 
 
-@functools.cache
-def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS libraries, made once (it scans the process)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def _blas_threads(n: int = 1) -> contextlib.AbstractContextManager:
-    """numpy's and scipy's BLAS on ``n`` threads while the main thread solves (other threads: unchanged).
-
-    The solve runs in one BLAS thread: the compiled kernels run on numba's threads between small BLAS
-    calls, and OpenBLAS's own threads keep spinning for a while after each call and take the cores from
-    numba's (measured on 2 cores: 1000x10x10 0.20 -> 0.13 s and 10x64x64 0.54 -> 0.32 s with one BLAS
-    thread; 10x256x256, whose 4,096-square factorisations do use two, 10.9 -> 11.4 s, so the PCG step
-    factors its large capacitance matrices on every core). Only on the main thread: the limit is
-    process-wide, and solves in other threads (the probes' worker) run numba's serial kernels anyway.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return contextlib.nullcontext()
-    return _blas_controller().limit(limits=n, user_api="blas")
-
-
 def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> DualNewtonResult:
     start = time.perf_counter()
     pr = _Problems(p, step)
@@ -562,7 +511,7 @@ def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> 
                 f[nxt], ln[nxt], r[nxt], m[nxt] = sub.evaluate(a[nxt], b[nxt], eps[nxt], mu[nxt])
                 ga[nxt], gb[nxt], res[nxt] = sub.gradient(r[nxt], m[nxt])
         # Inner tolerance: loose while eps is large (path following), tight at the floor.
-        inner_tol = np.where(eps > eps_min, np.maximum(1e-15, INNER * eps * residual_tol / eps_min), 1e-15)
+        inner_tol = np.where(eps > eps_min, np.maximum(INNER_FLOOR, INNER * eps * residual_tol / eps_min), INNER_FLOOR)
         stage_end |= running & ((res <= inner_tol) | (n_iter >= max_iter))
         idx = np.flatnonzero(running & ~stage_end)
         if idx.size:

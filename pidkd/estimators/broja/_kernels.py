@@ -21,7 +21,17 @@ __all__ = ["solve_small_batch"]
 import numba as nb
 
 from pidkd.estimators.broja._cell_kernel import dual_bound
-from pidkd.estimators.broja._dual_newton import EXP_LIMIT, INNER
+from pidkd.estimators.broja._schedule import (
+    _ARMIJO,
+    _MIN_STEP,
+    _MU_FLOOR,
+    EXP_LIMIT,
+    INNER,
+    INNER_FLOOR,
+    POLISH_NEAR,
+    RIDGE,
+    RIDGE_FLOOR,
+)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -148,7 +158,7 @@ def newton_step(r, m, ga, gb, eps, ia, ib, n):
                         for j in (idx[z], idx[n_y + z]):
                             if j >= 0:
                                 h[i, j] += v
-    ridge = 1e-13 * kmax + 1e-300
+    ridge = RIDGE * kmax + RIDGE_FLOOR
     rhs = np.zeros(n)
     for y in range(n_y):
         for t in range(n_t):
@@ -311,7 +321,7 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
     while True:
         # ---- stage end: certify, stop or update multipliers
         q, cres, h, bound = certify_one(p_yt, p_ys, r, m, a, b, 0)
-        if bound - h <= 10 * gap_tol:
+        if bound - h <= POLISH_NEAR * gap_tol:
             q, cres, h, bound = certify_one(p_yt, p_ys, r, m, a, b, 10)
         if bound - h <= gap_tol and cres <= residual_tol:
             converged = True
@@ -322,7 +332,7 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
         for t in range(n_t):
             for s in range(n_s):
                 if cell[t, s].any():
-                    mu[t, s] = max(m[t, s], 1e-200)
+                    mu[t, s] = max(m[t, s], _MU_FLOOR)
         alpha, beta = stage_shift(m, ln, 2)
         for y in range(n_y):
             for t in range(n_t):
@@ -342,7 +352,7 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
         f = evaluate(p_yt, p_ys, cell, a, b, eps, mu, ln, r, m)
         res = gradient(p_yt, p_ys, r, m, ga, gb)
         # ---- Newton iterations of this stage
-        inner_tol = max(1e-15, INNER * eps * residual_tol / eps_min) if eps > eps_min else 1e-15
+        inner_tol = max(INNER_FLOOR, INNER * eps * residual_tol / eps_min) if eps > eps_min else INNER_FLOOR
         while res > inner_tol and n_iter < max_iter:
             da, db = newton_step(r, m, ga, gb, eps, ia, ib, n_act)
             slope = (ga * da).sum() + (gb * db).sum()
@@ -358,11 +368,11 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
                     res2 = gradient(p_yt, p_ys, r2, m2, ga2, gb2)
                     accepted = np.isfinite(f2) and res2 < res
                     break
-                if np.isfinite(f2) and f2 <= f + 1e-4 * step * slope:
+                if np.isfinite(f2) and f2 <= f + _ARMIJO * step * slope:
                     accepted = True
                     break
                 step *= 0.5
-                if step < 2.0**-40:
+                if step < _MIN_STEP:
                     break
             if not accepted:
                 break

@@ -40,7 +40,7 @@ import scipy.linalg.blas
 import scipy.linalg.lapack
 from numpy.typing import NDArray
 
-from pidkd.estimators.broja._dual_newton import _blas_threads
+from pidkd.estimators.broja._schedule import RIDGE, RIDGE_FLOOR, _blas_threads
 from pidkd.estimators.broja._woodbury_kernel import _parallel, capacitance
 
 __all__ = ["PcgStep"]
@@ -257,7 +257,7 @@ class PcgStep:
         inv_eps = 1.0 / eps
         w = m[..., None] * r
         c = np.maximum(m * (inv_eps - 1.0), 0.0)
-        ridge = 1e-13 * (w.max() * max(inv_eps, 1.0)) + 1e-300
+        ridge = RIDGE * (w.max() * max(inv_eps, 1.0)) + RIDGE_FLOOR
         pin = pr.pin[k]
         iy = np.arange(n_y)
         key = int(pr.orig[k])

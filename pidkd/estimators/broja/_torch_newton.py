@@ -26,7 +26,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pidkd.estimators.broja import _dual_newton
-from pidkd.estimators.broja._dual_newton import _ARMIJO, _MAX_STAGES, _MIN_STEP, _MU_FLOOR, EXP_LIMIT, INNER
+from pidkd.estimators.broja._schedule import (
+    _ARMIJO,
+    _MAX_STAGES,
+    _MIN_STEP,
+    _MU_FLOOR,
+    EXP_LIMIT,
+    INNER,
+    INNER_FLOOR,
+    RIDGE,
+    RIDGE_FLOOR,
+    _stage_shift,
+)
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_ROWS", "solve"]
 
@@ -103,7 +114,7 @@ class _Batch:
         k[..., iy, iy] += w
         da_blk = k.sum(dim=2)  # [B, t, y, y]
         db_blk = k.sum(dim=1)  # [B, s, y, y]
-        ridge = 1e-13 * k.abs().amax(dim=(1, 2, 3, 4)) + 1e-300
+        ridge = RIDGE * k.abs().amax(dim=(1, 2, 3, 4)) + RIDGE_FLOOR
         da_blk[..., iy, iy] += self.dummy_a + ridge[:, None, None]
         db_blk[..., iy, iy] += self.dummy_b + ridge[:, None, None]
         da_inv = _inv_spd(torch, da_blk)
@@ -139,7 +150,7 @@ class _Batch:
         n, cells, dev, f64 = n_t + n_s, n_t * n_s, r.device, r.dtype
         w = m[..., None] * r  # [B, t, s, y]
         inv_eps = 1.0 / eps
-        ridge = 1e-13 * (w.abs().amax(dim=(1, 2, 3)) * inv_eps.clamp(min=1.0)) + 1e-300
+        ridge = RIDGE * (w.abs().amax(dim=(1, 2, 3)) * inv_eps.clamp(min=1.0)) + RIDGE_FLOOR
         it, is_ = torch.arange(n_t, device=dev), n_t + torch.arange(n_s, device=dev)
         blk = torch.zeros(nb, n_y, n, n, dtype=f64, device=dev)
         blk[:, :, it, it] = (w.sum(dim=2) + self.dummy_a).transpose(1, 2) + ridge[:, None, None]
@@ -296,7 +307,7 @@ def _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min):
             nxt = ends & running
             # the exponential multiplier update and the predictor of _dual_newton._solve
             mu = _pick(nxt, torch.where(pr.nonempty, m.clamp(min=_MU_FLOOR), 0.0), mu)
-            alpha, beta = _dual_newton._stage_shift(m, ln, xp=torch)
+            alpha, beta = _stage_shift(m, ln, xp=torch)
             a = _pick(nxt, a + alpha[..., None], a)
             b = _pick(nxt, b + beta[..., None], b)
             after = ln - alpha[..., None] - beta[:, None, :]
@@ -309,7 +320,9 @@ def _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min):
             f, ln, r, m = (_pick(nxt, new, old) for new, old in ((f2, f), (ln2, ln), (r2, r), (m2, m)))
             ga2, gb2, res2 = pr.gradient(r, m)
             ga, gb, res = (_pick(nxt, new, old) for new, old in ((ga2, ga), (gb2, gb), (res2, res)))
-        inner_tol = torch.where(eps > eps_min, (INNER * eps * residual_tol / eps_min).clamp(min=1e-15), 1e-15)
+        inner_tol = torch.where(
+            eps > eps_min, (INNER * eps * residual_tol / eps_min).clamp(min=INNER_FLOOR), INNER_FLOOR
+        )
         stage_end = stage_end | (running & ((res <= inner_tol) | (n_iter >= max_iter)))
         act = running & ~stage_end
         if bool(act.any()):
