@@ -260,3 +260,11 @@ def test_every_page_a_claim_reads_exists():
     """The JSON files the claims read are committed next to their pages."""
     for name in ("solvers", "cuda", "cuda_compile", H100, "torch_batch", "torch_batch_woodbury", "torch_batch_cpu"):
         assert (PAGES / f"{name}.json").exists() and (PAGES / f"{name}.md").exists(), name
+
+
+def test_api_reference_lists_public_paths_only():
+    """docs/api.md documents every object under a path without private (underscore) parts."""
+    paths = re.findall(r"^::: (\S+)", (ROOT / "docs" / "api.md").read_text(), flags=re.M)
+    assert paths
+    private = [p for p in paths if any(part.startswith("_") for part in p.split("."))]
+    assert not private, f"docs/api.md documents private paths: {private}"
