@@ -19,9 +19,8 @@ Writes ``docs/benchmarks/bias.json``, ``bias.md`` and ``bias.png`` (the docs sho
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -37,7 +36,10 @@ from pidkd.estimators.samples import (
     _jackknife_counts,
 )
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import DOCS, argument_parser, environment, write_json, write_markdown  # noqa: E402
+
+OUT = DOCS
 CONFIDENCE = 0.9
 N_BOOTSTRAP = 100  # per draw (pid_from_samples' default is 200; 100 keeps the study affordable)
 METHODS = ("none", *(m for m in BIAS_CORRECTIONS if m != "none"))
@@ -165,13 +167,7 @@ def run(quick: bool) -> dict:
                 f" ({row['seconds']:.0f} s)",
                 flush=True,
             )
-    meta = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
-        "confidence": CONFIDENCE,
-        "n_bootstrap": N_BOOTSTRAP,
-        "jackknife_groups": JACKKNIFE_GROUPS,
-    }
+    meta = environment(confidence=CONFIDENCE, n_bootstrap=N_BOOTSTRAP, jackknife_groups=JACKKNIFE_GROUPS)
     return {"meta": meta, "rows": rows}
 
 
@@ -318,18 +314,19 @@ def plot(data: dict, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4x4x4 pmfs only, fewer repetitions")
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--render", action="store_true", help="only re-render the page and the plot from the JSON")
+    parser = argument_parser(
+        __doc__,
+        quick="4x4x4 pmfs only, fewer repetitions",
+        out=OUT,
+        render="only re-render the page and the plot from the JSON",
+    )
     args = parser.parse_args()
     if args.render:
         data = json.loads((args.out / "bias.json").read_text())
     else:
         data = run(args.quick)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "bias.json").write_text(json.dumps(data, indent=1))
-    (args.out / "bias.md").write_text(markdown(data))
+        write_json(args.out / "bias.json", data, indent=1)
+    write_markdown(args.out / "bias.md", markdown(data))
     plot(data, args.out / "bias.png")
     print((args.out / "bias.md").read_text())
 

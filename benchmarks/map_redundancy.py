@@ -14,10 +14,7 @@ Writes ``docs/benchmarks/maps.json`` and ``maps.md`` (the docs show them).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -29,7 +26,10 @@ from pidkd.estimators.intersection import gacs_korner_redundancy
 from pidkd.estimators.maps import co_information, map_redundancy
 from pidkd.estimators.samples import SampleSizeWarning, pid_from_samples
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import DOCS, argument_parser, environment, time_repeats, write_json, write_markdown  # noqa: E402
+
+OUT = DOCS
 
 
 def planted(n_common: int, n_private: int, noise: float = 0.05) -> np.ndarray:
@@ -41,12 +41,8 @@ def planted(n_common: int, n_private: int, noise: float = 0.05) -> np.ndarray:
 
 
 def best_of(fn, repeats: int = 3) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
+    timing = time_repeats(fn, repeats, warmup=0)
+    return timing.median, timing.result
 
 
 def planted_rows() -> list[dict]:
@@ -203,25 +199,20 @@ def markdown(data: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__, out=OUT, out_help="folder of maps.json and maps.md")
     parser.add_argument("--draws", type=int, default=100, help="draws of the null study (default 100)")
     args = parser.parse_args()
     pidkd.pid(planted(2, 2))  # compile the solver first
     data = {
-        "meta": {
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "pidkd": pidkd.__version__,
-        },
+        "meta": environment(),
         "planted": planted_rows(),
         "search": search_rows(),
         "null": null_rows(args.draws),
         "shared_code": shared_code_row(),
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "maps.json").write_text(json.dumps(data, indent=2) + "\n")
-    (OUT / "maps.md").write_text(markdown(data))
-    print(f"wrote {OUT / 'maps.md'}")
+    write_json(args.out / "maps.json", data, indent=2, newline=True)
+    write_markdown(args.out / "maps.md", markdown(data))
+    print(f"wrote {args.out / 'maps.md'}")
 
 
 if __name__ == "__main__":

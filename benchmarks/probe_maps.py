@@ -60,7 +60,7 @@ def probe_cost(label: str, probe: PIDProbe, pair: int | None, nets: tuple, repea
     row = probe.analyse(captured, 2)
     return {
         "probe": label,
-        "measure": probe.measure,
+        "measure": getattr(probe.measure, "name", probe.measure),  # a Measure object, or its name
         "on": probe.on,
         "seconds": total,
         "seconds_all": times,
