@@ -46,9 +46,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from pidkd._validation import as_joint_pmf, check_base
 from pidkd.estimators._result import PIDResult, SolverDiagnostics
-from pidkd.estimators.broja import _ROUNDOFF
 from pidkd.estimators.intersection import _bell, _compact, _expand, _one_hot, _partitions, _xlogx
-from pidkd.estimators.measure import Measure, identity_atoms
+from pidkd.estimators.measure import _ROUNDOFF, Measure, identity_atoms
 
 __all__ = ["EXACT_PAIRS", "MapResult", "Maps", "co_information", "map_decompositions", "map_redundancy"]
 

@@ -47,3 +47,17 @@ def certify(
 
     p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
     return Certificate(*certificate(p, q, a, b))
+
+
+@dataclass
+class Candidate:
+    """A candidate optimum with the multipliers that certify it (dense layouts)."""
+
+    q: NDArray[np.float64]  # [y, t, s]
+    a: NDArray[np.float64] | None  # [y, t]
+    b: NDArray[np.float64] | None  # [y, s]
+    status: str
+    n_iter: int | None
+    solve_time: float
+    solver: str
+    cert: tuple[float, float, float] | None = None  # (residual, h, gap nats) when already certified
