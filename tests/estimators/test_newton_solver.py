@@ -200,23 +200,24 @@ def test_compiled_woodbury_step_equals_the_dense_schur_step(shape, zero_frac, mo
     ps[1, 2] = 0.0  # a label that never occurs
     ps[1] /= ps[1].sum()
     seen = []
-    wood = _dual_newton._Problems.woodbury_step
 
-    def both(self, r, m, ga, gb, eps):
-        dw, ds = wood(self, r, m, ga, gb, eps), self.schur_step(r, m, ga, gb, eps)
-        for x, y in zip(dw, ds):
-            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6 * np.abs(y).max())
-        if self.n_b > 1:
-            m_bad = m.copy()
-            m_bad[-1, 0, 0] = np.nan
-            da, db = wood(self, r, m_bad, ga, gb, eps)
-            assert np.isnan(da[-1]).any() and np.isfinite(da[:-1]).all() and np.isfinite(db[:-1]).all()
-            np.testing.assert_array_equal(da[:-1], dw[0][:-1])
-        seen.append(eps.min())
-        return dw
+    class Both(_dual_newton.WoodburyStep):
+        """The Woodbury step, checked against the Schur step at every Newton step of the solve."""
 
-    monkeypatch.setattr(_dual_newton._Problems, "woodbury_step", both)
-    res = _dual_newton.solve(ps, gap_tol=1e-9, residual_tol=1e-10, kernel="numpy", step="woodbury")
+        def __call__(self, pr, r, m, ga, gb, eps):
+            dw, ds = super().__call__(pr, r, m, ga, gb, eps), _dual_newton.SchurStep()(pr, r, m, ga, gb, eps)
+            for x, y in zip(dw, ds):
+                np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6 * np.abs(y).max())
+            if pr.n_b > 1:
+                m_bad = m.copy()
+                m_bad[-1, 0, 0] = np.nan
+                da, db = super().__call__(pr, r, m_bad, ga, gb, eps)
+                assert np.isnan(da[-1]).any() and np.isfinite(da[:-1]).all() and np.isfinite(db[:-1]).all()
+                np.testing.assert_array_equal(da[:-1], dw[0][:-1])
+            seen.append(eps.min())
+            return dw
+
+    res = _dual_newton.solve(ps, gap_tol=1e-9, residual_tol=1e-10, kernel="numpy", step=Both())
     assert res.converged.all() and len(seen) >= 10 and min(seen) < 1e-3  # through the stiff stages
 
 
@@ -309,7 +310,7 @@ def test_pcg_path_agrees_with_clarabel(shape, zero_frac, seed, monkeypatch):
     monkeypatch.setattr(_dual_newton, "DENSE_MAX_VARS", 0)
     monkeypatch.setattr(_dual_newton, "PCG_MIN_FLOPS", 0.0)
     monkeypatch.setattr(_dual_newton, "PCG_MIN_LABELS", 0)
-    assert _dual_newton._Problems(np.ones((1, *shape))).step == "pcg"
+    assert _dual_newton._Problems(np.ones((1, *shape))).step.name == "pcg"
     p = random_pmf(shape, seed, zero_frac)
     ours, cone = pidkd.pid(p), pidkd.pid(p, solver="CLARABEL", tol=1e-6)  # Clarabel stalls near 1e-7 bits
     np.testing.assert_allclose(atoms(ours), atoms(cone), atol=1e-6)
@@ -325,29 +326,28 @@ def test_auto_step_choice(shape, step):
     """PCG where both factorisations are costly and there are 4 labels or more (measured choice)."""
     from pidkd.estimators.broja import _dual_newton
 
-    assert _dual_newton._Problems(np.ones((1, *shape))).step == step
+    assert _dual_newton._Problems(np.ones((1, *shape))).step.name == step
 
 
-def test_pcg_step_of_a_non_finite_problem_is_nan_and_leaves_the_others(monkeypatch):
+def test_pcg_step_of_a_non_finite_problem_is_nan_and_leaves_the_others():
     """An overflowed trial point gives that problem a NaN step (its stage ends); the batch goes on."""
     from pidkd.estimators.broja import _dual_newton, _pcg
 
     ps = np.stack([random_pmf((5, 9, 8), s) for s in range(3)])
     seen = []
-    call = _pcg.PcgStep.__call__
 
-    def checked(self, pr, r, m, ga, gb, eps):
-        da, db = call(self, pr, r, m, ga, gb, eps)
-        if pr.n_b > 1:
-            m_bad = m.copy()
-            m_bad[-1, 0, 0] = np.inf
-            bad = call(_pcg.PcgStep(), pr, r, m_bad, ga, gb, eps)
-            assert np.isnan(bad[0][-1]).all() and np.isfinite(bad[0][:-1]).all() and np.isfinite(bad[1][:-1]).all()
-            seen.append(True)
-        return da, db
+    class Checked(_pcg.PcgStep):
+        def __call__(self, pr, r, m, ga, gb, eps):
+            da, db = super().__call__(pr, r, m, ga, gb, eps)
+            if pr.n_b > 1:
+                m_bad = m.copy()
+                m_bad[-1, 0, 0] = np.inf
+                bad = _pcg.PcgStep()(pr, r, m_bad, ga, gb, eps)
+                assert np.isnan(bad[0][-1]).all() and np.isfinite(bad[0][:-1]).all() and np.isfinite(bad[1][:-1]).all()
+                seen.append(True)
+            return da, db
 
-    monkeypatch.setattr(_pcg.PcgStep, "__call__", checked)
-    res = _dual_newton.solve(ps, gap_tol=1e-9, residual_tol=1e-10, kernel="numpy", step="pcg")
+    res = _dual_newton.solve(ps, gap_tol=1e-9, residual_tol=1e-10, kernel="numpy", step=Checked())
     assert res.converged.all() and seen
 
 

@@ -45,7 +45,10 @@ def test_all_zero_counts_rejected():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"measure": "williams-beer"}, r"'measure' parameter of pid\(\) must be one of \['broja', 'intersection', 'maps'\]"),
+        (
+            {"measure": "williams-beer"},
+            r"'measure' parameter of pid\(\) must be one of \['broja', 'intersection', 'maps'\]",
+        ),
         ({"base": 1.0}, r"'base' parameter of pid\(\)"),
         ({"base": "two"}, r"'base' parameter of pid\(\) must be a positive finite number"),
         ({"solver": "MOSEK"}, r"'solver' parameter of pid\(\) must be one of"),

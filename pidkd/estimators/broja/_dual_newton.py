@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import scipy.linalg.lapack
@@ -62,7 +63,7 @@ from pidkd.estimators.broja._schedule import (
     _stage_shift,
 )
 
-__all__ = ["DualNewtonResult", "solve"]
+__all__ = ["DualNewtonResult", "SchurStep", "WoodburyStep", "make_step", "solve"]
 
 #: Largest |Y|(|T|+|S|) solved by the dense numba kernel (pidkd.estimators.broja._kernels).
 DENSE_MAX_VARS = 320
@@ -89,13 +90,9 @@ class DualNewtonResult:
 class _Problems:
     """A batch of same-shaped problems in (batch, t, s, y) layout."""
 
-    def __init__(self, p: NDArray[np.float64], step: str = "auto"):
+    def __init__(self, p: NDArray[np.float64], step: Any = "auto"):
         self.p = p
         self.n_b, self.n_y, self.n_t, self.n_s = p.shape
-        if step not in ("auto", "schur", "woodbury", "pcg"):
-            raise ValueError(
-                f"The 'step' parameter of solve() must be 'auto', 'schur', 'woodbury' or 'pcg'. Got {step!r}."
-            )
         self.orig = np.arange(self.n_b)  # problem numbers in the whole batch (PCG keeps state per problem)
         self.pyt = p.sum(axis=3).transpose(0, 2, 1).copy()  # [B, t, y]
         self.pys = p.sum(axis=2).transpose(0, 2, 1).copy()  # [B, s, y]
@@ -105,19 +102,12 @@ class _Problems:
         self.dummy_b = (self.pys <= 0).astype(float)
         # Gauge: a(y,.) + c, b(y,.) - c leaves F unchanged; pin one b per y in the Newton system.
         self.pin = np.argmax(self.pys, axis=1)  # [B, y] -> s
-        if step == "auto":
+        pairs = cells = None
+        if isinstance(step, str) and step == "auto":
             # cells each label can reach: the capacitance kernel visits only pairs of those
             reach = (self.pyt > 0).sum(axis=1) * (self.pys > 0).sum(axis=1)  # [B, y]
             pairs, cells = float((reach**2).sum(axis=1).mean()), int(self.nonempty.any(axis=0).sum())
-            step, cost = _step_cost(self.n_y, self.n_t, self.n_s, pairs=pairs, cells=cells)
-            if cost >= PCG_MIN_FLOPS and self.n_y >= PCG_MIN_LABELS:
-                step = "pcg"
-        self.step = step
-        self.pcg = None
-        if step == "pcg":  # compiled kernels: imported on first use (pidkd imports without numba)
-            from pidkd.estimators.broja._pcg import PcgStep
-
-            self.pcg = PcgStep()
+        self.step = make_step(step, (self.n_y, self.n_t, self.n_s), pairs, cells)
 
     def take(self, idx: NDArray[np.intp]) -> _Problems:
         """The sub-batch of problems ``idx`` (sorted, as from np.flatnonzero): this batch itself if it is all."""
@@ -125,7 +115,7 @@ class _Problems:
             return self
         sub = object.__new__(_Problems)
         sub.n_b, sub.n_y, sub.n_t, sub.n_s, sub.step = idx.size, self.n_y, self.n_t, self.n_s, self.step
-        sub.orig, sub.pcg = self.orig[idx], self.pcg
+        sub.orig = self.orig[idx]
         for name in ("p", "pyt", "pys", "nonempty", "dummy_a", "dummy_b", "pin"):
             setattr(sub, name, getattr(self, name)[idx])
         return sub
@@ -135,7 +125,7 @@ class _Problems:
         from pidkd.estimators.broja._cell_kernel import evaluate
 
         threads = True
-        if self.step == "pcg":  # small problems' evaluations are faster on the calling thread
+        if self.step.name == "pcg":  # small problems' evaluations are faster on the calling thread
             from pidkd.estimators.broja._pcg import PARALLEL_SIZE
 
             threads = self.n_y * self.n_t * self.n_s >= PARALLEL_SIZE
@@ -151,44 +141,8 @@ class _Problems:
         return gradient(self.pyt[idx], self.pys[idx], r, m)
 
     def newton_step(self, r, m, ga, gb, eps):
-        """Solve H d = -g for every problem of the batch, with the cheaper of two factorisations."""
-        if self.step == "woodbury":
-            return self.woodbury_step(r, m, ga, gb, eps)
-        if self.step == "pcg":
-            return self.pcg(self, r, m, ga, gb, eps)
-        return self.schur_step(r, m, ga, gb, eps)
-
-    def woodbury_step(self, r, m, ga, gb, eps):
-        """Newton step through the structure of H: per-label blocks plus |T||S| rank-one terms.
-
-        The block of (t, s) in F is m_ts (diag(r) + (1/eps - 1) r r^T) in x_y = -(a(y,t) + b(y,s)).
-        Its diagonal part decouples by label: for every y one (|T|+|S|)-square block M_y (a
-        bipartite Laplacian weighted by w = m r). The rest is sum_ts u_ts u_ts^T with
-        u_ts(y) = sqrt(m_ts (1/eps - 1)) r_ts(y) on a(y,t) and b(y,s). With U = [u_ts], Woodbury:
-        H^-1 = M^-1 - M^-1 U C^-1 U^T M^-1, C = I + U^T M^-1 U of size |T||S|. Cost per step
-        O(|Y| (|T|+|S|)^3 + |Y| (|T||S|)^2 + (|T||S|)^3) instead of O((|Y||S|)^3 + |T||Y|^3|S|^2).
-        The gauge pin and the dummy variables are handled as in :meth:`schur_step`.
-        """
-        nb, n_y, n_t, n_s = self.n_b, self.n_y, self.n_t, self.n_s
-        w = m[..., None] * r  # [B, t, s, y]
-        inv_eps = 1.0 / eps
-        ridge = RIDGE * (w.max(axis=(1, 2, 3)) * np.maximum(inv_eps, 1.0)) + RIDGE_FLOOR  # w >= 0 (or NaN)
-        from pidkd.estimators.broja._woodbury_kernel import backward, capacitance, forward
-
-        minv = self.block_inverses(w, ridge)
-        # rho[b, t, s, y] = sqrt(c_ts) r_ts(y): the entries of u_ts at a(y,t) and at b(y,s)
-        c = np.maximum(m * (inv_eps - 1.0)[:, None, None], 0.0)
-        rho = np.sqrt(c)[..., None] * r
-        used = self.nonempty.any(axis=0)  # [t, s]: cells outside it have rho = 0 and z = 0
-        cap = capacitance(rho, minv, used)
-        cap[:, np.arange(cap.shape[1]), np.arange(cap.shape[1])] += 1.0
-        g = -np.concatenate([ga, gb], axis=1)  # [B, n, y]: -gradient
-        g[np.arange(nb)[:, None], n_t + self.pin, np.arange(n_y)[None, :]] = 0.0  # pinned: not a variable
-        mg, utmg = forward(minv, rho, g)  # M^-1 g and U^T M^-1 g
-        z = np.zeros((nb, n_t, n_s))
-        z[:, used] = _solve_spd(cap, utmg[:, used])
-        d = backward(minv, rho, z, mg)  # M^-1 g - M^-1 U C^-1 U^T M^-1 g
-        return d[:, :n_t], d[:, n_t:]
+        """Solve H d = -g for every problem of the batch, with this batch's step object."""
+        return self.step(self, r, m, ga, gb, eps)
 
     def block_inverses(self, w, ridge):
         """M_y^-1 of every problem and label [B, y, n, n], with the pinned row and column 0 (the pinned
@@ -230,9 +184,20 @@ class _Problems:
         mat[ib, iy, pin, pin] = 1.0
         return mat
 
-    def schur_step(self, r, m, ga, gb, eps):
-        """Solve H d = -g for every problem of the batch (Schur complement on the s side)."""
-        nb, n_y, n_t, n_s = self.n_b, self.n_y, self.n_t, self.n_s
+
+class SchurStep:
+    """Newton step by the dense Schur complement on the s side (few labels): solves H d = -g for every problem of
+    the batch."""
+
+    name = "schur"
+
+    @staticmethod
+    def cost(n_y: int, n_t: int, n_s: int, pairs: float | None = None, cells: int | None = None) -> float:
+        """(|S||Y|)^3 / 3 flops for the Cholesky plus 2 |T||Y| (|S||Y|)^2 for forming the complement."""
+        return (n_s * n_y) ** 3 / 3 + 2 * (n_t * n_y) * (n_s * n_y) ** 2
+
+    def __call__(self, pr: _Problems, r, m, ga, gb, eps):
+        nb, n_y, n_t, n_s = pr.n_b, pr.n_y, pr.n_t, pr.n_s
         w = m[..., None] * r  # [B, t, s, y]
         k = ((1.0 / eps - 1.0)[:, None, None, None, None]) * (w[..., :, None] * r[..., None, :])
         iy = np.arange(n_y)
@@ -242,8 +207,8 @@ class _Problems:
         # Dummy variables get a unit diagonal; a tiny ridge keeps blocks whose masses all
         # underflowed invertible (the line search then controls the long step).
         ridge = RIDGE * np.abs(k).max(axis=(1, 2, 3, 4)) + RIDGE_FLOOR
-        da_blk[..., iy, iy] += self.dummy_a + ridge[:, None, None]
-        db_blk[..., iy, iy] += self.dummy_b + ridge[:, None, None]
+        da_blk[..., iy, iy] += pr.dummy_a + ridge[:, None, None]
+        db_blk[..., iy, iy] += pr.dummy_b + ridge[:, None, None]
         da_inv = _inv_spd(da_blk)
         c = k.transpose(0, 1, 3, 2, 4).reshape(nb, n_t * n_y, n_s * n_y)
         dinv_c = np.matmul(da_inv[:, :, None], k).transpose(0, 1, 3, 2, 4).reshape(nb, n_t * n_y, n_s * n_y)
@@ -253,7 +218,7 @@ class _Problems:
         blocks[:, i_s, :, i_s, :] += db_blk.transpose(1, 0, 2, 3)
         ra, rb = -ga.reshape(nb, -1), -gb.reshape(nb, -1)
         rhs = rb - np.einsum("bij,bi->bj", dinv_c, ra)
-        pin = self.pin * n_y + iy  # [B, y]
+        pin = pr.pin * n_y + iy  # [B, y]
         ib = np.arange(nb)[:, None]
         schur[ib, pin, :] = 0.0
         schur[ib, :, pin] = 0.0
@@ -264,20 +229,88 @@ class _Problems:
         return da, db.reshape(nb, n_s, n_y)
 
 
-def _step_cost(n_y: int, n_t: int, n_s: int, pairs: float | None = None, cells: int | None = None) -> tuple[str, float]:
-    """The cheaper Newton factorisation of a problem shape, and its flop count per step.
+class WoodburyStep:
+    """Newton step through the structure of H: per-label blocks plus |T||S| rank-one terms.
 
-    "schur": the dense Schur complement on the s side, (|S||Y|)^3 / 3 for the Cholesky plus
-    2 |T||Y| (|S||Y|)^2 for forming it. "woodbury": per-label blocks plus the capacitance system
-    over the ``cells`` (t, s) that some label reaches (default |T||S|), see
-    :meth:`_Problems.woodbury_step`; ``pairs`` is the sum over labels of the squared number of
-    cells the label reaches (default |Y| (|T||S|)^2), which is what the capacitance kernel visits.
+    The block of (t, s) in F is m_ts (diag(r) + (1/eps - 1) r r^T) in x_y = -(a(y,t) + b(y,s)).
+    Its diagonal part decouples by label: for every y one (|T|+|S|)-square block M_y (a
+    bipartite Laplacian weighted by w = m r). The rest is sum_ts u_ts u_ts^T with
+    u_ts(y) = sqrt(m_ts (1/eps - 1)) r_ts(y) on a(y,t) and b(y,s). With U = [u_ts], Woodbury:
+    H^-1 = M^-1 - M^-1 U C^-1 U^T M^-1, C = I + U^T M^-1 U of size |T||S|. Cost per step
+    O(|Y| (|T|+|S|)^3 + |Y| (|T||S|)^2 + (|T||S|)^3) instead of O((|Y||S|)^3 + |T||Y|^3|S|^2).
+    The gauge pin and the dummy variables are handled as in :class:`SchurStep`.
     """
-    cells = n_t * n_s if cells is None else cells
-    pairs = n_y * (n_t * n_s) ** 2 if pairs is None else pairs
-    schur = (n_s * n_y) ** 3 / 3 + 2 * (n_t * n_y) * (n_s * n_y) ** 2
-    woodbury = n_y * (n_t + n_s) ** 3 + 3 * pairs + cells**3 / 3
-    return ("woodbury", woodbury) if woodbury < schur else ("schur", schur)
+
+    name = "woodbury"
+
+    @staticmethod
+    def cost(n_y: int, n_t: int, n_s: int, pairs: float | None = None, cells: int | None = None) -> float:
+        """Per-label blocks plus the capacitance system over the ``cells`` (t, s) that some label reaches
+        (default |T||S|); ``pairs`` is the sum over labels of the squared number of cells the label
+        reaches (default |Y| (|T||S|)^2), which is what the capacitance kernel visits."""
+        cells = n_t * n_s if cells is None else cells
+        pairs = n_y * (n_t * n_s) ** 2 if pairs is None else pairs
+        return n_y * (n_t + n_s) ** 3 + 3 * pairs + cells**3 / 3
+
+    def __call__(self, pr: _Problems, r, m, ga, gb, eps):
+        nb, n_y, n_t, n_s = pr.n_b, pr.n_y, pr.n_t, pr.n_s
+        w = m[..., None] * r  # [B, t, s, y]
+        inv_eps = 1.0 / eps
+        ridge = RIDGE * (w.max(axis=(1, 2, 3)) * np.maximum(inv_eps, 1.0)) + RIDGE_FLOOR  # w >= 0 (or NaN)
+        from pidkd.estimators.broja._woodbury_kernel import backward, capacitance, forward
+
+        minv = pr.block_inverses(w, ridge)
+        # rho[b, t, s, y] = sqrt(c_ts) r_ts(y): the entries of u_ts at a(y,t) and at b(y,s)
+        c = np.maximum(m * (inv_eps - 1.0)[:, None, None], 0.0)
+        rho = np.sqrt(c)[..., None] * r
+        used = pr.nonempty.any(axis=0)  # [t, s]: cells outside it have rho = 0 and z = 0
+        cap = capacitance(rho, minv, used)
+        cap[:, np.arange(cap.shape[1]), np.arange(cap.shape[1])] += 1.0
+        g = -np.concatenate([ga, gb], axis=1)  # [B, n, y]: -gradient
+        g[np.arange(nb)[:, None], n_t + pr.pin, np.arange(n_y)[None, :]] = 0.0  # pinned: not a variable
+        mg, utmg = forward(minv, rho, g)  # M^-1 g and U^T M^-1 g
+        z = np.zeros((nb, n_t, n_s))
+        z[:, used] = _solve_spd(cap, utmg[:, used])
+        d = backward(minv, rho, z, mg)  # M^-1 g - M^-1 U C^-1 U^T M^-1 g
+        return d[:, :n_t], d[:, n_t:]
+
+
+#: The exact Newton steps by name; "pcg" (:class:`pidkd.estimators.broja._pcg.PcgStep`) is imported on
+#: first use (it needs Numba).
+FACTORISATIONS = {"schur": SchurStep, "woodbury": WoodburyStep}
+
+
+def _step_cost(n_y: int, n_t: int, n_s: int, pairs: float | None = None, cells: int | None = None) -> tuple[str, float]:
+    """The cheaper exact Newton step of a problem shape (:data:`FACTORISATIONS`), and its flops per step."""
+    costs = {name: cls.cost(n_y, n_t, n_s, pairs, cells) for name, cls in FACTORISATIONS.items()}
+    name = "woodbury" if costs["woodbury"] < costs["schur"] else "schur"
+    return name, costs[name]
+
+
+def make_step(step: Any, shape: tuple[int, int, int], pairs: float | None = None, cells: int | None = None) -> Any:
+    """The Newton step object for ``step``: "auto", a name ("schur", "woodbury", "pcg") or an object.
+
+    "auto" takes the exact step with fewer flops for the shape (:func:`_step_cost`), or the PCG step
+    when that costs at least :data:`PCG_MIN_FLOPS` and there are :data:`PCG_MIN_LABELS` labels or
+    more (chosen by measurement). An object is used as it is: it has a ``name`` and is called as
+    ``step(problems, r, m, ga, gb, eps) -> (da, db)`` (see :class:`SchurStep`), so a test or a user
+    can pass a step of their own.
+    """
+    if not isinstance(step, str):
+        if not (callable(step) and isinstance(getattr(step, "name", None), str)):
+            raise TypeError(f"A Newton step object must be callable and have a str `name`; got {type(step).__name__}.")
+        return step
+    if step not in ("auto", "schur", "woodbury", "pcg"):
+        raise ValueError(f"The 'step' parameter of solve() must be 'auto', 'schur', 'woodbury' or 'pcg'. Got {step!r}.")
+    if step == "auto":
+        step, cost = _step_cost(*shape, pairs=pairs, cells=cells)
+        if cost >= PCG_MIN_FLOPS and shape[0] >= PCG_MIN_LABELS:
+            step = "pcg"
+    if step == "pcg":  # compiled kernels: imported on first use (pidkd imports without numba)
+        from pidkd.estimators.broja._pcg import PcgStep
+
+        return PcgStep()
+    return FACTORISATIONS[step]()
 
 
 def _swap_sides(shape: tuple[int, ...], step: str) -> bool:
@@ -288,7 +321,8 @@ def _swap_sides(shape: tuple[int, ...], step: str) -> bool:
     0.19 s). The Woodbury and PCG steps cost the same either way.
     """
     n_y, n_t, n_s = shape
-    return step in ("auto", "schur") and _step_cost(n_y, n_s, n_t)[1] < _step_cost(n_y, n_t, n_s)[1]
+    name = step if isinstance(step, str) else step.name
+    return name in ("auto", "schur") and _step_cost(n_y, n_s, n_t)[1] < _step_cost(n_y, n_t, n_s)[1]
 
 
 def _inv_spd(mat: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -382,7 +416,7 @@ def solve(
     eps_min: float = 1e-8,
     trace: list | None = None,
     kernel: str = "auto",
-    step: str = "auto",
+    step: Any = "auto",
 ) -> DualNewtonResult:
     """Solve a batch ``p[B, y, t, s]`` of BROJA programmes to ``gap <= gap_tol`` (nats).
 
@@ -403,12 +437,13 @@ def solve(
         Receives (eps, iterations, residual, gap) of problem 0 at every stage (numpy path).
     kernel : {"auto", "numba", "numpy"}
         "auto": the dense numba kernel up to DENSE_MAX_VARS dual variables, numpy beyond.
-    step : {"auto", "schur", "woodbury", "pcg"}
-        How the Newton systems are solved on the numpy path; "auto" takes the factorisation with
-        fewer flops for the shape (:func:`_step_cost`), or "pcg" when that costs at least
-        :data:`PCG_MIN_FLOPS` and there are :data:`PCG_MIN_LABELS` labels or more. "schur" and
-        "woodbury" give the same step up to round-off; "pcg" an inexact Newton step (a descent
-        direction), so the iterates differ slightly while the certificate is the same.
+    step : {"auto", "schur", "woodbury", "pcg"} or a step object
+        How the Newton systems are solved on the numpy path (:func:`make_step`); "auto" takes the
+        factorisation with fewer flops for the shape (:class:`SchurStep`, :class:`WoodburyStep`),
+        or "pcg" when that costs at least :data:`PCG_MIN_FLOPS` and there are
+        :data:`PCG_MIN_LABELS` labels or more. "schur" and "woodbury" give the same step up to
+        round-off; "pcg" an inexact Newton step (a descent direction), so the iterates differ
+        slightly while the certificate is the same. An object is called for every step.
     """
     small = p.shape[1] * (p.shape[2] + p.shape[3]) <= DENSE_MAX_VARS
     if kernel == "numba" or (kernel == "auto" and small and trace is None):
@@ -447,7 +482,7 @@ def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> 
     start = time.perf_counter()
     pr = _Problems(p, step)
     if shrink is None:
-        shrink = PCG_SHRINK if pr.step == "pcg" and pr.n_t * pr.n_s >= PCG_SHRINK_CELLS else SHRINK
+        shrink = PCG_SHRINK if pr.step.name == "pcg" and pr.n_t * pr.n_s >= PCG_SHRINK_CELLS else SHRINK
     nb = pr.n_b
     py = p.sum(axis=(2, 3))
     a = np.where(pr.dummy_a > 0, 0.0, -np.log(pr.pyt))

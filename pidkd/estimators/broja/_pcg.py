@@ -3,7 +3,8 @@
 The Newton system of :mod:`pidkd.estimators.broja._dual_newton` is H d = -g with
 H = M + sum_ts c_ts u_ts u_ts^T: M holds one (|T|+|S|)-square block per label (a weighted
 bipartite Laplacian, w = m r) and every cell (t, s) adds a rank-one term with c_ts = m_ts (1/eps - 1).
-Factoring all |T||S| rank-one terms (:meth:`_Problems.woodbury_step`) or the dense s-side Schur
+Factoring all |T||S| rank-one terms (:class:`~pidkd.estimators.broja._dual_newton.WoodburyStep`) or the
+dense s-side Schur
 complement costs O((|T||S|)^3) or O((|S||Y|)^3) per step; for large alphabets neither fits.
 
 Here the step is computed by conjugate gradients with Hessian-vector products over the cells that
@@ -238,7 +239,10 @@ class _Preconditioner:
 
 
 class PcgStep:
-    """Newton steps of one solve by PCG, keeping each problem's preconditioner between steps."""
+    """Newton steps of one solve by PCG, keeping each problem's preconditioner between steps (a step object of
+    :func:`pidkd.estimators.broja._dual_newton.make_step`)."""
+
+    name = "pcg"
 
     def __init__(self) -> None:
         self.cache: dict[int, _Preconditioner] = {}

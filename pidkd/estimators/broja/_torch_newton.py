@@ -105,7 +105,7 @@ class _Batch:
         return ga, gb, res
 
     def schur_step(self, r, m, ga, gb, eps):
-        """Solve H d = -g for every problem (Schur complement on the s side), as ``_Problems.schur_step``."""
+        """Solve H d = -g for every problem (Schur complement on the s side), as ``_dual_newton.SchurStep``."""
         torch = self.torch
         nb, n_y, n_t, n_s = self.n_b, self.n_y, self.n_t, self.n_s
         w = m[..., None] * r  # [B, t, s, y]
@@ -137,7 +137,7 @@ class _Batch:
         return da, db.reshape(nb, n_s, n_y)
 
     def woodbury_step(self, r, m, ga, gb, eps):
-        """Solve H d = -g through H's structure, as ``_Problems.woodbury_step``: per-label blocks M_y plus
+        """Solve H d = -g through H's structure, as ``_dual_newton.WoodburyStep``: per-label blocks M_y plus
         one rank-one term per cell, H^-1 = M^-1 - M^-1 U C^-1 U^T M^-1 with C = I + U^T M^-1 U over the
         |T||S| cells.
 
