@@ -1,9 +1,12 @@
 """Knowledge distillation with PID: Redundant Information Distillation (RID) and baselines.
 
 Needs PyTorch (``pip install 'pidkd[torch]'``); :mod:`pidkd` and :mod:`pidkd.estimators` work
-without it. :func:`fit` trains a student with ``method`` "student", "kd", "vid" or "rid"; the
-building blocks are :func:`capture` (activations by module name), the RID and VID filters, the
-losses as functions of tensors, and :class:`DistillMethod` for methods of your own.
+without it. :func:`fit` trains a student with a method: :class:`Student` (the task loss only),
+:class:`KD`, :class:`VID`, :class:`TED` or :class:`RID`, each owning its knobs
+(``fit(method=KD(alpha=0.7))``; a name, ``method="kd"``, means the method with its defaults), and
+:class:`DistillConfig` holds the training loop's settings. The building blocks are :func:`capture`
+(activations by module name), the RID and VID filters, the losses as functions of tensors, and
+:class:`DistillMethod` for methods of your own.
 """
 
 from pidkd._optional import import_optional
@@ -13,18 +16,23 @@ import_optional("torch", purpose="pidkd.distill")
 from pidkd.distill.filters import Head, StudentFilter, TeacherFilter, VIDRegressor  # noqa: E402
 from pidkd.distill.hooks import capture, module_names  # noqa: E402
 from pidkd.distill.losses import kd_loss, rid_phase1_loss, rid_phase2_loss, vid_loss  # noqa: E402
-from pidkd.distill.methods import DistillMethod, Step  # noqa: E402
+from pidkd.distill.methods import KD, RID, TED, VID, DistillMethod, Step, Student  # noqa: E402
 from pidkd.distill.nuisance import noisy_copy, untrained_copy  # noqa: E402
 from pidkd.distill.probes import PIDProbe  # noqa: E402
 from pidkd.distill.trainer import DistillConfig, FitResult, fit  # noqa: E402
 
 __all__ = [
+    "KD",
+    "RID",
+    "TED",
+    "VID",
     "DistillConfig",
     "DistillMethod",
     "FitResult",
     "Head",
     "PIDProbe",
     "Step",
+    "Student",
     "StudentFilter",
     "TeacherFilter",
     "VIDRegressor",

@@ -41,8 +41,8 @@ from pidkd.distill._checks import (
 )
 from pidkd.distill._data import TensorBatches
 from pidkd.distill.hooks import capture
+from pidkd.distill.methods import CONFIG_KNOBS, DistillMethod, Step, Student, resolve
 from pidkd.distill.methods import METHODS as _METHODS
-from pidkd.distill.methods import DistillMethod, Step, Student, resolve
 from pidkd.distill.probes import ProbeRunner, check_probes
 
 __all__ = ["METHODS", "DistillConfig", "FitResult", "fit"]
@@ -80,28 +80,37 @@ _CHECKPOINT_KEYS = (
 
 @dataclass
 class DistillConfig:
-    """Every knob of :func:`fit`. The defaults train plain networks; the paper's settings are a preset.
+    """The settings of :func:`fit`'s training loop; the methods own their knobs (``KD(alpha=0.7)``).
 
     Defaults: SGD with Nesterov momentum (lr 0.05, as the paper, times ``lr_gamma`` = 0.2 at half and at
-    three quarters of a run of 10 epochs or more) with gradient-norm clipping at 5,
-    and distillation terms as per-element means (``reduction="mean"``, ``sigma_penalty="meansq"``,
-    VID weight 1, KD alpha 0.5), so that their scale does not grow with channels x positions; the
-    schedule fields left at None are set by the method for the run's length
-    (:meth:`~pidkd.distill.methods.DistillMethod.schedule`). RID's and TED's student keeps learning the
-    task while the filters train (``train_student_in_phase1``), where Algorithm 1 and TED freeze it.
-    ``DistillConfig.preset("paper")`` is the RID paper's Algorithm 1 and CIFAR-10 settings (SGD
-    with Nesterov momentum, lr 0.05, sums over channels and positions, lambda_2 = 1, VID weight
-    100, no clipping, the student frozen in RID's phase 1); ``preset("authors")`` what the authors'
-    code runs. ``compile=True`` runs the teacher's and the student's forward passes through
-    ``torch.compile``; ``compile="reduce-overhead"`` adds CUDA graphs, the one that paid on a GPU for
-    small models (docs/distill.md, "On a GPU"). The teacher is frozen, so its outputs on an
-    (inputs, labels) pair are the same every epoch: ``cache_teacher`` ("auto" by default) computes
-    them once and replays them, which saves the teacher's forward pass in every step of every
-    distillation method (the replayed outputs are bit-for-bit those of the forward pass on a CPU;
-    a DataLoader, which may augment, always runs the teacher). Every value is checked
-    when the configuration is made (and again by :func:`fit`, which works on a copy): counts are
-    ints, rates and weights finite numbers in range, switches real bools (``amp="no"`` is
-    refused, not read as true).
+    three quarters of a run of 10 epochs or more) with gradient-norm clipping at 5. ``filter_lr`` is the
+    learning rate of the separate optimizer of a method's ``filter_modules`` (RID's and TED's teacher
+    filters). ``DistillConfig.preset("paper")`` is the loop of the RID paper's CIFAR-10 settings (SGD
+    with Nesterov momentum, lr 0.05, no clipping) and ``preset("authors")`` that of the authors' code;
+    the methods' knobs of the same variants are ``RID.preset("paper")`` etc. ``compile=True`` runs the
+    teacher's and the student's forward passes through ``torch.compile``; ``compile="reduce-overhead"``
+    adds CUDA graphs, the one that paid on a GPU for small models (docs/distill.md, "On a GPU"). The
+    teacher is frozen, so its outputs on an (inputs, labels) pair are the same every epoch:
+    ``cache_teacher`` ("auto" by default) computes them once and replays them, which saves the
+    teacher's forward pass in every step of every distillation method (the replayed outputs are
+    bit-for-bit those of the forward pass on a CPU; a DataLoader, which may augment, always runs the
+    teacher). Every value is checked when the configuration is made (and again by :func:`fit`, which
+    works on a copy): counts are ints, rates finite numbers in range, switches real bools (``amp="no"``
+    is refused, not read as true).
+
+    The method knobs that were fields here (``kd_alpha``, ``kd_temperature``, ``vid_lambda``,
+    ``ted_lambda``, ``lambda_task``, ``lambda_distill``, ``reduction``, ``sigma_penalty``,
+    ``filter_channels``, ``train_student_in_phase1``, ``warmup_epochs``, ``cycle_epochs``,
+    ``phase1_fraction``, ``coupling_from_cycle``) are deprecated and default to None (unset). For one
+    release, with a method given by name, :func:`fit` applies the ones set, over the knobs of
+    ``variant`` (set by :meth:`preset`), with a ``DeprecationWarning`` naming the new spelling; with a
+    method object, setting one that the method owns is an error.
+
+    Examples
+    --------
+    >>> cfg = DistillConfig(epochs=20, lr=0.1)
+    >>> cfg.epochs, cfg.optimizer, cfg.grad_clip
+    (20, 'sgd', 5.0)
     """
 
     epochs: int = 10
@@ -113,25 +122,8 @@ class DistillConfig:
     weight_decay: float = 5e-4
     lr_milestones: Sequence[int] | None = None  # None: lr * lr_gamma at 1/2 and 3/4 of a run of >= 10 epochs
     lr_gamma: float = 0.2
-    # RID / TED schedule; None: the method's choice for the run's epochs (DistillMethod.schedule)
-    warmup_epochs: int | None = None  # n_w
-    cycle_epochs: int | None = None  # q
-    phase1_fraction: float | None = None  # r
-    lambda_task: float = 1.0  # lambda_1
-    lambda_distill: float = 1.0  # lambda_2 (RID)
-    vid_lambda: float = 1.0
-    kd_alpha: float = 0.5
-    kd_temperature: float = 4.0
-    filter_channels: int | None = None  # C_out of the filters (default: the student layer's channels)
-    filter_lr: float | None = None  # learning rate of f_t and g_t (default: lr)
+    filter_lr: float | None = None  # learning rate of the method's filter_modules, e.g. RID's f_t and g_t (default: lr)
     grad_clip: float | None = 5.0
-    reduction: str = "mean"  # RID mismatch: per-element mean (authors' code); "sum" over (c, h, w) as the paper
-    sigma_penalty: str = "meansq"  # phase-2 penalty mean_c sigma_c^2 (authors); "sumsq": ||sigma||^2 (paper)
-    coupling_from_cycle: int | None = None  # phase-1 coupling term from this cycle on (None: the method's)
-    # RID and TED: the student keeps learning the task while the filters train (RID's warm-up and phase 1,
-    # TED's filter stage); False: the student frozen in those epochs, as Algorithm 1 and TED (the presets)
-    train_student_in_phase1: bool = True
-    ted_lambda: float = 1.0  # TED stage-2 MSE weight
     checkpoint_every: int = 0  # epochs between checkpoints (0: none)
     checkpoint_dir: str | None = None
     overwrite_checkpoints: bool = False  # replace checkpoint files that exist (default: refuse before training)
@@ -146,41 +138,42 @@ class DistillConfig:
     cache_teacher: bool | str = "auto"
     seed: int = 0
     progress: bool = True
+    # Deprecated (one release): method knobs, now set on the method objects (None: unset), and the preset
+    # variant whose method knobs fit(method=<name>) applies.
+    variant: str | None = None
+    warmup_epochs: int | None = None  # RID(warmup_epochs=...), TED(warmup_epochs=...)
+    cycle_epochs: int | None = None  # RID(cycle_epochs=...)
+    phase1_fraction: float | None = None  # RID(phase1_fraction=...)
+    coupling_from_cycle: int | None = None  # RID(coupling_from_cycle=...)
+    lambda_task: float | None = None  # RID(lambda_task=...)
+    lambda_distill: float | None = None  # RID(lambda_distill=...)
+    vid_lambda: float | None = None  # VID(lambda_distill=...)
+    ted_lambda: float | None = None  # TED(lambda_distill=...)
+    kd_alpha: float | None = None  # KD(alpha=...)
+    kd_temperature: float | None = None  # KD(temperature=...)
+    filter_channels: int | None = None  # RID(filter_channels=...), TED(filter_channels=...)
+    reduction: str | None = None  # RID(reduction=...)
+    sigma_penalty: str | None = None  # RID(sigma_penalty=...)
+    train_student_in_phase1: bool | None = None  # RID(...), TED(train_student_in_phase1=...)
 
     def __post_init__(self) -> None:
         c = "DistillConfig()"
         for name in ("epochs", "batch_size"):
             setattr(self, name, check_int(getattr(self, name), name=name, caller=c, minimum=1))
-        self.cycle_epochs = check_int(self.cycle_epochs, name="cycle_epochs", caller=c, minimum=1, optional=True)
-        self.warmup_epochs = check_int(self.warmup_epochs, name="warmup_epochs", caller=c, minimum=0, optional=True)
-        self.coupling_from_cycle = check_int(
-            self.coupling_from_cycle, name="coupling_from_cycle", caller=c, minimum=0, optional=True
-        )
         for name in ("checkpoint_every", "seed"):
             setattr(self, name, check_int(getattr(self, name), name=name, caller=c, minimum=0))
-        self.filter_channels = check_int(self.filter_channels, name="filter_channels", caller=c, optional=True)
         numbers = {
             "lr": "positive",
             "lr_gamma": "positive",
-            "kd_temperature": "positive",
             "momentum": "non-negative",
             "weight_decay": "non-negative",
-            "lambda_task": "non-negative",
-            "lambda_distill": "non-negative",
-            "vid_lambda": "non-negative",
-            "ted_lambda": "non-negative",
-            "kd_alpha": "probability",
         }
         for name, kind in numbers.items():
             setattr(self, name, check_number(getattr(self, name), name=name, caller=c, kind=kind))
         for name in ("filter_lr", "grad_clip"):
             setattr(self, name, check_number(getattr(self, name), name=name, caller=c, optional=True))
-        self.phase1_fraction = check_number(
-            self.phase1_fraction, name="phase1_fraction", caller=c, kind="fraction", optional=True
-        )
-        for name in ("nesterov", "amp", "progress", "overwrite_checkpoints", "train_student_in_phase1"):
+        for name in ("nesterov", "amp", "progress", "overwrite_checkpoints"):
             setattr(self, name, check_bool(getattr(self, name), name=name, caller=c))
-        self.reduction = check_choice(self.reduction, ["sum", "mean"], name="reduction", caller=c)
         if not isinstance(self.cache_teacher, bool) and self.cache_teacher != "auto":
             raise ValueError(
                 f"The 'cache_teacher' parameter of {c} must be True, False or 'auto'. "
@@ -188,7 +181,9 @@ class DistillConfig:
             )
         if not isinstance(self.compile, bool):
             self.compile = check_choice(self.compile, list(COMPILE_MODES), name="compile", caller=c)
-        self.sigma_penalty = check_choice(self.sigma_penalty, ["sumsq", "meansq"], name="sigma_penalty", caller=c)
+        if self.variant is not None:
+            self.variant = check_choice(self.variant, ["paper", "authors"], name="variant", caller=c)
+        _check_config_knobs(self)
         milestones = self.lr_milestones
         if milestones is not None:
             if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
@@ -223,52 +218,55 @@ class DistillConfig:
 
     @classmethod
     def preset(cls, variant: str = "paper", **overrides: Any) -> DistillConfig:
-        """``"paper"``: the paper's Algorithm 1. ``"authors"``: what the authors' code runs.
+        """The training loop of the RID paper (``"paper"``) or of the authors' code (``"authors"``).
 
         The paper (arXiv 2411.07483, CIFAR-10): SGD with Nesterov momentum 0.9, lr 0.05, weight
-        decay 5e-4; the RID mismatch summed over channels and positions with the penalty
-        ||sigma||^2, lambda = (1, 1); VID weight 100; no gradient clipping. These were pidkd
-        0.1.0's defaults. The authors' code differs from the paper in: no separate warm-up (the
-        first cycle's phase-1 epochs are cross-entropy only); per-element means instead of sums
-        over (c, h, w); the phase-2 penalty mean_c sigma_c^2 instead of ||sigma||^2; gradient-norm
-        clipping at 100; lambda = (1, 10); a constant student learning rate of 0.0025 (a scheduler
-        bug in their code) and a teacher-filter learning rate of 0.05.
+        decay 5e-4, no gradient clipping (pidkd 0.1.0's defaults). The authors' code: gradient-norm
+        clipping at 100, a constant student learning rate of 0.0025 (a scheduler bug in their code)
+        and a teacher-filter learning rate of 0.05. Both keep a constant rate (``lr_milestones=()``).
+        The knobs of the methods in the same variants are ``RID.preset(variant)``,
+        ``TED.preset(variant)``, ``VID.preset(variant)`` and ``KD.preset(variant)``: pass them as
+        ``fit(method=...)``. For one release, a method given by name still takes them from the
+        configuration's ``variant`` (with a ``DeprecationWarning``), and ``overrides`` may still name
+        the deprecated knob fields.
+
+        Examples
+        --------
+        >>> cfg = DistillConfig.preset("authors", epochs=30)
+        >>> cfg.lr, cfg.filter_lr, cfg.grad_clip, cfg.epochs
+        (0.0025, 0.05, 100.0, 30)
         """
         variant = check_choice(variant, ["paper", "authors"], name="variant", caller="DistillConfig.preset()")
         base: dict[str, Any] = dict(
+            variant=variant,
             optimizer="sgd",
             lr=0.05,
             lr_milestones=(),  # a constant rate; the paper's CIFAR schedule: benchmarks/cifar10
             momentum=0.9,
             nesterov=True,
             weight_decay=5e-4,
-            reduction="sum",
-            sigma_penalty="sumsq",
-            lambda_task=1.0,
-            lambda_distill=1.0,
-            vid_lambda=100.0,
-            kd_alpha=0.9,
             grad_clip=None,
-            warmup_epochs=2,
-            cycle_epochs=4,
-            phase1_fraction=0.25,
-            coupling_from_cycle=0,
-            train_student_in_phase1=False,
         )
         if variant == "authors":
-            base |= dict(
-                warmup_epochs=0,
-                coupling_from_cycle=1,
-                reduction="mean",
-                sigma_penalty="meansq",
-                grad_clip=100.0,
-                lambda_task=1.0,
-                lambda_distill=10.0,
-                lr=0.0025,
-                lr_milestones=(),
-                filter_lr=0.05,
-            )
+            base |= dict(grad_clip=100.0, lr=0.0025, filter_lr=0.05)
         return cls(**(base | overrides))
+
+
+def _check_config_knobs(cfg: DistillConfig) -> None:
+    """Check the deprecated knob fields that ``cfg`` sets with the constructor of a method that owns them."""
+    for name in CONFIG_KNOBS:
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        cls = next(m for m in _METHODS.values() if name in m._config_fields)
+        knob = cls._config_fields[name]
+        try:
+            cls(**{knob: value})
+        except (TypeError, ValueError) as err:
+            raise type(err)(
+                f"DistillConfig({name}={value!r}) is deprecated and sets {cls.__name__}({knob}=...), which refuses "
+                f"it: {err}"
+            ) from err
 
 
 @dataclass
@@ -278,6 +276,8 @@ class FitResult:
     ``student`` is the student after the last epoch. With ``val_data``, the epoch of best validation
     accuracy (the earliest of ties) is ``best_epoch``, and :meth:`best_student` returns the student
     as it was then; ``test_data`` is only reported (``test_acc`` column), never used to select.
+    ``method`` is the method as it ran, its knobs left unset (None) set for the run
+    (``FitResult.method.cycle_epochs`` for RID).
     """
 
     student: nn.Module
@@ -286,6 +286,7 @@ class FitResult:
     config: DistillConfig = field(repr=False)
     best_epoch: int | None = None
     best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    method: DistillMethod | None = None  # the method as it ran (knobs unset in it set for the run)
 
     def _at(self, column: str, epoch: int | None) -> float:
         if epoch is None or column not in self.history:
@@ -579,8 +580,8 @@ def fit(
     teacher = check_module(teacher, name="teacher", caller="fit()")
     student = check_module(student, name="student", caller="fit()")
     check_distinct(teacher, student)
-    method = resolve(method)
-    cfg = _effective_config(config, epochs, method)
+    cfg = _effective_config(config, epochs)
+    method = resolve(method, cfg).for_run(cfg)  # the knobs left unset that scale with the run, set
     t_layers = _layer_names(teacher_layers, "teacher_layers")
     s_layers = _layer_names(student_layers, "student_layers")
     if method.needs_layers and (not t_layers or len(t_layers) != len(s_layers)):
@@ -614,14 +615,21 @@ def fit(
         _distributed.stop(ddp)
     history = pd.DataFrame(rows)
     history.attrs["config"] = asdict(cfg) | {"method": method.name}
+    history.attrs["method"] = {"name": method.name} | method.settings()
     return FitResult(
-        student=student, modules=mods, history=history, config=cfg, best_epoch=best["epoch"], best_state=best["state"]
+        student=student,
+        modules=mods,
+        history=history,
+        config=cfg,
+        best_epoch=best["epoch"],
+        best_state=best["state"],
+        method=method,
     )
 
 
-def _effective_config(config: DistillConfig | None, epochs: int | None, method: DistillMethod) -> DistillConfig:
+def _effective_config(config: DistillConfig | None, epochs: int | None) -> DistillConfig:
     """A checked copy of ``config`` (the caller's object is never changed) with ``epochs`` applied and
-    the schedule fields left unset filled in by ``method``."""
+    the default learning-rate milestones set."""
     if config is not None and not isinstance(config, DistillConfig):
         raise TypeError(
             f"The 'config' parameter of fit() must be a DistillConfig or None. Got {type(config).__name__} instead."
@@ -633,7 +641,7 @@ def _effective_config(config: DistillConfig | None, epochs: int | None, method: 
     cfg = dataclasses.replace(config or DistillConfig(), **changes)
     if cfg.lr_milestones is None:  # decay at half and at three quarters of the run
         cfg = dataclasses.replace(cfg, lr_milestones=_default_milestones(cfg.epochs))
-    return dataclasses.replace(cfg, **method.schedule(cfg))
+    return cfg
 
 
 #: Runs of at least this many epochs get the default learning-rate decay (lr_milestones=None).
@@ -898,12 +906,17 @@ def _warn_never_distils(method: DistillMethod, cfg: DistillConfig) -> None:
     if cfg.epochs and all(method.phase(e, cfg) == "warmup" for e in range(cfg.epochs)):
         warnings.warn(
             f"fit(method={method.name!r}): all {cfg.epochs} epoch(s) of this run are warm-up epochs "
-            f"(warmup_epochs={cfg.warmup_epochs}, cycle_epochs={cfg.cycle_epochs}, phase1_fraction="
-            f"{cfg.phase1_fraction:.3g}, coupling_from_cycle={cfg.coupling_from_cycle}), so the run never leaves "
-            "the warm-up and the student is never distilled (at most trained on the task). Give more epochs, or "
-            "a schedule whose warm-up ends within them (DistillConfig(warmup_epochs=..., coupling_from_cycle=0)).",
+            f"({_schedule_text(method)}), so the run never leaves the warm-up and the student is never distilled "
+            "(at most trained on the task). Give more epochs, or a schedule whose warm-up ends within them "
+            f"({type(method).__name__}(warmup_epochs=...{', coupling_from_cycle=0' if method.name == 'rid' else ''})).",
             stacklevel=4,  # the caller of fit()
         )
+
+
+def _schedule_text(method: DistillMethod) -> str:
+    """The method's schedule knobs as ``name=value, ...`` (for messages)."""
+    values = {k: getattr(method, k, None) for k in method.schedule_knobs}
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
 def _check_same_lengths(ddp: _distributed.Dist, data: dict[str, Any], train: Iterable[Any], dev: torch.device) -> None:
@@ -964,7 +977,8 @@ def _warn_learned_nothing(method: DistillMethod, rows: list[dict[str, Any]], lab
     )
     knob = next(iter(method.knobs.values()), None)
     advice = (
-        f"Compare method='student' on the same seed: if it learns, lower DistillConfig.{knob} or try another seed."
+        f"Compare method='student' on the same seed: if it learns, lower {type(method).__name__}'s {knob} or try "
+        "another seed."
         if knob
         else "Try another seed or a lower learning rate, and check that the labels belong to the inputs."
     )
@@ -1111,7 +1125,7 @@ def _warn_loss_scale(method: DistillMethod, row: dict[str, Any], warned: set[str
         warnings.warn(
             f"fit(method={method.name!r}): the {term!r} loss term averaged {value:.4g} over epoch {row['epoch']}, "
             f"{value / task:.0f}x the task loss ({task:.4g}); a distillation term that large swamps the task and "
-            f"often collapses the student. Lower DistillConfig.{knob}.",
+            f"often collapses the student. Lower {type(method).__name__}'s {knob}.",
             stacklevel=5,  # the caller of fit()
         )
 
@@ -1331,6 +1345,7 @@ def _save_checkpoint(run: _Run, epoch: int, rows: list[dict[str, Any]]) -> Path:
             "student_layers": list(run.s_layers),
             "teacher_checksum": _teacher_checksum(run.teacher),
             "settings": _settings(run.cfg),
+            "method_settings": run.method.settings(),
         },
         path,
     )
@@ -1338,9 +1353,10 @@ def _save_checkpoint(run: _Run, epoch: int, rows: list[dict[str, Any]]) -> Path:
 
 
 #: The DistillConfig fields a resumed run must share with the run that wrote its checkpoint: all but the
-#: run's length (epochs; the learning-rate milestones, which scale with it, are warned about), the schedule
-#: fields derived from it (checked through the phases of the epochs done) and the fields that say how to run
-#: (progress, checkpoints, amp, compile, cache_teacher).
+#: run's length (epochs; the learning-rate milestones, which scale with it, are warned about) and the fields
+#: that say how to run (progress, checkpoints, amp, compile, cache_teacher). The method's knobs
+#: (DistillMethod.settings) must be the same too, but for its schedule_knobs, which may scale with epochs
+#: (checked through the phases of the epochs done).
 RESUME_SETTINGS = (
     "batch_size",
     "optimizer",
@@ -1349,18 +1365,8 @@ RESUME_SETTINGS = (
     "nesterov",
     "weight_decay",
     "lr_gamma",
-    "lambda_task",
-    "lambda_distill",
-    "vid_lambda",
-    "kd_alpha",
-    "kd_temperature",
-    "filter_channels",
     "filter_lr",
     "grad_clip",
-    "reduction",
-    "sigma_penalty",
-    "train_student_in_phase1",
-    "ted_lambda",
     "seed",
 )
 
@@ -1415,19 +1421,45 @@ def _check_resume(
                 f"fit(): the checkpoint resume_from={shown} was written with another teacher (its parameters and "
                 f"buffers differ from this run's teacher). {how}"
             )
+    theirs = dict(state.get("settings", {}))
+    # a checkpoint of pidkd <= 0.1 recorded the method knobs among the DistillConfig fields, by their old names
+    old_knobs = {k: theirs.pop(k) for k in list(theirs) if k in CONFIG_KNOBS}
     mine = _settings(cfg)
-    differ = {k: (v, mine.get(k)) for k, v in state.get("settings", {}).items() if mine.get(k) != v}
+    differ = {k: (v, mine.get(k)) for k, v in theirs.items() if mine.get(k) != v}
     if differ:
         listed = ", ".join(f"{k}={a!r} (this run: {b!r})" for k, (a, b) in differ.items())
         raise ValueError(f"fit(): the checkpoint resume_from={shown} was written with DistillConfig {listed}. {how}")
+    _check_resume_knobs(state, method, old_knobs, shown, how)
     phases = [row.get("phase") for row in state["history"]]
     planned = [method.phase(e, cfg) for e in range(len(phases))]
     if phases != planned:
+        knobs = f" ({_schedule_text(method)}: unset, they scale with epochs)" if method.schedule_knobs else ""
         raise ValueError(
             f"fit(): the checkpoint resume_from={shown} ran the phases {phases}, where this run's schedule has "
-            f"{planned} (warmup_epochs={cfg.warmup_epochs}, cycle_epochs={cfg.cycle_epochs}, phase1_fraction="
-            f"{cfg.phase1_fraction}, coupling_from_cycle={cfg.coupling_from_cycle}: unset, they scale with epochs). "
-            "Set them as the run that wrote the checkpoint had them. " + how
+            f"{planned}{knobs}. Set them as the run that wrote the checkpoint had them. " + how
+        )
+
+
+def _check_resume_knobs(
+    state: dict[str, Any], method: DistillMethod, old_knobs: dict[str, Any], shown: str, how: str
+) -> None:
+    """The method's knobs (but its schedule knobs) must be those the checkpoint recorded: ``method_settings``,
+    or, in a checkpoint written before the methods owned their knobs, the old DistillConfig fields
+    ``old_knobs`` of the knobs this method has (the others did not act on the run)."""
+    mine = method.settings()
+    if "method_settings" in state:
+        theirs = dict(state["method_settings"])
+    else:
+        own = type(method)._config_fields
+        theirs = {own[f]: v for f, v in old_knobs.items() if f in own}
+        mine = {k: mine[k] for k in theirs if k in mine}
+    keys = [k for k in dict.fromkeys([*theirs, *mine]) if k not in method.schedule_knobs]
+    differ = [k for k in keys if theirs.get(k, "<unset>") != mine.get(k, "<unset>")]
+    if differ:
+        listed = ", ".join(f"{k}={theirs.get(k, '<unset>')!r} (this run: {mine.get(k, '<unset>')!r})" for k in differ)
+        raise ValueError(
+            f"fit(): the checkpoint resume_from={shown} was written with the method {type(method).__name__} "
+            f"{listed}. {how}"
         )
 
 

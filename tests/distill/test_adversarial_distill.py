@@ -19,7 +19,7 @@ nn = torch.nn
 
 import torch.nn.functional as F  # noqa: E402
 
-from pidkd.distill import DistillConfig, DistillMethod, PIDProbe, fit  # noqa: E402
+from pidkd.distill import KD, RID, TED, VID, DistillConfig, DistillMethod, PIDProbe, Student, fit  # noqa: E402
 from pidkd.estimators import Quantizer  # noqa: E402
 from tests.distill.test_distill import mlp  # noqa: E402
 
@@ -281,21 +281,15 @@ def test_fit_restores_the_teachers_flags_and_modes(fails, data):
         ({"epochs": 0}, ValueError, r"'epochs' parameter of DistillConfig\(\) must be a positive int. Got 0 instead"),
         ({"epochs": 2.5}, TypeError, r"'epochs' parameter of DistillConfig\(\) must be a positive int. Got 2.5"),
         ({"epochs": True}, TypeError, r"'epochs' parameter .* Got True"),
-        ({"cycle_epochs": 0}, ValueError, "'cycle_epochs' parameter"),
-        ({"phase1_fraction": 0.0}, ValueError, r"'phase1_fraction' parameter .* in \(0, 1\)"),
-        ({"phase1_fraction": 1.0}, ValueError, r"'phase1_fraction' parameter .* in \(0, 1\)"),
-        ({"reduction": "avg"}, ValueError, r"'reduction' parameter of DistillConfig\(\) must be one of"),
-        ({"sigma_penalty": "l2"}, ValueError, r"'sigma_penalty' parameter of DistillConfig\(\) must be one of"),
-        ({"warmup_epochs": -1}, ValueError, "'warmup_epochs' parameter .* non-negative int or None. Got -1"),
+        # a deprecated method knob is checked by the method that owns it (KD(alpha=...), RID(reduction=...))
+        ({"kd_alpha": 1.5}, ValueError, r"DistillConfig\(kd_alpha=1.5\) is deprecated .* 'alpha' parameter of KD"),
+        ({"reduction": "avg"}, ValueError, r"DistillConfig\(reduction='avg'\) .* 'reduction' parameter of RID"),
         ({"batch_size": 0}, ValueError, "'batch_size' parameter"),
         ({"lr": 0.0}, ValueError, "'lr' parameter .* positive number. Got 0.0"),
         ({"lr": "0.1"}, TypeError, "'lr' parameter .* Got '0.1'"),
         ({"filter_lr": -1.0}, ValueError, "'filter_lr' parameter"),
         ({"momentum": -0.5}, ValueError, "'momentum' parameter"),
-        ({"kd_alpha": 1.5}, ValueError, "'kd_alpha' parameter"),
-        ({"kd_temperature": 0}, ValueError, "'kd_temperature' parameter"),
         ({"grad_clip": -1.0}, ValueError, "'grad_clip' parameter"),
-        ({"filter_channels": 0}, ValueError, "'filter_channels' parameter"),
         ({"lr_milestones": [2, "x"]}, TypeError, "'lr_milestones' parameter"),
         ({"checkpoint_every": 2}, ValueError, "'checkpoint_dir' parameter .* checkpoint_every=2"),
         (
@@ -310,6 +304,31 @@ def test_fit_restores_the_teachers_flags_and_modes(fails, data):
 def test_bad_config_values_fail_at_construction(kw, error, match):
     with pytest.raises(error, match=match):
         DistillConfig(**kw)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: RID(cycle_epochs=0), ValueError, r"'cycle_epochs' parameter of RID\(\) must be a positive int"),
+        (lambda: RID(phase1_fraction=0.0), ValueError, r"'phase1_fraction' parameter of RID\(\) .* in \(0, 1\)"),
+        (lambda: RID(phase1_fraction=1.0), ValueError, r"'phase1_fraction' parameter .* in \(0, 1\)"),
+        (lambda: RID(reduction="avg"), ValueError, r"'reduction' parameter of RID\(\) must be one of"),
+        (lambda: RID(sigma_penalty="l2"), ValueError, r"'sigma_penalty' parameter of RID\(\) must be one of"),
+        (lambda: RID(warmup_epochs=-1), ValueError, r"'warmup_epochs' parameter of RID\(\) .* Got -1"),
+        (lambda: RID(lambda_distill=-1.0), ValueError, r"'lambda_distill' parameter of RID\(\)"),
+        (lambda: RID(train_student_in_phase1="no"), TypeError, r"'train_student_in_phase1' parameter of RID"),
+        (lambda: TED(filter_channels=0), ValueError, r"'filter_channels' parameter of TED\(\)"),
+        (lambda: TED(lambda_distill=math.nan), ValueError, r"'lambda_distill' parameter of TED\(\)"),
+        (lambda: KD(alpha=1.5), ValueError, r"'alpha' parameter of KD\(\) must be a number in \[0, 1\]"),
+        (lambda: KD(temperature=0), ValueError, r"'temperature' parameter of KD\(\)"),
+        (lambda: VID(lambda_distill="100"), TypeError, r"'lambda_distill' parameter of VID\(\) .* Got '100'"),
+        (lambda: RID.preset("mine"), ValueError, r"'variant' parameter of RID.preset\(\) must be one of"),
+        (lambda: Student.preset("paper"), ValueError, r"'variant' parameter of Student.preset\(\) .* none"),
+    ],
+)
+def test_bad_method_knobs_fail_in_the_method_constructor(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
 
 
 def test_a_config_changed_after_construction_is_checked_by_fit(data):
@@ -548,12 +567,14 @@ def test_torchrun_ranks_with_data_of_different_lengths_are_refused(tmp_path):
 
 @pytest.mark.parametrize(("method", "epochs"), [("rid", 1), ("ted", 1), ("rid", 3)])
 def test_a_run_that_never_leaves_the_warm_up_is_warned_about(method, epochs, data):
-    config = cfg(epochs=epochs, warmup_epochs=epochs if epochs > 1 else None)
+    kind = {"rid": RID, "ted": TED}[method]
+    config = cfg(epochs=epochs)
+    warmup = kind(warmup_epochs=epochs if epochs > 1 else None)
     with pytest.warns(UserWarning, match=rf"all {epochs} epoch\(s\) of this run are warm-up epochs"):
-        fit(teacher(), student(), data, method=method, config=config, **RID_LAYERS)
+        fit(teacher(), student(), data, method=warmup, config=config, **RID_LAYERS)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a run that distils is not warned about
-        fit(teacher(), student(), data, method=method, config=cfg(epochs=2, warmup_epochs=1), **RID_LAYERS)
+        fit(teacher(), student(), data, method=kind(warmup_epochs=1), config=cfg(epochs=2), **RID_LAYERS)
 
 
 def test_resume_refuses_another_teacher_layers_config_or_fewer_epochs(tmp_path, data):

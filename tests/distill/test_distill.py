@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from pidkd.distill import (  # noqa: E402
+    RID,
     DistillConfig,
     StudentFilter,
     TeacherFilter,
@@ -474,11 +475,10 @@ def test_resume_equals_an_uninterrupted_run(method, digits, teacher, tmp_path):
 
 def test_authors_preset_schedule_and_terms(digits, teacher):
     train, _ = digits
-    cfg = DistillConfig.preset("authors", epochs=6, cycle_epochs=3, phase1_fraction=1 / 3, progress=False)
-    assert (cfg.reduction, cfg.sigma_penalty, cfg.grad_clip, cfg.lambda_distill) == ("mean", "meansq", 100.0, 10.0)
-    res = fit(
-        teacher, mlp([64, 16, 10], 1), train, method="rid", teacher_layers=["2"], student_layers=["0"], config=cfg
-    )
+    cfg = DistillConfig.preset("authors", epochs=6, progress=False)
+    rid = RID.preset("authors", cycle_epochs=3, phase1_fraction=1 / 3)
+    assert (rid.reduction, rid.sigma_penalty, cfg.grad_clip, rid.lambda_distill) == ("mean", "meansq", 100.0, 10.0)
+    res = fit(teacher, mlp([64, 16, 10], 1), train, method=rid, teacher_layers=["2"], student_layers=["0"], config=cfg)
     # first cycle's phase 1 is cross-entropy only (reported as warm-up), the coupling starts in cycle 2
     assert list(res.history["phase"]) == ["warmup", "phase2", "phase2", "phase1", "phase2", "phase2"]
     with pytest.raises(ValueError, match=r"'variant' parameter of DistillConfig.preset\(\) must be one of"):

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pidkd.distill import DistillConfig, fit  # noqa: E402
+from pidkd.distill import KD, RID, TED, VID, DistillConfig, fit  # noqa: E402
 from tests.distill.test_distill import mlp  # noqa: E402
 
 
@@ -61,11 +61,12 @@ def test_a_distillation_term_that_swamps_the_task_is_warned_about_once(splits):
     teacher = mlp([64, 24, 10], 2)
     with torch.no_grad():
         teacher[-1].weight.mul_(60.0)  # logits in the hundreds: the KL term at T = 8 is huge
-    cfg = DistillConfig(epochs=3, kd_alpha=0.99, kd_temperature=8.0, lr=1e-3, progress=False)
+    cfg = DistillConfig(epochs=3, lr=1e-3, progress=False)
+    kd = KD(alpha=0.99, temperature=8.0)
     with pytest.warns(UserWarning, match=r"'kd' loss term averaged .* over epoch 1, \d+x the task loss") as rec:
-        fit(teacher, mlp([64, 12, 10], 1), train, method="kd", config=cfg)
+        fit(teacher, mlp([64, 12, 10], 1), train, method=kd, config=cfg)
     scale = [w for w in rec if "loss term averaged" in str(w.message)]
-    assert len(scale) == 1 and "DistillConfig.kd_alpha" in str(scale[0].message)
+    assert len(scale) == 1 and "Lower KD's alpha" in str(scale[0].message)
     assert scale[0].filename == __file__  # points at the fit() call
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -104,41 +105,53 @@ def test_a_student_that_learned_nothing_is_warned_about(splits):
     rows = [{"epoch": e + 1, "val_acc": a, "train_acc": a} for e, a in enumerate((0.6, 0.9, 0.1))]
     with pytest.warns(UserWarning, match=r"best validation accuracy 0\.900; FitResult\.best_student\(\)") as rec:
         _warn_learned_nothing(RID(), rows, torch.arange(10))
-    assert "lower DistillConfig.lambda_distill" in str(rec[0].message)
+    assert "lower RID's lambda_distill" in str(rec[0].message)
 
 
 def test_paper_preset_is_pidkd_0_1_0s_defaults_and_the_defaults_are_per_element():
-    """Golden values: DistillConfig() of pidkd 0.1.0, field by field, is preset("paper")."""
-    golden = dict(
+    """Golden values: DistillConfig() of pidkd 0.1.0, field by field, is preset("paper"): the loop part in
+    DistillConfig.preset("paper"), the knobs in the methods' presets."""
+    loop = dict(
         epochs=10, batch_size=64, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, lr_milestones=(),
-        lr_gamma=0.2, warmup_epochs=2, cycle_epochs=4, phase1_fraction=0.25, lambda_task=1.0, lambda_distill=1.0,
-        vid_lambda=100.0, kd_alpha=0.9, kd_temperature=4.0, filter_channels=None, filter_lr=None, grad_clip=None,
-        reduction="sum", sigma_penalty="sumsq", coupling_from_cycle=0, ted_lambda=1.0,
+        lr_gamma=0.2, filter_lr=None, grad_clip=None,
+    )  # fmt: skip
+    rid = dict(
+        warmup_epochs=2, cycle_epochs=4, phase1_fraction=0.25, lambda_task=1.0, lambda_distill=1.0,
+        filter_channels=None, reduction="sum", sigma_penalty="sumsq", coupling_from_cycle=0,
+        train_student_in_phase1=False,
     )  # fmt: skip
     paper = DistillConfig.preset("paper")
-    assert {k: getattr(paper, k) for k in golden} == golden and paper.optimizer == "sgd"
-    authors = DistillConfig.preset("authors")
-    assert (authors.optimizer, authors.lr, authors.filter_lr, authors.reduction, authors.lambda_distill) == (
-        "sgd",
-        0.0025,
-        0.05,
-        "mean",
-        10.0,
+    assert {k: getattr(paper, k) for k in loop} == loop and paper.optimizer == "sgd"
+    assert RID.preset("paper").settings() == rid
+    assert (VID.preset("paper").lambda_distill, KD.preset("paper").alpha, KD.preset("paper").temperature) == (
+        100.0,
+        0.9,
+        4.0,
     )
+    assert TED.preset("paper").settings() == dict(
+        lambda_distill=1.0, warmup_epochs=2, train_student_in_phase1=False, filter_channels=None
+    )
+    authors, rid_authors = DistillConfig.preset("authors"), RID.preset("authors")
+    assert (authors.optimizer, authors.lr, authors.filter_lr, authors.grad_clip) == ("sgd", 0.0025, 0.05, 100.0)
+    assert rid_authors.settings() == rid | dict(
+        warmup_epochs=0, coupling_from_cycle=1, reduction="mean", sigma_penalty="meansq", lambda_distill=10.0
+    )
+    assert TED.preset("authors").warmup_epochs == 0 and VID.preset("authors").lambda_distill == 100.0
     default = DistillConfig()
-    fields = ("optimizer", "lr", "reduction", "sigma_penalty", "vid_lambda", "kd_alpha", "grad_clip")
-    assert [getattr(default, k) for k in fields] == ["sgd", 0.05, "mean", "meansq", 1.0, 0.5, 5.0]
+    assert [getattr(default, k) for k in ("optimizer", "lr", "grad_clip")] == ["sgd", 0.05, 5.0]
+    assert (RID().reduction, RID().sigma_penalty, VID().lambda_distill, KD().alpha) == ("mean", "meansq", 1.0, 0.5)
     assert DistillConfig(optimizer="AdamW").optimizer == "adamw"
-    from pidkd.distill.methods import RID, TED
 
-    def schedule(method, cfg):
-        s = method.schedule(cfg)
-        return s["warmup_epochs"], s["cycle_epochs"], s["phase1_fraction"], s["coupling_from_cycle"]
+    def schedule(method, epochs):
+        s = method.for_run(DistillConfig(epochs=epochs))
+        return s.warmup_epochs, s.cycle_epochs, s.phase1_fraction, s.coupling_from_cycle
 
-    assert schedule(RID(), DistillConfig(epochs=3)) == (0, 3, 1 / 3, 1)  # cycle 1's phase 1 is the warm-up
-    assert schedule(RID(), DistillConfig(epochs=30)) == (0, 10, 0.25, 1)
-    assert schedule(TED(), DistillConfig(epochs=30))[0] == 5 and schedule(TED(), DistillConfig(epochs=3))[0] == 1
-    assert schedule(RID(), DistillConfig.preset("paper", epochs=3)) == (2, 4, 0.25, 0)  # a preset's own schedule
+    assert schedule(RID(), 3) == (0, 3, 1 / 3, 1)  # cycle 1's phase 1 is the warm-up
+    assert schedule(RID(), 30) == (0, 10, 0.25, 1)
+    assert TED().for_run(DistillConfig(epochs=30)).warmup_epochs == 5
+    assert TED().for_run(DistillConfig(epochs=3)).warmup_epochs == 1
+    assert schedule(RID.preset("paper"), 3) == (2, 4, 0.25, 0)  # a preset's own schedule
+    assert RID().warmup_epochs is None  # for_run() sets a copy
 
 
 def test_optimizer_by_name_or_factory(splits):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-__all__ = ["DistillMethod", "Step", "check_pairs"]
+__all__ = ["DistillMethod", "Step", "check_pairs", "plain_setting"]
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,13 @@ class Step:
 class DistillMethod:
     """Base class of a distillation method: subclass it to add one without editing pidkd.
 
-    :func:`~pidkd.distill.fit` asks the method, and nothing else, what to do:
+    A method owns its knobs: they are its constructor's arguments (``KD(alpha=0.7)``), kept as
+    public attributes and checked in the constructor. :func:`~pidkd.distill.fit` asks the method,
+    and nothing else, what to do:
 
-    - :meth:`schedule`: the schedule fields the configuration leaves unset, for the run's length;
+    - :meth:`schedule`: the values of the knobs left unset (None) that depend on the run's length
+      (:meth:`for_run` returns a copy with them set);
+    - :meth:`settings`: the knobs a resumed run must share with the run that wrote its checkpoint;
     - :meth:`build`: the trainable modules it needs, from the shapes of the captured layers
       (called once, on the first batch);
     - :meth:`phase`: the name of each epoch's phase;
@@ -54,11 +59,15 @@ class DistillMethod:
         Name prefixes of the modules that the student's optimizer also trains (default ``("",)``:
         all of them).
     filter_modules : tuple of str
-        Name prefixes of modules trained by a separate optimizer at ``filter_lr`` (RID and TED's
-        filters; default none).
+        Name prefixes of modules trained by a separate optimizer at ``DistillConfig.filter_lr``
+        (RID and TED's filters; default none).
     knobs : dict
-        Loss term -> the :class:`~pidkd.distill.DistillConfig` field that scales it (named in the
-        loss-scale warning).
+        Loss term -> the knob of the method that scales it (named in the loss-scale warning).
+    schedule_knobs : tuple of str
+        The knobs that :meth:`schedule` sets for the run when they are None; a resumed run is checked
+        for them through the phases of the epochs done, not by value (default none).
+    presets : dict
+        Variant name -> knob values, for :meth:`preset` (default none).
     same_logits : bool
         The teacher must give as many logits as the student (KD).
     uses_teacher : bool
@@ -75,33 +84,62 @@ class DistillMethod:
     >>> method = PlainCE()
     >>> method.phase(0, None), method.trains("train", None)
     ('train', (('',), True))
+
+    A knob is a constructor argument kept as an attribute; :meth:`settings` reports it:
+
+    >>> class Scaled(PlainCE):
+    ...     def __init__(self, weight=1.0):
+    ...         self.weight = weight
+    >>> Scaled(weight=0.5).settings()
+    {'weight': 0.5}
     """
 
     name: str = "method"
     needs_layers: bool = False
     student_modules: tuple[str, ...] = ("",)
     filter_modules: tuple[str, ...] = ()
-    knobs: dict[str, str] = {}
+    knobs: ClassVar[dict[str, str]] = {}
     same_logits: bool = False
     uses_teacher: bool = True
+    schedule_knobs: ClassVar[tuple[str, ...]] = ()
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Deprecated DistillConfig field -> the knob it sets (pidkd's own methods, for one release).
+    _config_fields: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def preset(cls, variant: str, **overrides: Any) -> DistillMethod:
+        """The method with the knobs of ``variant`` (one of :attr:`presets`), then ``overrides``."""
+        if variant not in cls.presets:
+            known = list(cls.presets) or "none"
+            raise ValueError(
+                f"The 'variant' parameter of {cls.__name__}.preset() must be one of {known}. Got {variant!r} instead."
+            )
+        return cls(**(cls.presets[variant] | overrides))
 
     def check(self, cfg: Any) -> None:
         """Refuse a configuration the method cannot run (before any training). Default: accept."""
 
     def schedule(self, cfg: Any) -> dict[str, Any]:
-        """The schedule fields of ``cfg`` that are None (unset), set for a run of ``cfg.epochs`` epochs.
+        """The :attr:`schedule_knobs` that are None, set for a run of ``cfg.epochs`` epochs. Default: none."""
+        return {}
 
-        Default: no warm-up, cycles of epochs // 3 epochs (at least 3) with a quarter in phase 1 (a
-        third of a 3-epoch cycle), coupling from the first cycle; one-phase methods ignore them.
+    def for_run(self, cfg: Any) -> DistillMethod:
+        """A copy of the method with the knobs of :meth:`schedule` set for the run (``self`` if there are none)."""
+        changes = self.schedule(cfg)
+        if not changes:
+            return self
+        method = copy.copy(self)
+        for key, value in changes.items():
+            setattr(method, key, value)
+        return method
+
+    def settings(self) -> dict[str, Any]:
+        """The method's knobs as plain values: its public attributes (a callable by its qualified name).
+
+        :func:`~pidkd.distill.fit` records them in checkpoints and in ``history.attrs["method"]``;
+        a run resumes only with the same ones (but for :attr:`schedule_knobs`).
         """
-        cycle = cfg.cycle_epochs if cfg.cycle_epochs is not None else max(3, cfg.epochs // 3)
-        fraction = cfg.phase1_fraction if cfg.phase1_fraction is not None else (1 / 3 if cycle == 3 else 0.25)
-        return {
-            "warmup_epochs": cfg.warmup_epochs if cfg.warmup_epochs is not None else 0,
-            "cycle_epochs": cycle,
-            "phase1_fraction": fraction,
-            "coupling_from_cycle": cfg.coupling_from_cycle if cfg.coupling_from_cycle is not None else 0,
-        }
+        return {key: plain_setting(value) for key, value in vars(self).items() if not key.startswith("_")}
 
     def build(
         self, teacher: list[torch.Tensor], student: list[torch.Tensor], n_classes: int, cfg: Any
@@ -141,3 +179,17 @@ def check_pairs(teacher: list[torch.Tensor], student: list[torch.Tensor]) -> lis
             )
         dims.append(spatial)
     return dims
+
+
+def plain_setting(value: Any) -> Any:
+    """``value`` as a checkpoint can hold it (``torch.load(weights_only=True)``): numbers, strings, bools,
+    None, and tuples, lists and dicts of them as they are; a callable by its qualified name; anything else
+    by its type's qualified name."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (tuple, list)):
+        return type(value)(plain_setting(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): plain_setting(v) for k, v in value.items()}
+    named = value if callable(value) else type(value)
+    return f"{getattr(named, '__module__', '')}.{getattr(named, '__qualname__', type(named).__name__)}"

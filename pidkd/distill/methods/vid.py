@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pidkd._validation import check_number
 from pidkd.distill.filters import VIDRegressor, to_module_dtype
 from pidkd.distill.losses import vid_loss
 from pidkd.distill.methods.base import DistillMethod, Step, check_pairs
@@ -15,12 +17,33 @@ from pidkd.distill.methods.base import DistillMethod, Step, check_pairs
 __all__ = ["VID"]
 
 
+@dataclass
 class VID(DistillMethod):
-    """CE + vid_lambda sum_k 0.5 mean(log v + (T - mu(S))^2 / v), a regressor mu and variances v per pair."""
+    """CE + lambda_distill sum_k 0.5 mean(log v + (T - mu(S))^2 / v), a regressor mu and variances v per pair.
+
+    Parameters
+    ----------
+    lambda_distill : float, default 1.0
+        Weight (>= 0) of the VID term; the paper (and both presets) use 100.
+
+    Examples
+    --------
+    >>> VID(), VID.preset("paper")
+    (VID(lambda_distill=1.0), VID(lambda_distill=100.0))
+    """
+
+    lambda_distill: float = 1.0
 
     name = "vid"
     needs_layers = True
-    knobs = {"vid": "vid_lambda"}
+    knobs = {"vid": "lambda_distill"}
+    presets = {"paper": {"lambda_distill": 100.0}, "authors": {"lambda_distill": 100.0}}
+    _config_fields = {"vid_lambda": "lambda_distill"}
+
+    def __post_init__(self) -> None:
+        self.lambda_distill = check_number(
+            self.lambda_distill, name="lambda_distill", caller="VID()", kind="non-negative"
+        )
 
     def build(
         self, teacher: list[torch.Tensor], student: list[torch.Tensor], n_classes: int, cfg: Any
@@ -40,4 +63,4 @@ class VID(DistillMethod):
         for k, (t, s) in enumerate(zip(step.teacher, step.student)):
             vid = modules[f"vid{k}"]
             total = total + vid_loss(to_module_dtype(t, vid), vid(s), vid.variance)
-        return {"task": F.cross_entropy(step.logits, step.y), "vid": cfg.vid_lambda * total}
+        return {"task": F.cross_entropy(step.logits, step.y), "vid": self.lambda_distill * total}
