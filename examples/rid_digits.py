@@ -20,7 +20,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from pidkd.distill import DistillConfig, capture, fit, untrained_copy
+from pidkd.distill import KD, RID, TED, VID, DistillConfig, DistillMethod, Student, capture, fit, untrained_copy
 from pidkd.estimators import pid_from_samples
 
 METHODS = ("student", "kd", "vid", "ted", "rid")
@@ -78,7 +78,15 @@ def layer_pid(teacher: nn.Module, student: nn.Module, test) -> tuple[float, floa
 
 
 def config(epochs: int, seed: int = 0) -> DistillConfig:
-    """The paper's schedule scaled to ``epochs`` (warm-up 1/6, cycles of 1/3, phase 1 a quarter of each).
+    """The paper's training loop (SGD with Nesterov momentum, lr 0.05), clipped at 100."""
+    return DistillConfig.preset(
+        "paper", epochs=epochs, batch_size=64, lr=0.05, grad_clip=100.0, progress=False, seed=seed
+    )
+
+
+def methods(epochs: int) -> dict[str, DistillMethod]:
+    """Every method with the paper's knobs, its schedule scaled to ``epochs`` (warm-up 1/6, cycles of 1/3,
+    phase 1 a quarter of each).
 
     Cycles of 2 epochs (``epochs < 9``) get phase 1 half of each: round(0.25 * 2) = 0 would leave
     no phase-1 epoch, which ``fit`` refuses. RID's coupling gradient grows like 1/sigma; at this
@@ -86,19 +94,20 @@ def config(epochs: int, seed: int = 0) -> DistillConfig:
     example uses lambda_2 = 0.01.
     """
     cycle = max(2, epochs // 3)
-    return DistillConfig.preset(
-        "paper",
-        epochs=epochs,
-        batch_size=64,
-        lr=0.05,
-        warmup_epochs=max(1, epochs // 6),
-        cycle_epochs=cycle,
-        phase1_fraction=0.25 if cycle > 2 else 0.5,
-        grad_clip=100.0,
-        lambda_distill=0.01,
-        progress=False,
-        seed=seed,
-    )
+    warmup = max(1, epochs // 6)
+    return {
+        "student": Student(),
+        "kd": KD.preset("paper"),
+        "vid": VID.preset("paper"),
+        "ted": TED.preset("paper", warmup_epochs=warmup),
+        "rid": RID.preset(
+            "paper",
+            warmup_epochs=warmup,
+            cycle_epochs=cycle,
+            phase1_fraction=0.25 if cycle > 2 else 0.5,
+            lambda_distill=0.01,
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
@@ -116,10 +125,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     )
     rows = []
     for tname, teacher in teachers.items():
-        for method in METHODS:
+        for method, distiller in methods(epochs).items():
             cfg = config(epochs)
-            layers = {"teacher_layers": ["3"], "student_layers": ["3"]} if method in ("vid", "ted", "rid") else {}
-            res = fit(teacher, cnn(4, 8, 1), train, method=method, val_data=test, config=cfg, **layers)
+            layers = {"teacher_layers": ["3"], "student_layers": ["3"]} if distiller.needs_layers else {}
+            res = fit(teacher, cnn(4, 8, 1), train, method=distiller, val_data=test, config=cfg, **layers)
             red, uni = layer_pid(teacher, res.student, test)
             rows.append(
                 {
