@@ -251,7 +251,7 @@ def _corrected(
     estimate of the bias is what that interval reflects around). "jackknife": with g groups,
     g est - (g-1) mean(jack), and estimate +- t(g-1) * max(jackknife SE, bootstrap SD).
     Each correction is linear in the resamples, so the corrected atoms keep the identities
-    (corrected Red + Uni_t is the corrected I(Y;T)); the bounds are applied by :func:`_bounded`.
+    (corrected Red + Uni_t is the corrected I(Y;T)); the bounds are applied by :func:`_estimate`.
     """
     alpha = (1 - confidence) / 2
     basic = None
@@ -305,8 +305,10 @@ def _project(x: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _snap(z: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``z`` (feasible up to round-off) made exactly feasible: the largest atom of a sum that ends a
-    few ulps above its bound is lowered by the excess (and an ulp, until the float sum is inside)."""
-    z = np.maximum(z, 0.0)
+    few ulps above its bound is lowered by the excess (and an ulp, until the float sum is inside).
+    The lower bounds are -b[:4]: 0, or -inf for a Syn that may be negative."""
+    lower = -b[: len(ATOMS)]
+    z = np.maximum(z, lower)
     for _ in range(64):
         over = _A[len(ATOMS) :] @ z - b[len(ATOMS) :]
         j = int(np.argmax(over))
@@ -314,7 +316,7 @@ def _snap(z: np.ndarray, b: np.ndarray) -> np.ndarray:
             break
         members = np.flatnonzero(_A[len(ATOMS) + j])
         k = members[np.argmax(z[members])]
-        z[k] = max(np.nextafter(z[k] - over[j], -np.inf), 0.0)
+        z[k] = max(np.nextafter(z[k] - over[j], -np.inf), lower[k])
     return z
 
 

@@ -163,3 +163,11 @@ def test_estimates_and_interval_ends_stay_inside_the_bounds(n, k, dep, seed, met
     assert e["red"] + e["uni_t"] <= max(min(i_t, h), 0) + 1e-9
     assert e["red"] + e["uni_s"] <= max(min(i_s, h), 0) + 1e-9
     assert sum(e.values()) <= max(h, 0) + 1e-9
+
+
+def test_without_syn_ge_0_a_negative_synergy_survives_the_projection():
+    """Measures other than BROJA (syn_floor=-inf): the projection enforces the other bounds and keeps Syn < 0."""
+    plug = np.array([0.2, 0.9, 0.1, -0.3, 1.0, 2.0])  # Red + Uni_t = 1.1 > H(Y) = 1
+    est, _, bounded, _ = _estimate(plug, None, None, "none", 0.9, (2, 2, 2), 2.0, syn_floor=-np.inf)
+    assert "sum<=H" not in bounded and est[3] == -0.3  # the sum (0.9) is inside; Syn untouched
+    assert est[0] + est[1] <= 1.0 and min(est[:3]) >= 0
