@@ -32,8 +32,10 @@ The search: the objective splits over the blocks of f when g is fixed,
 J = I(Y;G) - sum_a P(F=a) I(Y;G | F=a), so moving one code between blocks or merging two blocks
 changes it by a few block terms. From each start it alternates between improving f for the
 current g and g for the current f, each by single-code moves and block merges, until no move
-gains more than 1e-13 nats. Starts: the identity maps (agglomerative merging then discovers
-shared structure) and k-means clusterings of the label distributions P(y|t), P(y|s).
+gains more than 1e-13 nats (compiled: :mod:`pidkd.estimators._maps_kernel`). Starts: the identity
+maps (agglomerative merging then discovers shared structure), and for k = 2, 3, 4 the best pair
+of maps of k clusters of the codes' label distributions P(y|t), P(y|s) (weighted k-means, then an
+exhaustive search over the partitions of the clusters).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ EXACT_PAIRS = 50_000
 RESTARTS = 0  # random starts of the local search, besides the identity and the coarse searches (measured: 2
 # more reached the exhaustive maximum on 1 more of 30 random 6 x 6 pmfs, at 40% more time)
 COARSE = (2, 3, 4)  # clusters of codes whose partitions are all searched for a start
-_GAIN = 1e-13  # a move must gain more than this (nats) to be taken; ties go to fewer blocks
+_GAIN = 1e-13  # a pair of maps must beat the best so far by more than this (nats) to replace it
 _SLACK = 1e-9  # nats by which a value may exceed BROJA's Red (its certified tolerance) before it is a bug
 
 
