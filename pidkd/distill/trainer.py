@@ -11,14 +11,12 @@ few collectives of :mod:`pidkd.distill._distributed`.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import os
 import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +24,6 @@ import torch
 from torch import nn
 
 from pidkd._optional import import_optional
-from pidkd._validation import check_bool, check_choice, check_int, check_number
 from pidkd.distill import _distributed
 from pidkd.distill._checks import (
     as_tensor_pair,
@@ -40,233 +37,27 @@ from pidkd.distill._checks import (
     describe,
 )
 from pidkd.distill._data import TensorBatches
+from pidkd.distill.checkpoints import (
+    check_checkpoint_files,
+    check_resume,
+    load_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from pidkd.distill.config import DistillConfig, effective_config, schedule_text
 from pidkd.distill.hooks import capture
-from pidkd.distill.methods import CONFIG_KNOBS, DistillMethod, Step, Student, resolve
 from pidkd.distill.methods import METHODS as _METHODS
+from pidkd.distill.methods import DistillMethod, Step, Student, resolve
 from pidkd.distill.probes import ProbeRunner, check_probes
 
 __all__ = ["METHODS", "DistillConfig", "FitResult", "fit"]
 
 METHODS = tuple(_METHODS)
-#: Optimizers by name (DistillConfig.optimizer); a callable factory(params, lr=...) is taken as well.
-OPTIMIZERS = ("sgd", "adamw", "adam")
-#: Modes of ``DistillConfig(compile=...)`` besides True (torch.compile's default) and False.
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 #: ``DistillConfig(cache_teacher="auto")`` caches the teacher's outputs when they take at most this fraction of
 #: the free memory of the device that holds the inputs (:func:`_cache_budget`): less on a GPU, whose free memory
 #: is measured before training allocates its activations, gradients and optimizer state.
 CACHE_TEACHER_FRACTION = {"cpu": 0.25, "cuda": 0.1}
-
-#: The marker and format version of the checkpoints :func:`fit` writes (``checkpoint_every``).
-CHECKPOINT_FORMAT = "pidkd-checkpoint"
-CHECKPOINT_VERSION = 1
-_CHECKPOINT_KEYS = (
-    "format",
-    "version",
-    "method",
-    "epoch",
-    "student",
-    "modules",
-    "opt_s",
-    "opt_t",
-    "sched",
-    "history",
-    "rng",
-    "data_rng",
-    "cuda_rng",
-)
-
-
-@dataclass
-class DistillConfig:
-    """The settings of :func:`fit`'s training loop; the methods own their knobs (``KD(alpha=0.7)``).
-
-    Defaults: SGD with Nesterov momentum (lr 0.05, as the paper, times ``lr_gamma`` = 0.2 at half and at
-    three quarters of a run of 10 epochs or more) with gradient-norm clipping at 5. ``filter_lr`` is the
-    learning rate of the separate optimizer of a method's ``filter_modules`` (RID's and TED's teacher
-    filters). ``DistillConfig.preset("paper")`` is the loop of the RID paper's CIFAR-10 settings (SGD
-    with Nesterov momentum, lr 0.05, no clipping) and ``preset("authors")`` that of the authors' code;
-    the methods' knobs of the same variants are ``RID.preset("paper")`` etc. ``compile=True`` runs the
-    teacher's and the student's forward passes through ``torch.compile``; ``compile="reduce-overhead"``
-    adds CUDA graphs, the one that paid on a GPU for small models (docs/distill.md, "On a GPU"). The
-    teacher is frozen, so its outputs on an (inputs, labels) pair are the same every epoch:
-    ``cache_teacher`` ("auto" by default) computes them once and replays them, which saves the
-    teacher's forward pass in every step of every distillation method (the replayed outputs are
-    bit-for-bit those of the forward pass on a CPU; a DataLoader, which may augment, always runs the
-    teacher). Every value is checked when the configuration is made (and again by :func:`fit`, which
-    works on a copy): counts are ints, rates finite numbers in range, switches real bools (``amp="no"``
-    is refused, not read as true).
-
-    The method knobs that were fields here (``kd_alpha``, ``kd_temperature``, ``vid_lambda``,
-    ``ted_lambda``, ``lambda_task``, ``lambda_distill``, ``reduction``, ``sigma_penalty``,
-    ``filter_channels``, ``train_student_in_phase1``, ``warmup_epochs``, ``cycle_epochs``,
-    ``phase1_fraction``, ``coupling_from_cycle``) are deprecated and default to None (unset). For one
-    release, with a method given by name, :func:`fit` applies the ones set, over the knobs of
-    ``variant`` (set by :meth:`preset`), with a ``DeprecationWarning`` naming the new spelling; with a
-    method object, setting one that the method owns is an error.
-
-    Examples
-    --------
-    >>> cfg = DistillConfig(epochs=20, lr=0.1)
-    >>> cfg.epochs, cfg.optimizer, cfg.grad_clip
-    (20, 'sgd', 5.0)
-    """
-
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: Any = "sgd"  # "sgd", "adamw", "adam", or a factory(params, lr=...) -> torch.optim.Optimizer
-    lr: float = 0.05
-    momentum: float = 0.9  # SGD only
-    nesterov: bool = True  # SGD only
-    weight_decay: float = 5e-4
-    lr_milestones: Sequence[int] | None = None  # None: lr * lr_gamma at 1/2 and 3/4 of a run of >= 10 epochs
-    lr_gamma: float = 0.2
-    filter_lr: float | None = None  # learning rate of the method's filter_modules, e.g. RID's f_t and g_t (default: lr)
-    grad_clip: float | None = 5.0
-    checkpoint_every: int = 0  # epochs between checkpoints (0: none)
-    checkpoint_dir: str | None = None
-    overwrite_checkpoints: bool = False  # replace checkpoint files that exist (default: refuse before training)
-    amp: bool = True  # bf16 autocast on CUDA
-    # torch.compile the teacher's and the student's forward passes: True, or a mode of torch.compile
-    # ("reduce-overhead": CUDA graphs). Compiling takes a while; it pays off in long runs of small steps.
-    compile: bool | str = False
-    # Compute the teacher's outputs (logits and captured layers) once, before the first epoch, and replay
-    # them every epoch: True, False, or "auto" (when the training data is an (inputs, labels) pair, in
-    # one process, and the outputs take at most a quarter of the free host memory, or a tenth of the free
-    # GPU memory, where the inputs are).
-    cache_teacher: bool | str = "auto"
-    seed: int = 0
-    progress: bool = True
-    # Deprecated (one release): method knobs, now set on the method objects (None: unset), and the preset
-    # variant whose method knobs fit(method=<name>) applies.
-    variant: str | None = None
-    warmup_epochs: int | None = None  # RID(warmup_epochs=...), TED(warmup_epochs=...)
-    cycle_epochs: int | None = None  # RID(cycle_epochs=...)
-    phase1_fraction: float | None = None  # RID(phase1_fraction=...)
-    coupling_from_cycle: int | None = None  # RID(coupling_from_cycle=...)
-    lambda_task: float | None = None  # RID(lambda_task=...)
-    lambda_distill: float | None = None  # RID(lambda_distill=...)
-    vid_lambda: float | None = None  # VID(lambda_distill=...)
-    ted_lambda: float | None = None  # TED(lambda_distill=...)
-    kd_alpha: float | None = None  # KD(alpha=...)
-    kd_temperature: float | None = None  # KD(temperature=...)
-    filter_channels: int | None = None  # RID(filter_channels=...), TED(filter_channels=...)
-    reduction: str | None = None  # RID(reduction=...)
-    sigma_penalty: str | None = None  # RID(sigma_penalty=...)
-    train_student_in_phase1: bool | None = None  # RID(...), TED(train_student_in_phase1=...)
-
-    def __post_init__(self) -> None:
-        c = "DistillConfig()"
-        for name in ("epochs", "batch_size"):
-            setattr(self, name, check_int(getattr(self, name), name=name, caller=c, minimum=1))
-        for name in ("checkpoint_every", "seed"):
-            setattr(self, name, check_int(getattr(self, name), name=name, caller=c, minimum=0))
-        numbers = {
-            "lr": "positive",
-            "lr_gamma": "positive",
-            "momentum": "non-negative",
-            "weight_decay": "non-negative",
-        }
-        for name, kind in numbers.items():
-            setattr(self, name, check_number(getattr(self, name), name=name, caller=c, kind=kind))
-        for name in ("filter_lr", "grad_clip"):
-            setattr(self, name, check_number(getattr(self, name), name=name, caller=c, optional=True))
-        for name in ("nesterov", "amp", "progress", "overwrite_checkpoints"):
-            setattr(self, name, check_bool(getattr(self, name), name=name, caller=c))
-        if not isinstance(self.cache_teacher, bool) and self.cache_teacher != "auto":
-            raise ValueError(
-                f"The 'cache_teacher' parameter of {c} must be True, False or 'auto'. "
-                f"Got {self.cache_teacher!r} instead."
-            )
-        if not isinstance(self.compile, bool):
-            self.compile = check_choice(self.compile, list(COMPILE_MODES), name="compile", caller=c)
-        if self.variant is not None:
-            self.variant = check_choice(self.variant, ["paper", "authors"], name="variant", caller=c)
-        _check_config_knobs(self)
-        milestones = self.lr_milestones
-        if milestones is not None:
-            if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
-                raise TypeError(
-                    f"The 'lr_milestones' parameter of {c} must be None or a sequence of epochs (ints). "
-                    f"Got {milestones!r} instead."
-                )
-            self.lr_milestones = tuple(check_int(m, name="lr_milestones", caller=c, minimum=1) for m in milestones)
-        if isinstance(self.optimizer, str):
-            self.optimizer = check_choice(self.optimizer.lower(), list(OPTIMIZERS), name="optimizer", caller=c)
-        elif not callable(self.optimizer):
-            raise TypeError(
-                f"The 'optimizer' parameter of {c} must be one of {list(OPTIMIZERS)} or a callable "
-                f"factory(params, lr=...) returning a torch.optim.Optimizer. Got {self.optimizer!r} instead."
-            )
-        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
-            raise ValueError(
-                f"The 'momentum' parameter of {c} must be positive with nesterov=True (Nesterov momentum needs "
-                "momentum). Got 0.0 instead; set momentum > 0 or nesterov=False."
-            )
-        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
-            raise TypeError(
-                f"The 'checkpoint_dir' parameter of {c} must be a directory path (str or os.PathLike) or None. "
-                f"Got {self.checkpoint_dir!r} instead."
-            )
-        self.checkpoint_dir = None if self.checkpoint_dir is None else os.fspath(self.checkpoint_dir)
-        if self.checkpoint_every and not self.checkpoint_dir:
-            raise ValueError(
-                f"The 'checkpoint_dir' parameter of {c} must be a directory when checkpoint_every="
-                f"{self.checkpoint_every} (the checkpoints are written there). Got {self.checkpoint_dir!r} instead."
-            )
-
-    @classmethod
-    def preset(cls, variant: str = "paper", **overrides: Any) -> DistillConfig:
-        """The training loop of the RID paper (``"paper"``) or of the authors' code (``"authors"``).
-
-        The paper (arXiv 2411.07483, CIFAR-10): SGD with Nesterov momentum 0.9, lr 0.05, weight
-        decay 5e-4, no gradient clipping (pidkd 0.1.0's defaults). The authors' code: gradient-norm
-        clipping at 100, a constant student learning rate of 0.0025 (a scheduler bug in their code)
-        and a teacher-filter learning rate of 0.05. Both keep a constant rate (``lr_milestones=()``).
-        The knobs of the methods in the same variants are ``RID.preset(variant)``,
-        ``TED.preset(variant)``, ``VID.preset(variant)`` and ``KD.preset(variant)``: pass them as
-        ``fit(method=...)``. For one release, a method given by name still takes them from the
-        configuration's ``variant`` (with a ``DeprecationWarning``), and ``overrides`` may still name
-        the deprecated knob fields.
-
-        Examples
-        --------
-        >>> cfg = DistillConfig.preset("authors", epochs=30)
-        >>> cfg.lr, cfg.filter_lr, cfg.grad_clip, cfg.epochs
-        (0.0025, 0.05, 100.0, 30)
-        """
-        variant = check_choice(variant, ["paper", "authors"], name="variant", caller="DistillConfig.preset()")
-        base: dict[str, Any] = dict(
-            variant=variant,
-            optimizer="sgd",
-            lr=0.05,
-            lr_milestones=(),  # a constant rate; the paper's CIFAR schedule: benchmarks/cifar10
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=5e-4,
-            grad_clip=None,
-        )
-        if variant == "authors":
-            base |= dict(grad_clip=100.0, lr=0.0025, filter_lr=0.05)
-        return cls(**(base | overrides))
-
-
-def _check_config_knobs(cfg: DistillConfig) -> None:
-    """Check the deprecated knob fields that ``cfg`` sets with the constructor of a method that owns them."""
-    for name in CONFIG_KNOBS:
-        value = getattr(cfg, name)
-        if value is None:
-            continue
-        cls = next(m for m in _METHODS.values() if name in m._config_fields)
-        knob = cls._config_fields[name]
-        try:
-            cls(**{knob: value})
-        except (TypeError, ValueError) as err:
-            raise type(err)(
-                f"DistillConfig({name}={value!r}) is deprecated and sets {cls.__name__}({knob}=...), which refuses "
-                f"it: {err}"
-            ) from err
 
 
 @dataclass
@@ -580,7 +371,7 @@ def fit(
     teacher = check_module(teacher, name="teacher", caller="fit()")
     student = check_module(student, name="student", caller="fit()")
     check_distinct(teacher, student)
-    cfg = _effective_config(config, epochs)
+    cfg = effective_config(config, epochs)
     method = resolve(method, cfg).for_run(cfg)  # the knobs left unset that scale with the run, set
     t_layers = _layer_names(teacher_layers, "teacher_layers")
     s_layers = _layer_names(student_layers, "student_layers")
@@ -595,10 +386,10 @@ def fit(
         )
     method.check(cfg)
     probes = check_probes(probes, teacher, student, method=method, pairs=list(zip(t_layers, s_layers)))
-    state = _load_checkpoint(resume_from, method.name) if resume_from is not None else None
+    state = load_checkpoint(resume_from, method.name) if resume_from is not None else None
     if state is not None:
-        _check_resume(state, cfg, method, teacher, t_layers, s_layers)
-    _check_checkpoint_files(cfg, method.name, state["epoch"] if state else 0)
+        check_resume(state, cfg, method, teacher, t_layers, s_layers)
+    check_checkpoint_files(cfg, method.name, state["epoch"] if state else 0)
     several = _distributed.world_from_env() > 1
     dev = _device(teacher, student, device, _distributed.local_rank() if several else None)
     ddp = _distributed.start(dev)  # one process: Dist() (rank 0 of 1), and nothing below synchronises
@@ -625,43 +416,6 @@ def fit(
         best_state=best["state"],
         method=method,
     )
-
-
-def _effective_config(config: DistillConfig | None, epochs: int | None) -> DistillConfig:
-    """A checked copy of ``config`` (the caller's object is never changed) with ``epochs`` applied and
-    the default learning-rate milestones set."""
-    if config is not None and not isinstance(config, DistillConfig):
-        raise TypeError(
-            f"The 'config' parameter of fit() must be a DistillConfig or None. Got {type(config).__name__} instead."
-        )
-    changes = {}
-    if epochs is not None:
-        changes["epochs"] = check_int(epochs, name="epochs", caller="fit()", minimum=1)
-    # replace() runs __post_init__ again: a config changed after it was made is checked too
-    cfg = dataclasses.replace(config or DistillConfig(), **changes)
-    if cfg.lr_milestones is None:  # decay at half and at three quarters of the run
-        cfg = dataclasses.replace(cfg, lr_milestones=_default_milestones(cfg.epochs))
-    return cfg
-
-
-#: Runs of at least this many epochs get the default learning-rate decay (lr_milestones=None).
-DECAY_FROM_EPOCHS = 10
-
-
-def _default_milestones(epochs: int) -> tuple[int, ...]:
-    """The default learning-rate milestones of a run: half and three quarters of its epochs, from
-    :data:`DECAY_FROM_EPOCHS` epochs on; a shorter run keeps a constant rate (a decay would take a
-    third to a half of its budget at the full rate: a 3-epoch run of the defaults benchmark lost
-    0.08 test accuracy to it).
-
-    Examples
-    --------
-    >>> _default_milestones(20), _default_milestones(12), _default_milestones(3)
-    ((10, 15), (6, 9), ())
-    """
-    if epochs < DECAY_FROM_EPOCHS:
-        return ()
-    return tuple(sorted({round(epochs / 2), round(3 * epochs / 4)}))
 
 
 def _layer_names(layers: Any, name: str) -> list[str]:
@@ -846,7 +600,7 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
     start_epoch = 0
     best: dict[str, Any] = {"epoch": None, "val_acc": -math.inf, "state": None}
     if state is not None:
-        rows, start_epoch = _restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev)
+        rows, start_epoch = restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev)
         if state.get("best") is not None:
             best = dict(state["best"])
     if ddp.active:  # every rank starts from rank 0's student and modules
@@ -906,17 +660,11 @@ def _warn_never_distils(method: DistillMethod, cfg: DistillConfig) -> None:
     if cfg.epochs and all(method.phase(e, cfg) == "warmup" for e in range(cfg.epochs)):
         warnings.warn(
             f"fit(method={method.name!r}): all {cfg.epochs} epoch(s) of this run are warm-up epochs "
-            f"({_schedule_text(method)}), so the run never leaves the warm-up and the student is never distilled "
+            f"({schedule_text(method)}), so the run never leaves the warm-up and the student is never distilled "
             "(at most trained on the task). Give more epochs, or a schedule whose warm-up ends within them "
             f"({type(method).__name__}(warmup_epochs=...{', coupling_from_cycle=0' if method.name == 'rid' else ''})).",
             stacklevel=4,  # the caller of fit()
         )
-
-
-def _schedule_text(method: DistillMethod) -> str:
-    """The method's schedule knobs as ``name=value, ...`` (for messages)."""
-    values = {k: getattr(method, k, None) for k in method.schedule_knobs}
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
 def _check_same_lengths(ddp: _distributed.Dist, data: dict[str, Any], train: Iterable[Any], dev: torch.device) -> None:
@@ -1278,7 +1026,7 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
             if run.probes is not None:
                 run.probes.collect(wait=True)  # a checkpoint holds complete rows
             if ddp.main:
-                _save_checkpoint(run, epoch + 1, rows)
+                save_checkpoint(run, epoch + 1, rows)
             if ddp.active:
                 ddp.barrier()  # the other ranks go on once the file is there
     if run.probes is not None:
@@ -1286,272 +1034,6 @@ def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: floa
     if ddp.active:  # rank 0's rows (its wall times and probe columns) on every rank
         rows = ddp.broadcast_object(rows, dev)
     return rows
-
-
-def _checkpoint_path(cfg: DistillConfig, method: str, epoch: int) -> Path:
-    return Path(cfg.checkpoint_dir) / f"{method}_epoch{epoch:04d}.pt"
-
-
-def _check_checkpoint_files(cfg: DistillConfig, method: str, start_epoch: int) -> None:
-    """Before any training: ``checkpoint_dir`` must be a directory (or creatable as one), and the checkpoints
-    this run will write must not replace files unasked."""
-    if not cfg.checkpoint_every:
-        return
-    folder = Path(cfg.checkpoint_dir)
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        where = "is" if existing == folder else f"lies under {str(existing)!r}, which is"
-        raise ValueError(
-            f"The 'checkpoint_dir' parameter of DistillConfig() must be a directory, or a path where fit() can "
-            f"create one, to write checkpoints in. Got {cfg.checkpoint_dir!r}, which {where} an existing file, "
-            "instead. Choose another checkpoint_dir."
-        )
-    if cfg.overwrite_checkpoints:
-        return
-    every = cfg.checkpoint_every
-    planned = [_checkpoint_path(cfg, method, e) for e in range(start_epoch + 1, cfg.epochs + 1) if e % every == 0]
-    existing = [str(p) for p in planned if p.exists()]
-    if existing:
-        raise FileExistsError(
-            f"fit() would replace {len(existing)} existing checkpoint file(s) in {cfg.checkpoint_dir!r} (first: "
-            f"{existing[0]!r}). Choose another checkpoint_dir, resume_from the last one, or pass "
-            "DistillConfig(overwrite_checkpoints=True)."
-        )
-
-
-def _save_checkpoint(run: _Run, epoch: int, rows: list[dict[str, Any]]) -> Path:
-    """Write the run's state; tensors and plain Python values only, so ``weights_only=True`` loads it."""
-    path = _checkpoint_path(run.cfg, run.method.name, epoch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    best, dev = run.best, run.dev
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "method": run.method.name,
-            "epoch": epoch,
-            "student": run.student.state_dict(),
-            "modules": run.mods.state_dict(),
-            "opt_s": run.opt_s.state_dict(),
-            "opt_t": None if run.opt_t is None else run.opt_t.state_dict(),
-            "sched": run.sched.state_dict(),
-            "history": [{k: _plain(v) for k, v in row.items()} for row in rows],
-            "rng": torch.get_rng_state(),
-            "data_rng": run.gen.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-            "best": {"epoch": best["epoch"], "val_acc": float(best["val_acc"]), "state": best["state"]},
-            # what a resumed run must share with this one (_check_resume)
-            "teacher_layers": list(run.t_layers),
-            "student_layers": list(run.s_layers),
-            "teacher_checksum": _teacher_checksum(run.teacher),
-            "settings": _settings(run.cfg),
-            "method_settings": run.method.settings(),
-        },
-        path,
-    )
-    return path
-
-
-#: The DistillConfig fields a resumed run must share with the run that wrote its checkpoint: all but the
-#: run's length (epochs; the learning-rate milestones, which scale with it, are warned about) and the fields
-#: that say how to run (progress, checkpoints, amp, compile, cache_teacher). The method's knobs
-#: (DistillMethod.settings) must be the same too, but for its schedule_knobs, which may scale with epochs
-#: (checked through the phases of the epochs done).
-RESUME_SETTINGS = (
-    "batch_size",
-    "optimizer",
-    "lr",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "lr_gamma",
-    "filter_lr",
-    "grad_clip",
-    "seed",
-)
-
-
-def _settings(cfg: DistillConfig) -> dict[str, Any]:
-    """The :data:`RESUME_SETTINGS` of ``cfg`` as plain values (an optimizer factory by its qualified name)."""
-    out = {}
-    for name in RESUME_SETTINGS:
-        value = getattr(cfg, name)
-        if callable(value):
-            value = f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__name__)}"
-        out[name] = value
-    return out
-
-
-def _teacher_checksum(teacher: nn.Module) -> torch.Tensor:
-    """A float64 fingerprint of the teacher's parameters and buffers, on the CPU (see :func:`_check_resume`)."""
-    return _distributed.checksum([*teacher.parameters(), *teacher.buffers()], torch.device("cpu")).cpu()
-
-
-def _check_resume(
-    state: dict[str, Any],
-    cfg: DistillConfig,
-    method: DistillMethod,
-    teacher: nn.Module,
-    t_layers: list[str],
-    s_layers: list[str],
-) -> None:
-    """Before any training: the checkpoint ``state`` must come from a run of this teacher, these layer pairs,
-    this configuration and this schedule (the phases of the epochs it did), with no more epochs done than this
-    run has. (Checkpoints written before the teacher, layers and settings were recorded lack those keys, and
-    are not checked for them.)"""
-    shown, done = state["path"], int(state["epoch"])
-    how = "Resume with the teacher, the layers and the configuration of the run that wrote it, or start a new run."
-    if done > cfg.epochs:
-        raise ValueError(
-            f"fit(): the checkpoint resume_from={shown} holds {done} epochs of training, more than this run's "
-            f"epochs={cfg.epochs}; a resumed run continues to epochs, it does not truncate. Pass epochs >= {done} "
-            f"(epochs={done} returns the checkpoint's run without training), or an earlier checkpoint."
-        )
-    given = {"teacher_layers": list(t_layers), "student_layers": list(s_layers)}
-    for key, mine in given.items():
-        if key in state and list(state[key]) != mine:
-            raise ValueError(
-                f"fit(): the checkpoint resume_from={shown} was written with {key}={list(state[key])}, this run has "
-                f"{key}={mine}. {how}"
-            )
-    if "teacher_checksum" in state:
-        theirs, mine = state["teacher_checksum"], _teacher_checksum(teacher)
-        if theirs.shape != mine.shape or not torch.allclose(theirs, mine, rtol=1e-6, atol=1e-12):
-            raise ValueError(
-                f"fit(): the checkpoint resume_from={shown} was written with another teacher (its parameters and "
-                f"buffers differ from this run's teacher). {how}"
-            )
-    theirs = dict(state.get("settings", {}))
-    # a checkpoint of pidkd <= 0.1 recorded the method knobs among the DistillConfig fields, by their old names
-    old_knobs = {k: theirs.pop(k) for k in list(theirs) if k in CONFIG_KNOBS}
-    mine = _settings(cfg)
-    differ = {k: (v, mine.get(k)) for k, v in theirs.items() if mine.get(k) != v}
-    if differ:
-        listed = ", ".join(f"{k}={a!r} (this run: {b!r})" for k, (a, b) in differ.items())
-        raise ValueError(f"fit(): the checkpoint resume_from={shown} was written with DistillConfig {listed}. {how}")
-    _check_resume_knobs(state, method, old_knobs, shown, how)
-    phases = [row.get("phase") for row in state["history"]]
-    planned = [method.phase(e, cfg) for e in range(len(phases))]
-    if phases != planned:
-        knobs = f" ({_schedule_text(method)}: unset, they scale with epochs)" if method.schedule_knobs else ""
-        raise ValueError(
-            f"fit(): the checkpoint resume_from={shown} ran the phases {phases}, where this run's schedule has "
-            f"{planned}{knobs}. Set them as the run that wrote the checkpoint had them. " + how
-        )
-
-
-def _check_resume_knobs(
-    state: dict[str, Any], method: DistillMethod, old_knobs: dict[str, Any], shown: str, how: str
-) -> None:
-    """The method's knobs (but its schedule knobs) must be those the checkpoint recorded: ``method_settings``,
-    or, in a checkpoint written before the methods owned their knobs, the old DistillConfig fields
-    ``old_knobs`` of the knobs this method has (the others did not act on the run)."""
-    mine = method.settings()
-    if "method_settings" in state:
-        theirs = dict(state["method_settings"])
-    else:
-        own = type(method)._config_fields
-        theirs = {own[f]: v for f, v in old_knobs.items() if f in own}
-        mine = {k: mine[k] for k in theirs if k in mine}
-    keys = [k for k in dict.fromkeys([*theirs, *mine]) if k not in method.schedule_knobs]
-    differ = [k for k in keys if theirs.get(k, "<unset>") != mine.get(k, "<unset>")]
-    if differ:
-        listed = ", ".join(f"{k}={theirs.get(k, '<unset>')!r} (this run: {mine.get(k, '<unset>')!r})" for k in differ)
-        raise ValueError(
-            f"fit(): the checkpoint resume_from={shown} was written with the method {type(method).__name__} "
-            f"{listed}. {how}"
-        )
-
-
-def _plain(value: Any) -> Any:
-    """A numpy or one-element torch scalar as the Python number it holds; anything else as it is."""
-    if isinstance(value, np.generic) or (isinstance(value, torch.Tensor) and value.numel() == 1):
-        return value.item()
-    return value
-
-
-def _load_checkpoint(resume_from: Any, method: str) -> dict[str, Any]:
-    """The state of a checkpoint written by :func:`fit`, loaded safely and checked before any training."""
-    if not isinstance(resume_from, (str, os.PathLike)):
-        raise TypeError(
-            "The 'resume_from' parameter of fit() must be the path of a checkpoint (str or os.PathLike) or None. "
-            f"Got {type(resume_from).__name__} instead."
-        )
-    path = Path(resume_from)
-    shown = repr(str(path))
-    how = "Give a file that fit() wrote with DistillConfig(checkpoint_every=..., checkpoint_dir=...)."
-    if not path.exists():
-        raise FileNotFoundError(f"fit(): resume_from={shown}: no such file. {how}")
-    if path.is_dir():
-        raise ValueError(
-            f"fit(): resume_from={shown} is a directory, not a pidkd checkpoint file; give one of the "
-            f"<method>_epoch<NNNN>.pt files in it. {how}"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling refused, not a torch file, truncated, unreadable...
-        reason = (str(err).strip().splitlines() or [""])[0][:200]
-        raise ValueError(
-            f"fit(): resume_from={shown} is not a pidkd checkpoint, or could not be read safely "
-            f"({type(err).__name__}: {reason}). Checkpoints are loaded with torch.load(weights_only=True), which "
-            f"runs no code from the file; a checkpoint of an older pidkd must be re-created. {how}"
-        ) from err
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        if isinstance(state, dict) and {"method", "epoch", "student"} <= state.keys():
-            raise ValueError(
-                f"fit(): resume_from={shown} has no 'format': {CHECKPOINT_FORMAT!r} marker: it was written by an "
-                f"older pidkd, whose checkpoints are not read any more; re-create it with this version. {how}"
-            )
-        raise ValueError(f"fit(): resume_from={shown} is not a pidkd checkpoint (it holds {describe(state)}). {how}")
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(
-            f"fit(): resume_from={shown} is a pidkd checkpoint of format version {state.get('version')!r}; this "
-            f"pidkd reads version {CHECKPOINT_VERSION}. Re-create it with this version of pidkd."
-        )
-    missing = [k for k in _CHECKPOINT_KEYS if k not in state]
-    if missing:
-        raise ValueError(f"fit(): resume_from={shown} is not a complete pidkd checkpoint: it lacks {missing}. {how}")
-    if state["method"] != method:
-        raise ValueError(
-            f"fit(): checkpoint {str(path)!r} was written by method={state['method']!r}, not {method!r}; resume "
-            "with the method that wrote it."
-        )
-    state["path"] = shown
-    return state
-
-
-def _restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev) -> tuple[list[dict[str, Any]], int]:
-    """Load a checked checkpoint state into the run; returns (history rows, epochs done)."""
-    milestones = sched.milestones  # this run's
-    try:
-        student.load_state_dict(state["student"])
-        mods.load_state_dict(state["modules"])
-        opt_s.load_state_dict(state["opt_s"])
-        sched.load_state_dict(state["sched"])
-        if sched.milestones != milestones:  # e.g. default milestones of a run with other epochs
-            warnings.warn(
-                f"fit(): the checkpoint resume_from={state['path']} was written with learning-rate milestones "
-                f"{sorted(sched.milestones.elements())}, this run has {sorted(milestones.elements())} (the default "
-                "milestones scale with epochs): the run goes on with its own milestones, from the checkpoint's "
-                "learning rate. Resume with the epochs and lr_milestones of the run that wrote the checkpoint to "
-                "continue it exactly.",
-                stacklevel=3,
-            )
-            sched.milestones = milestones
-        if opt_t is not None:
-            opt_t.load_state_dict(state["opt_t"])
-        rows, epoch = [dict(row) for row in state["history"]], int(state["epoch"])
-        torch.set_rng_state(state["rng"])
-        gen.set_state(state["data_rng"])
-        if dev.type == "cuda" and state["cuda_rng"] is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], dev)
-    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as err:
-        raise ValueError(
-            f"fit(): the checkpoint resume_from={state['path']} does not fit this run: the student, the layer pairs "
-            f"or the configuration differ from the run that wrote it ({type(err).__name__}: {err}). Resume with "
-            "the same models, layers and method."
-        ) from err
-    return rows, epoch
 
 
 @torch.no_grad()
