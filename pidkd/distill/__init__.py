@@ -6,13 +6,15 @@ without it. :func:`fit` trains a student with a method: :class:`Student` (the ta
 (``fit(method=KD(alpha=0.7))``; a name, ``method="kd"``, means the method with its defaults), and
 :class:`DistillConfig` holds the training loop's settings. The building blocks are :func:`capture`
 (activations by module name), the RID and VID filters, the losses as functions of tensors, and
-:class:`DistillMethod` for methods of your own.
+:class:`DistillMethod` for methods of your own, and :class:`Callback` for code of your own in
+the training loop (``fit(callbacks=[...])``).
 """
 
 from pidkd._optional import import_optional
 
 import_optional("torch", purpose="pidkd.distill")
 
+from pidkd.distill.callbacks import Callback  # noqa: E402
 from pidkd.distill.filters import Head, StudentFilter, TeacherFilter, VIDRegressor  # noqa: E402
 from pidkd.distill.hooks import capture, module_names  # noqa: E402
 from pidkd.distill.losses import kd_loss, rid_phase1_loss, rid_phase2_loss, vid_loss  # noqa: E402
@@ -26,6 +28,7 @@ __all__ = [
     "RID",
     "TED",
     "VID",
+    "Callback",
     "DistillConfig",
     "DistillMethod",
     "FitResult",

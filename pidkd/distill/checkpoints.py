@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from pidkd.distill import _distributed
 from pidkd.distill._checks import describe
 from pidkd.distill.config import DistillConfig, schedule_text
 from pidkd.distill.methods import CONFIG_KNOBS, DistillMethod
+
+if TYPE_CHECKING:
+    from pidkd.distill.loop import FitState
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "RESUME_SETTINGS"]
 
@@ -74,33 +77,33 @@ def check_checkpoint_files(cfg: DistillConfig, method: str, start_epoch: int) ->
         )
 
 
-def save_checkpoint(run: Any, epoch: int, rows: list[dict[str, Any]]) -> Path:
+def save_checkpoint(state: FitState, epoch: int, rows: list[dict[str, Any]]) -> Path:
     """Write the run's state; tensors and plain Python values only, so ``weights_only=True`` loads it."""
-    path = _checkpoint_path(run.cfg, run.method.name, epoch)
+    path = _checkpoint_path(state.config, state.method.name, epoch)
     path.parent.mkdir(parents=True, exist_ok=True)
-    best, dev = run.best, run.dev
+    best, dev = state.best, state.device
     torch.save(
         {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
-            "method": run.method.name,
+            "method": state.method.name,
             "epoch": epoch,
-            "student": run.student.state_dict(),
-            "modules": run.mods.state_dict(),
-            "opt_s": run.opt_s.state_dict(),
-            "opt_t": None if run.opt_t is None else run.opt_t.state_dict(),
-            "sched": run.sched.state_dict(),
+            "student": state.student.state_dict(),
+            "modules": state.modules.state_dict(),
+            "opt_s": state.optimizer.state_dict(),
+            "opt_t": None if state.filter_optimizer is None else state.filter_optimizer.state_dict(),
+            "sched": state.scheduler.state_dict(),
             "history": [{k: _plain(v) for k, v in row.items()} for row in rows],
             "rng": torch.get_rng_state(),
-            "data_rng": run.gen.get_state(),
+            "data_rng": state.generator.get_state(),
             "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-            "best": {"epoch": best["epoch"], "val_acc": float(best["val_acc"]), "state": best["state"]},
+            "best": {"epoch": best.epoch, "val_acc": float(best.val_acc), "state": best.state},
             # what a resumed run must share with this one (check_resume)
-            "teacher_layers": list(run.t_layers),
-            "student_layers": list(run.s_layers),
-            "teacher_checksum": _teacher_checksum(run.teacher),
-            "settings": _settings(run.cfg),
-            "method_settings": run.method.settings(),
+            "teacher_layers": list(state.teacher_layers),
+            "student_layers": list(state.student_layers),
+            "teacher_checksum": _teacher_checksum(state.teacher),
+            "settings": _settings(state.config),
+            "method_settings": state.method.settings(),
         },
         path,
     )

@@ -1,11 +1,12 @@
 """``fit``: one training loop for every distillation method; the method objects say what differs.
 
-The loop (:func:`_epochs`) asks the :class:`~pidkd.distill.methods.DistillMethod` for each
-epoch's phase, the modules that phase trains and the loss terms of each step; the shipped methods
-(plain student, KD, VID, TED, RID) live in :mod:`pidkd.distill.methods`. The device is chosen
-once; metrics accumulate on the device and are read once per epoch (no host synchronisation
-inside the step loop). Under torchrun the same loop runs in every process, synchronised by the
-few collectives of :mod:`pidkd.distill._distributed`.
+``fit`` checks its arguments, builds the run (data, filters from the method, optimizers, a resumed
+checkpoint's state) as a :class:`~pidkd.distill.loop.FitState`, and hands it to
+:func:`pidkd.distill.loop.run` with its callbacks (:mod:`pidkd.distill.callbacks`: best-model
+selection, probes, checkpoints, warnings) and the user's. The loop asks the
+:class:`~pidkd.distill.methods.DistillMethod` for each epoch's phase, the modules that phase trains
+and the loss terms of each step; the shipped methods (plain student, KD, VID, TED, RID) live in
+:mod:`pidkd.distill.methods`. The loop's settings are :class:`~pidkd.distill.config.DistillConfig`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from pidkd._optional import import_optional
-from pidkd.distill import _distributed
+from pidkd.distill import _distributed, loop
 from pidkd.distill._checks import (
     as_tensor_pair,
     check_batch,
@@ -33,22 +33,29 @@ from pidkd.distill._checks import (
     check_labels,
     check_logits,
     check_module,
-    check_terms,
     describe,
 )
-from pidkd.distill._data import TensorBatches
+from pidkd.distill._data import TensorBatches, batches, check_same_lengths, shard_eval, shard_train
+from pidkd.distill.callbacks import (
+    BestModel,
+    Callback,
+    Checkpoints,
+    LearnedNothingWarning,
+    LossScaleWarning,
+    Probes,
+)
 from pidkd.distill.checkpoints import (
     check_checkpoint_files,
     check_resume,
     load_checkpoint,
     restore_checkpoint,
-    save_checkpoint,
 )
 from pidkd.distill.config import DistillConfig, effective_config, schedule_text
 from pidkd.distill.hooks import capture
+from pidkd.distill.loop import BestEpoch, FitState
 from pidkd.distill.methods import METHODS as _METHODS
-from pidkd.distill.methods import DistillMethod, Step, Student, resolve
-from pidkd.distill.probes import ProbeRunner, check_probes
+from pidkd.distill.methods import DistillMethod, Student, resolve
+from pidkd.distill.probes import check_probes
 
 __all__ = ["METHODS", "DistillConfig", "FitResult", "fit"]
 
@@ -133,109 +140,6 @@ def _optimizer(cfg: DistillConfig, params: list[torch.nn.Parameter], lr: float) 
     return opt
 
 
-def _loader(
-    data: Any, batch_size: int, shuffle: bool, gen: torch.Generator | None, *, name: str, pin: bool = False
-) -> tuple[Iterable[Any], torch.Tensor | None]:
-    """Batches of ``data`` and, for an (inputs, labels) pair, all its labels (checked before training).
-
-    A pair is batched by :class:`~pidkd.distill._data.TensorBatches` (index gathers on the tensors' own
-    device; host batches pinned when ``pin``), with the batches and random draws of a DataLoader."""
-    pair = as_tensor_pair(data, name=name, caller="fit()")
-    if pair is not None:
-        return TensorBatches(*pair, batch_size, shuffle, gen, pin=pin), pair[1]
-    if isinstance(data, Iterable) and not isinstance(data, (str, bytes, torch.Tensor, np.ndarray)):
-        return data, None
-    raise TypeError(
-        f"fit() expects {name} as an (inputs, labels) pair of tensors or numpy arrays (a tuple or a list of two) "
-        f"or an iterable of (inputs, labels) batches (e.g. a DataLoader); got {describe(data)}."
-    )
-
-
-def _shard_train(
-    data: Any, cfg: DistillConfig, gen: torch.Generator, ddp: _distributed.Dist
-) -> tuple[Iterable[Any], torch.Tensor | None, Any]:
-    """This rank's batches of the training data (several processes), its labels as :func:`_loader`, and
-    the DistributedSampler, whose ``set_epoch`` the loop calls every epoch."""
-    pair = as_tensor_pair(data, name="train_data", caller="fit()")
-    if pair is not None:
-        if cfg.batch_size % ddp.world:
-            lower = cfg.batch_size - cfg.batch_size % ddp.world
-            raise ValueError(
-                f"fit() runs in {ddp.world} processes (torchrun), and DistillConfig.batch_size is the global batch "
-                f"size, split evenly between them; {cfg.batch_size} is not divisible by {ddp.world}. Use "
-                f"batch_size={max(lower, ddp.world)} or {lower + ddp.world}."
-            )
-        ds = torch.utils.data.TensorDataset(*pair)
-        sampler = torch.utils.data.distributed.DistributedSampler(
-            ds, num_replicas=ddp.world, rank=ddp.rank, shuffle=True, seed=cfg.seed
-        )
-        loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size // ddp.world, sampler=sampler, generator=gen)
-        return loader, pair[1], sampler
-    data, _ = _loader(data, cfg.batch_size, True, gen, name="train_data")  # refuses what is no iterable
-    sampler = _distributed_sampler(data)
-    how = (
-        "Pass an (inputs, labels) pair, which fit() shards itself (batch_size is then the global batch size), or a "
-        "DataLoader(dataset, batch_size=<per-process batch>, sampler=DistributedSampler(dataset, shuffle=True, "
-        "seed=...)), built after torch.distributed.init_process_group()."
-    )
-    if sampler is None:
-        raise ValueError(
-            f"fit() runs in {ddp.world} processes (torchrun) and got train_data as {describe(data)} without a "
-            f"DistributedSampler: every process would train on all of it, silently making each epoch {ddp.world} "
-            f"epochs. {how}"
-        )
-    if (sampler.num_replicas, sampler.rank) != (ddp.world, ddp.rank):
-        raise ValueError(
-            f"fit(): the DistributedSampler of train_data splits the data for rank {sampler.rank} of "
-            f"{sampler.num_replicas} processes, but this is rank {ddp.rank} of {ddp.world}. {how}"
-        )
-    return data, None, sampler
-
-
-def _shard_eval(data: Any, ddp: _distributed.Dist, *, name: str) -> tuple[Any, _distributed.Dist | None]:
-    """What this rank evaluates of ``data``, and ``ddp`` when the ranks' counts are to be summed.
-
-    An (inputs, labels) pair: every ``world``-th sample from ``rank`` on (no padding), summed. A DataLoader
-    with a DistributedSampler: its share, summed (the sampler's padding counts a few samples twice). Any
-    other iterable: all of it on every rank, which gives every rank the same accuracy.
-    """
-    pair = as_tensor_pair(data, name=name, caller="fit()")
-    if pair is not None:
-        return (pair[0][ddp.rank :: ddp.world], pair[1][ddp.rank :: ddp.world]), ddp
-    if _distributed_sampler(data) is not None:
-        return data, ddp
-    return data, None
-
-
-def _distributed_sampler(data: Any) -> Any:
-    """The DistributedSampler of a DataLoader (as its sampler or its batch sampler's), else None."""
-    if not isinstance(data, torch.utils.data.DataLoader):
-        return None
-    samplers = (data.sampler, getattr(data.batch_sampler, "sampler", None))
-    return next((s for s in samplers if isinstance(s, torch.utils.data.distributed.DistributedSampler)), None)
-
-
-def _reduce_epoch(
-    ddp: _distributed.Dist,
-    sums: dict[str, torch.Tensor],
-    correct: torch.Tensor,
-    count: torch.Tensor,
-    bad_step: torch.Tensor,
-    n_steps: int,
-) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """The epoch's metrics summed over the ranks with one collective (the first non-finite step of any rank)."""
-    mine = torch.stack(
-        [*(v.double() for v in sums.values()), correct.double(), count.double(), bad_step.double()]
-        + [torch.tensor(float(n_steps), device=correct.device, dtype=torch.float64)]
-    )
-    every = ddp.all_gather(mine)
-    total = every.sum(0)
-    bad = every[:, -2]
-    first_bad = bad[bad >= 0].min() if bool((bad >= 0).any()) else bad.new_tensor(-1.0)
-    reduced = dict(zip(sums, total[: len(sums)]))
-    return reduced, total[-4], total[-3], first_bad.long(), int(total[-1])
-
-
 def _check_same_teacher(teacher: nn.Module, ddp: _distributed.Dist, dev: torch.device) -> None:
     """Warn (on rank 0) when the ranks hold different teachers: each would distil its own."""
     every = ddp.all_gather(_distributed.checksum([*teacher.parameters(), *teacher.buffers()], dev))
@@ -287,6 +191,7 @@ def fit(
     resume_from: str | os.PathLike[str] | None = None,
     probes: Sequence[Any] = (),
     test_data: Any = None,
+    callbacks: Sequence[Callback] = (),
 ) -> FitResult:
     """Train ``student`` with ``method``; the teacher stays frozen (eval mode, no gradients).
 
@@ -334,6 +239,11 @@ def fit(
         under its own ``name`` (two probes with one name are refused). The training thread only
         runs the probe set through the networks; the PID analysis runs in a worker thread and its
         columns are complete when ``fit`` returns.
+    callbacks : sequence of Callback
+        Code of yours run at the hook points of the loop (:class:`pidkd.distill.Callback`: at the
+        start and end of the run and of each epoch, and after each step); ``on_epoch_end`` may add
+        columns to the epoch's history row. They run after fit's own (best-model selection,
+        probes) and before the checkpoint of the epoch is written.
 
     Returns
     -------
@@ -386,6 +296,7 @@ def fit(
         )
     method.check(cfg)
     probes = check_probes(probes, teacher, student, method=method, pairs=list(zip(t_layers, s_layers)))
+    mine = _check_callbacks(callbacks)
     state = load_checkpoint(resume_from, method.name) if resume_from is not None else None
     if state is not None:
         check_resume(state, cfg, method, teacher, t_layers, s_layers)
@@ -397,23 +308,23 @@ def fit(
         frozen = _freeze(teacher)
         try:
             data = {"train": train_data, "val": val_data, "test": test_data}
-            rows, student, mods, best = _train(
-                method, cfg, teacher.to(dev), student.to(dev), data, dev, t_layers, s_layers, state, probes, ddp
+            run = _train(
+                method, cfg, teacher.to(dev), student.to(dev), data, dev, t_layers, s_layers, state, probes, ddp, mine
             )
         finally:
             _unfreeze(teacher, frozen)
     finally:
         _distributed.stop(ddp)
-    history = pd.DataFrame(rows)
+    history = pd.DataFrame(run.rows)
     history.attrs["config"] = asdict(cfg) | {"method": method.name}
     history.attrs["method"] = {"name": method.name} | method.settings()
     return FitResult(
-        student=student,
-        modules=mods,
+        student=run.student,
+        modules=run.modules,
         history=history,
         config=cfg,
-        best_epoch=best["epoch"],
-        best_state=best["state"],
+        best_epoch=run.best.epoch,
+        best_state=run.best.state,
         method=method,
     )
 
@@ -553,8 +464,22 @@ def _check_eval_data(
             )
 
 
-def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, probes, ddp):
-    """Everything of :func:`fit` after the argument checks: returns (rows, student, modules, best epoch)."""
+def _train(
+    method: DistillMethod,
+    cfg: DistillConfig,
+    teacher: nn.Module,
+    student: nn.Module,
+    data: dict[str, Any],
+    dev: torch.device,
+    t_layers: list[str],
+    s_layers: list[str],
+    state: dict[str, Any] | None,
+    probes: list[Any],
+    ddp: _distributed.Dist,
+    user: list[Callback],
+) -> FitState:
+    """Everything of :func:`fit` after the argument checks: builds the run and its callbacks, and runs the
+    loop; returns the run's final state."""
     torch.manual_seed(cfg.seed)  # the same seed on every rank: they draw the same random numbers
     gen = torch.Generator().manual_seed(cfg.seed)
     sampler, eval_ddp = None, {"val": None, "test": None}
@@ -563,15 +488,15 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
     if ddp.main:
         _warn_never_distils(method, cfg)
     if ddp.active:
-        train, train_labels, sampler = _shard_train(data["train"], cfg, gen, ddp)
-        _check_same_lengths(ddp, data, train, dev)
+        train, train_labels, sampler = shard_train(data["train"], cfg, gen, ddp)
+        check_same_lengths(ddp, data, train, dev)
         for k in ("val", "test"):
             if data[k] is not None:
-                data[k], eval_ddp[k] = _shard_eval(data[k], ddp, name=f"{k}_data")
+                data[k], eval_ddp[k] = shard_eval(data[k], ddp, name=f"{k}_data")
     else:
-        train, train_labels = _loader(data["train"], cfg.batch_size, True, gen, name="train_data", pin=pin)
+        train, train_labels = batches(data["train"], cfg.batch_size, True, gen, name="train_data", pin=pin)
     val, test = (
-        _loader(data[k], cfg.batch_size, False, None, name=f"{k}_data", pin=pin)[0] if data[k] is not None else None
+        batches(data[k], cfg.batch_size, False, None, name=f"{k}_data", pin=pin)[0] if data[k] is not None else None
         for k in ("val", "test")
     )
     use_amp = cfg.amp and dev.type == "cuda"
@@ -596,62 +521,83 @@ def _train(method, cfg, teacher, student, data, dev, t_layers, s_layers, state, 
     filter_side = method.filter_modules
     opt_t = _optimizer(cfg, params_of(filter_side), cfg.filter_lr or cfg.lr) if filter_side else None
 
+    best = BestEpoch()
     rows: list[dict[str, Any]] = []
     start_epoch = 0
-    best: dict[str, Any] = {"epoch": None, "val_acc": -math.inf, "state": None}
     if state is not None:
         rows, start_epoch = restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev)
         if state.get("best") is not None:
-            best = dict(state["best"])
+            best = BestEpoch(**state["best"])
     if ddp.active:  # every rank starts from rank 0's student and modules
         _distributed.broadcast_([*student.parameters(), *student.buffers(), *mods.parameters(), *mods.buffers()])
         _check_same_teacher(teacher, ddp, dev)
 
     tqdm = import_optional("tqdm", purpose="fit(progress=True)").tqdm if cfg.progress and ddp.main else None
     start = time.perf_counter() - (rows[-1].get("wall_time", 0.0) if rows else 0.0)
+    probing = Probes(probes, t_layers, s_layers) if probes and ddp.main else None
+    callbacks = [LossScaleWarning(), BestModel(), *([probing] if probing else []), *user]
+    callbacks += [Checkpoints(), LearnedNothingWarning()]
     # Hooks are registered once for the whole run (not per step) and removed at the end.
     with capture(teacher, t_layers) as ta, capture(student, s_layers) as sa:
         passes = _forward_passes(teacher, student, cfg.compile)
         cache = _teacher_cache(method, cfg, train, ddp, passes["forward_teacher"], ta, t_layers, dev, use_amp, tqdm)
         if cache is not None:  # the same batches and random draws, with the teacher's outputs alongside
             train = TensorBatches(train.x, train.y, cfg.batch_size, True, gen, pin=pin, extras=cache)
-        run = _Run(
+        run = FitState(
             method=method,
-            cfg=cfg,
+            config=cfg,
             teacher=teacher,
             student=student,
-            mods=mods,
+            modules=mods,
+            device=dev,
+            optimizer=opt_s,
+            filter_optimizer=opt_t,
+            scheduler=sched,
+            generator=gen,
+            teacher_layers=t_layers,
+            student_layers=s_layers,
+            labels=labels,
+            ddp=ddp,
+            rows=rows,
+            epoch=start_epoch,
+            best=best,
             train=train,
             val=val,
             test=test,
-            best=best,
-            dev=dev,
-            use_amp=use_amp,
-            t_layers=t_layers,
-            s_layers=s_layers,
-            ta=ta,
-            sa=sa,
-            opt_s=opt_s,
-            opt_t=opt_t,
-            sched=sched,
-            gen=gen,
-            tqdm=tqdm,
-            probes=ProbeRunner(probes, t_layers, s_layers) if probes and ddp.main else None,
-            ddp=ddp,
-            sampler=sampler,
             val_ddp=eval_ddp["val"],
             test_ddp=eval_ddp["test"],
+            sampler=sampler,
+            teacher_acts=ta,
+            student_acts=sa,
             cached=cache is not None,
+            use_amp=use_amp,
+            progress=tqdm,
+            start_time=start,
             **passes,
         )
         try:
-            rows = _epochs(run, rows, start_epoch, start)
+            loop.run(run, callbacks)
         finally:
-            if run.probes is not None:
-                run.probes.close()
-    if ddp.main:
-        _warn_learned_nothing(method, rows, labels)
-    return rows, student, mods, run.best
+            if probing is not None:
+                probing.close()
+    return run
+
+
+def _check_callbacks(callbacks: Any) -> list[Callback]:
+    """The user's callbacks as a list, each a :class:`~pidkd.distill.callbacks.Callback`."""
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, Iterable):
+        raise TypeError(
+            "The 'callbacks' parameter of fit() must be a sequence of pidkd.distill.Callback objects (e.g. "
+            f"callbacks=[MyCallback()]). Got {describe(callbacks)} instead."
+        )
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(
+                "fit(callbacks=[...]) takes pidkd.distill.Callback objects (subclass it and override its hooks); "
+                f"got {describe(cb)}."
+            )
+    return callbacks
 
 
 def _warn_never_distils(method: DistillMethod, cfg: DistillConfig) -> None:
@@ -665,78 +611,6 @@ def _warn_never_distils(method: DistillMethod, cfg: DistillConfig) -> None:
             f"({type(method).__name__}(warmup_epochs=...{', coupling_from_cycle=0' if method.name == 'rid' else ''})).",
             stacklevel=4,  # the caller of fit()
         )
-
-
-def _check_same_lengths(ddp: _distributed.Dist, data: dict[str, Any], train: Iterable[Any], dev: torch.device) -> None:
-    """Under torchrun, before the first collective: every rank must have as many training samples and steps per
-    epoch (else the ranks' gradient all-reduces stop matching and the run hangs), and as many validation and
-    test samples, else ``ValueError`` on every rank."""
-
-    def size(d: Any) -> int:
-        pair = as_tensor_pair(d, name="data", caller="fit()") if d is not None else None
-        if pair is not None:
-            return len(pair[1])
-        try:
-            return len(d.dataset) if isinstance(d, torch.utils.data.DataLoader) else -1
-        except TypeError:  # an IterableDataset without a length
-            return -1
-
-    try:
-        steps = len(train)
-    except TypeError:
-        steps = -1
-    names = ["train_data samples", "steps per epoch", "val_data samples", "test_data samples"]
-    mine = [size(data["train"]), steps, size(data["val"]), size(data["test"])]
-    every = ddp.all_gather(torch.tensor(mine, dtype=torch.int64, device=dev)).tolist()
-    for i, name in enumerate(names):
-        if len({row[i] for row in every}) > 1:
-            counts = ", ".join(f"{row[i]} on rank {r}" for r, row in enumerate(every))
-            raise ValueError(
-                f"fit() runs in {ddp.world} processes (torchrun), and they have different numbers of {name}: "
-                f"{counts}. Every rank must pass the same data (fit() shards an (inputs, labels) pair itself), or a "
-                "DataLoader whose DistributedSampler gives every rank as many batches; otherwise the ranks wait for "
-                "each other in a step some of them never take."
-            )
-
-
-#: The student "learned nothing" when, after a run of at least LEARNED_NOTHING_EPOCHS epochs, its last
-#: epoch's validation accuracy (training accuracy without val_data) is at most CHANCE_MARGIN above the
-#: frequency of the most frequent training label (what a constant prediction scores).
-CHANCE_MARGIN = 0.02
-LEARNED_NOTHING_EPOCHS = 3
-
-
-def _warn_learned_nothing(method: DistillMethod, rows: list[dict[str, Any]], labels: torch.Tensor) -> None:
-    """Warn when the student ends a run no better than predicting the most frequent label (the defaults
-    benchmark met a student whose ReLUs died: docs/distill.md). ``labels``: all training labels, or the
-    first batch's for a DataLoader (an estimate of the label frequencies)."""
-    if len(rows) < LEARNED_NOTHING_EPOCHS or labels.numel() == 0:
-        return
-    majority = float(torch.bincount(labels.detach().flatten().long().cpu()).max()) / labels.numel()
-    which = "validation" if math.isfinite(rows[-1]["val_acc"]) else "training"
-    acc = rows[-1]["val_acc" if which == "validation" else "train_acc"]
-    if not acc <= majority + CHANCE_MARGIN:
-        return
-    best = max((r["val_acc"] for r in rows if math.isfinite(r["val_acc"])), default=math.nan)
-    lost = (
-        f" It had learned before (best validation accuracy {best:.3f}; FitResult.best_student() returns that student)."
-        if best > majority + CHANCE_MARGIN
-        else ""
-    )
-    knob = next(iter(method.knobs.values()), None)
-    advice = (
-        f"Compare method='student' on the same seed: if it learns, lower {type(method).__name__}'s {knob} or try "
-        "another seed."
-        if knob
-        else "Try another seed or a lower learning rate, and check that the labels belong to the inputs."
-    )
-    warnings.warn(
-        f"fit(method={method.name!r}): after {rows[-1]['epoch']} epochs the student's {which} accuracy is "
-        f"{acc:.3f}, no better than always predicting the most frequent label ({majority:.3f}): it knows "
-        f"nothing.{lost} A student that starts on a plateau can lose its last active ReLUs before the task moves "
-        f"it, to a distillation term or to a large step. {advice}",
-        stacklevel=4,  # the caller of fit()
-    )
 
 
 def _forward_passes(teacher: nn.Module, student: nn.Module, mode: bool | str) -> dict[str, Any]:
@@ -816,239 +690,3 @@ def _teacher_cache(method, cfg, train, ddp, forward_teacher, ta, t_layers, dev, 
     if to_host:
         torch.cuda.current_stream(dev).synchronize()  # once: the host reads the cache from the first step on
     return cache
-
-
-@dataclass
-class _Run:
-    """Everything the epoch loop needs, built once by :func:`fit`."""
-
-    method: Any
-    cfg: Any
-    teacher: Any
-    student: Any
-    mods: Any
-    train: Any
-    val: Any
-    test: Any
-    best: dict[str, Any]  # epoch, val_acc and student weights (on the CPU) of the best validation so far
-    dev: Any
-    use_amp: Any
-    t_layers: Any
-    s_layers: Any
-    ta: Any
-    sa: Any
-    opt_s: Any
-    opt_t: Any
-    sched: Any
-    gen: Any
-    tqdm: Any
-    probes: Any
-    ddp: _distributed.Dist = field(default_factory=_distributed.Dist)
-    sampler: Any = None  # the DistributedSampler of the training data (several processes)
-    val_ddp: _distributed.Dist | None = None  # set: each rank evaluates its shard and the counts are summed
-    test_ddp: _distributed.Dist | None = None
-    seen_phases: set[str] = field(default_factory=set)
-    warned: set[str] = field(default_factory=set)
-    forward_teacher: Any = None  # the teacher's and the student's forward passes, compiled or not
-    forward_student: Any = None
-    cached: bool = False  # the training batches carry the teacher's cached outputs (logits, layers)
-
-
-LOSS_SCALE_LIMIT = 100.0
-
-
-def _warn_loss_scale(method: DistillMethod, row: dict[str, Any], warned: set[str]) -> None:
-    """Warn once per term when a distillation term's epoch mean exceeds LOSS_SCALE_LIMIT x the task loss."""
-    task = row.get("loss_task")
-    if task is None or not task > 0:
-        return
-    for key, value in row.items():
-        term = key[5:]
-        if not key.startswith("loss_") or term == "task" or term in warned:
-            continue
-        if not value > LOSS_SCALE_LIMIT * task:
-            continue
-        warned.add(term)
-        knob = method.knobs.get(term, f"weight of the {term!r} term in {type(method).__name__}.terms()")
-        warnings.warn(
-            f"fit(method={method.name!r}): the {term!r} loss term averaged {value:.4g} over epoch {row['epoch']}, "
-            f"{value / task:.0f}x the task loss ({task:.4g}); a distillation term that large swamps the task and "
-            f"often collapses the student. Lower {type(method).__name__}'s {knob}.",
-            stacklevel=5,  # the caller of fit()
-        )
-
-
-def _phase_optimizers(run: _Run, prefixes: tuple[str, ...], train_student: bool) -> list[Any]:
-    """The optimizers a phase steps: the student's when the student trains, the filters' when it does not
-    or when the phase also trains filter modules that the student's optimizer does not hold."""
-    method = run.method
-    opts = [run.opt_s] if train_student else []
-    own = [p_ for p_ in prefixes if p_ in method.filter_modules and p_ not in method.student_modules]
-    if run.opt_t is not None and (not train_student or own):
-        opts.append(run.opt_t)
-    return opts
-
-
-def _epochs(run: _Run, rows: list[dict[str, Any]], start_epoch: int, start: float) -> list[dict[str, Any]]:
-    """The epoch loop of :func:`fit`: it asks ``run.method`` for each epoch's phase, what the phase trains
-    and the loss terms of each step (captured activations arrive in ``run.ta`` and ``run.sa``)."""
-    method, cfg, student, dev, ddp = run.method, run.cfg, run.student, run.dev, run.ddp
-    uses_teacher = method.uses_teacher  # the plain student's steps skip the teacher's forward pass
-    graphs = cfg.compile == "reduce-overhead" and dev.type == "cuda"  # torch.compile with CUDA graphs
-    for epoch in range(start_epoch, cfg.epochs):
-        if run.sampler is not None:
-            run.sampler.set_epoch(epoch)  # each epoch its own shuffle, the same on every rank and on resume
-        phase = method.phase(epoch, cfg)
-        prefixes, train_student = method.trains(phase, cfg)
-        student.train(train_student)
-        for name, m in run.mods.items():  # only the modules trained in this phase update BN statistics
-            m.train(name.startswith(prefixes))
-        opts = _phase_optimizers(run, prefixes, train_student)
-        if not opts:
-            raise ValueError(
-                f"fit(method={method.name!r}): phase {phase!r} trains neither the student nor any of the method's "
-                "filter_modules, so no optimizer updates anything; check the method's trains() and filter_modules."
-            )
-        lr = opts[0].param_groups[0]["lr"]  # the rate this epoch runs at (the history's lr column)
-        params = [[p_ for g in o.param_groups for p_ in g["params"]] for o in opts]
-        # A parameter both optimizers hold (TED's student filter) is clipped, averaged and stepped once,
-        # by the filters' optimizer, when a phase steps both.
-        both = {id(p_) for p_ in params[0]} & {id(p_) for p_ in params[-1]} if len(opts) > 1 else set()
-        shared = [p_ for p_ in params[-1] if id(p_) in both]
-        params[0] = [p_ for p_ in params[0] if id(p_) not in both]
-        synced = [p_ for ps in params for p_ in ps] if ddp.active else []
-        sums: dict[str, torch.Tensor] = {}
-        correct = torch.zeros((), device=dev)
-        count = torch.zeros((), device=dev)
-        bad_step = torch.full((), -1, device=dev, dtype=torch.long)
-        step = -1
-        it = (
-            run.tqdm(run.train, desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase}]", leave=False)
-            if run.tqdm
-            else run.train
-        )
-        for step, batch in enumerate(it):
-            if run.cached:
-                x, y, *cached = batch
-            else:
-                x, y = batch
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True).long()  # int32 labels too
-            if graphs:
-                torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are dead
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.use_amp):
-                t_logits, t_acts = None, []
-                if run.cached:
-                    t_logits, *t_acts = (t.to(dev, non_blocking=True) for t in cached)
-                elif uses_teacher:
-                    with torch.no_grad():
-                        t_logits = run.forward_teacher(x)
-                    t_acts = [run.ta[a] for a in run.t_layers]
-                    if graphs:  # copied out of the teacher graph's memory before the student's graph runs
-                        t_logits, t_acts = t_logits.clone(), [t.clone() for t in t_acts]
-                with torch.set_grad_enabled(train_student):
-                    logits = run.forward_student(x)
-                captured = Step(
-                    y=y,
-                    logits=logits,
-                    teacher_logits=t_logits,
-                    teacher=t_acts,
-                    student=[run.sa[b] for b in run.s_layers],
-                )
-                terms = method.terms(phase, cfg, run.mods, captured)
-            if step == 0:  # a method of the user's: a clear error before its terms are summed
-                check_terms(terms, method=method, phase=phase)
-            loss = sum(terms.values())
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            loss.backward()
-            if ddp.active:  # one all-reduce: the mean gradient over the ranks, as DDP
-                _distributed.average_gradients_(synced, ddp.world)
-            if cfg.grad_clip:
-                for ps in params:  # each optimizer's parameters on their own
-                    nn.utils.clip_grad_norm_(ps, cfg.grad_clip)
-            for o in reversed(opts):
-                o.step()
-                for p_ in shared:  # stepped by the filters' optimizer: the student's skips it
-                    p_.grad = None
-            for name, v in terms.items():
-                sums[name] = sums.get(name, torch.zeros((), device=dev)) + v.detach().float()
-            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), step, bad_step)
-            correct += (logits.detach().argmax(1) == y).sum()
-            count += y.numel()
-        if step < 0:
-            raise ValueError(f"fit(): train_data gave no batches in epoch {epoch + 1}.")
-        if train_student:
-            run.sched.step()
-        n_steps = step + 1
-        if ddp.active:  # one collective: every rank's history row holds the sums over all ranks
-            sums, correct, count, bad_step, n_steps = _reduce_epoch(ddp, sums, correct, count, bad_step, n_steps)
-        # One host synchronisation per epoch: the first bad step, the accuracy and the loss sums at once.
-        bad, acc, *totals = torch.stack(
-            [bad_step.double(), (correct / count).double(), *(v.double() for v in sums.values())]
-        ).tolist()
-        totals = dict(zip(sums, totals))
-        if bad >= 0:
-            bad_terms = [k for k, v in totals.items() if not math.isfinite(v)]
-            raise FloatingPointError(
-                f"fit(method={method.name!r}): non-finite loss at epoch {epoch + 1}, step {int(bad) + 1} "
-                f"(phase {phase}; non-finite terms: {bad_terms}). Lower the learning rate, enable grad_clip, or "
-                "check the inputs for NaN."
-            )
-        row: dict[str, Any] = {"epoch": epoch + 1, "phase": phase}
-        row.update({f"loss_{k}": v / n_steps for k, v in totals.items()})
-        if phase not in run.seen_phases:  # the first epoch of this phase in this run
-            run.seen_phases.add(phase)
-            if ddp.main:
-                _warn_loss_scale(method, row, run.warned)
-        row["train_acc"] = acc
-        if ddp.active:  # BatchNorm statistics: rank 0's on every rank, as DDP's broadcast_buffers
-            buffers = [*student.buffers(), *run.mods.buffers()]
-            if buffers:
-                _distributed.broadcast_(buffers)
-        row["val_acc"] = _accuracy(student, run.val, dev, run.val_ddp) if run.val is not None else math.nan
-        if run.test is not None:
-            row["test_acc"] = _accuracy(student, run.test, dev, run.test_ddp)  # reported, never used to select
-        if run.val is not None and row["val_acc"] > run.best["val_acc"]:
-            weights = {k: v.detach().to("cpu", copy=True) for k, v in student.state_dict().items()}
-            run.best = {"epoch": epoch + 1, "val_acc": row["val_acc"], "state": weights}
-        row["lr"] = lr
-        row["wall_time"] = time.perf_counter() - start
-        if run.probes is not None:  # captures now; the PID analysis runs in a worker while training goes on
-            run.probes.run(epoch + 1, row, run.teacher, student, run.mods, dev)
-            run.probes.collect(wait=False)
-        rows.append(row)
-        if run.tqdm:
-            run.tqdm.write(
-                f"epoch {epoch + 1} [{phase}] "
-                + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k.startswith(("loss", "train", "val")))
-            )
-        if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
-            if run.probes is not None:
-                run.probes.collect(wait=True)  # a checkpoint holds complete rows
-            if ddp.main:
-                save_checkpoint(run, epoch + 1, rows)
-            if ddp.active:
-                ddp.barrier()  # the other ranks go on once the file is there
-    if run.probes is not None:
-        run.probes.collect(wait=True)
-    if ddp.active:  # rank 0's rows (its wall times and probe columns) on every rank
-        rows = ddp.broadcast_object(rows, dev)
-    return rows
-
-
-@torch.no_grad()
-def _accuracy(model: nn.Module, data: Iterable[Any], dev: torch.device, ddp: _distributed.Dist | None = None) -> float:
-    """Accuracy of ``model`` on ``data``; with ``ddp``, ``data`` is this rank's shard and the counts are summed."""
-    was = model.training
-    model.eval()
-    correct = torch.zeros((), device=dev)
-    count = 0
-    for x, y in data:
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        correct += (model(x).argmax(1) == y).sum()
-        count += y.numel()
-    model.train(was)
-    if ddp is not None:
-        both = ddp.all_sum(torch.stack([correct.double(), torch.tensor(float(count), device=dev, dtype=torch.float64)]))
-        return float(both[0]) / max(float(both[1]), 1.0)
-    return float(correct) / max(count, 1)

@@ -99,12 +99,12 @@ def test_a_student_that_learned_nothing_is_warned_about(splits):
         fit(mlp([64, 24, 10], 2), mlp([64, 12, 10], 1), train, val_data=val, method="student", config=cfg)
         fit(mlp([64, 24, 10], 2), dead, train, method="student", epochs=2, config=cfg)
     # a student that learned and then lost it is told where the best one is
+    from pidkd.distill.callbacks import warn_learned_nothing
     from pidkd.distill.methods import RID
-    from pidkd.distill.trainer import _warn_learned_nothing
 
     rows = [{"epoch": e + 1, "val_acc": a, "train_acc": a} for e, a in enumerate((0.6, 0.9, 0.1))]
     with pytest.warns(UserWarning, match=r"best validation accuracy 0\.900; FitResult\.best_student\(\)") as rec:
-        _warn_learned_nothing(RID(), rows, torch.arange(10))
+        warn_learned_nothing(RID(), rows, torch.arange(10))
     assert "lower RID's lambda_distill" in str(rec[0].message)
 
 
