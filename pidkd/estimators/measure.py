@@ -98,6 +98,11 @@ class Measure:
             out.append(identity_atoms(p, red, name=self.name, base=base, diagnostics=diag))
         return out
 
+    def for_resamples(self) -> Measure:
+        """The measure :func:`pidkd.pid_from_samples` applies to its resamples (bootstrap, permutations,
+        jackknife): this one; a measure may return a cheaper variant whose atoms are the same."""
+        return self
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

@@ -475,6 +475,7 @@ def pid_from_samples(
     n = int(cy.size)
     kw = {"base": base, "measure": measure}
     result = pid(counts, counts=True, **kw)
+    kw["measure"] = measure.for_resamples()  # the plug-in above ran with the measure itself
     if device is not None:
         kw["device"] = device
     shape = counts.shape
