@@ -1,5 +1,7 @@
-"""No module of pidkd imports one that imports it back (issue 28): every import statement counts,
-function-level ones included, resolved to the module it loads (``from pkg import mod`` -> ``pkg.mod``)."""
+"""No module of pidkd imports one that imports it back (issue 28): every import statement that can run
+counts, function-level ones included, resolved to the module it loads (``from pkg import mod`` ->
+``pkg.mod``). Imports under ``if TYPE_CHECKING:`` never run (they exist for type annotations, which
+``from __future__ import annotations`` keeps as strings) and are left out."""
 
 import ast
 from pathlib import Path
@@ -17,11 +19,28 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            test = getattr(child, "test", None)
+            if isinstance(child, ast.If) and (
+                (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+                or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+            ):
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
+
+
 def _graph(mods: dict[str, Path]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for m, f in mods.items():
         package = m if f.name == "__init__.py" else m.rpartition(".")[0]
-        for node in ast.walk(ast.parse(f.read_text())):
+        for node in _runtime_nodes(ast.parse(f.read_text())):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -76,6 +95,9 @@ def test_the_walk_sees_function_level_imports():
     graph = _graph(_modules())
     assert "pidkd.estimators.broja._kernels" in graph["pidkd.estimators.broja._dual_newton"]  # inside solve()
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    typing_only = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import x\nelse:\n    import y\n")
+    names = [a.name for n in _runtime_nodes(typing_only) if isinstance(n, ast.Import) for a in n.names]
+    assert names == ["y"]
 
 
 def test_no_import_cycle_in_the_package():
