@@ -316,6 +316,7 @@ def map_decompositions(ps: list[NDArray[np.float64]], *, base: float = 2.0, boun
     return out
 
 
+@dataclass(frozen=True, repr=False)
 class Maps(Measure):
     """The map redundancy as a :class:`~pidkd.estimators.measure.Measure` (``measure="maps"``); see
     :func:`map_redundancy`.
@@ -326,19 +327,11 @@ class Maps(Measure):
     BROJA probe's cost.
     """
 
+    bound: bool = True
     name = "maps"
-
-    def __init__(self, bound: bool = True):
-        self.bound = bool(bound)
 
     def for_resamples(self) -> Maps:
         return Maps(bound=False)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Maps) and other.bound == self.bound
-
-    def __hash__(self) -> int:
-        return hash(("maps", self.bound))
 
     def __repr__(self) -> str:
         return "Maps()" if self.bound else "Maps(bound=False)"
