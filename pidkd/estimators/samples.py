@@ -31,6 +31,7 @@ from pidkd._validation import check_base, check_int
 from pidkd.estimators._result import PIDResult
 from pidkd.estimators.api import pid, pid_batch, resolve_measure
 from pidkd.estimators.histogram import _codes, joint_histogram
+from pidkd.estimators.intersection import _xlogx
 from pidkd.estimators.quantize import Quantizer, fresh_quantizer
 
 __all__ = [
@@ -197,8 +198,7 @@ def _entropies(counts: np.ndarray, base: float = 2.0) -> np.ndarray:
 
     def h(c: np.ndarray) -> np.ndarray:
         n = c.sum(axis=1, keepdims=True)
-        p = np.divide(c, n, out=np.zeros(c.shape), where=n > 0)
-        return -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
+        return -_xlogx(np.divide(c, n, out=np.zeros(c.shape), where=n > 0), 1)
 
     k = len(counts)
     hy = h(counts.sum(axis=(2, 3)).reshape(k, -1).astype(np.float64))
