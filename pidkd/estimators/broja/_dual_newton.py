@@ -45,17 +45,11 @@ from numpy.typing import NDArray
 
 from pidkd.estimators.broja._certificate import Certificate, certify
 from pidkd.estimators.broja._schedule import (
-    _ARMIJO,
     _FAR,
     _MAX_STAGES,
-    _MIN_STEP,
-    _MU_FLOOR,
-    EXP_LIMIT,
-    INNER,
-    INNER_FLOOR,
+    NUMPY,
     PCG_SHRINK,
     PCG_SHRINK_CELLS,
-    POLISH_NEAR,
     RIDGE,
     RIDGE_FLOOR,
     SHRINK,
@@ -368,7 +362,7 @@ def _certify(p, m, r, a, b, gap_tol) -> tuple[Certificate, NDArray[np.intp], NDA
     """
     q = (m[..., None] * r).transpose(0, 3, 1, 2)
     cert = certify(p, q, a.transpose(0, 2, 1), b.transpose(0, 2, 1))
-    near = np.flatnonzero(cert.gap <= POLISH_NEAR * gap_tol)
+    near = np.flatnonzero(NUMPY.polish(cert.gap, gap_tol))
     fine_q = _polish(q[near], p[near]) if near.size else q[:0]
     if near.size:
         fine = certify(p[near], fine_q, a[near].transpose(0, 2, 1), b[near].transpose(0, 2, 1))
@@ -464,7 +458,7 @@ def solve(
             return _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, None, step)
         with np.errstate(divide="ignore", invalid="ignore"):
             cert = certify(p, q, a, b)
-        converged &= (cert.gap <= gap_tol) & (cert.residual <= residual_tol)
+        converged &= NUMPY.certified(cert.gap, cert.residual, gap_tol, residual_tol)
         return DualNewtonResult(q, a, b, cert, converged, n_iter, time.perf_counter() - start)
     swap = _swap_sides(p.shape[1:], step)
     if swap:
@@ -515,38 +509,35 @@ def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> 
                 cert, near, fine_q = _certify(sub.p, m[sure], r[sure], a[sure], b[sure], gap_tol)
                 if trace is not None and sure[0] == 0:  # (eps, iterations, residual, gap) of problem 0
                     trace.append((float(eps[0]), int(n_iter[0]), float(cert.residual[0]), float(cert.gap[0])))
-                ok = (cert.gap <= gap_tol) & (cert.residual <= residual_tol)
+                ok = NUMPY.certified(cert.gap, cert.residual, gap_tol, residual_tol)
                 done[check] = ok
                 keep = ok[near]  # converged implies polished (gap <= tol < 10 tol)
                 final_q[sure[near[keep]]] = fine_q[keep]
                 for field, values in final.items():
                     values[sure[ok]] = getattr(cert, field)[ok]
             converged[ends] = done
-            running[ends] = ~done & (n_iter[ends] < max_iter) & (n_stages[ends] < _MAX_STAGES)
+            running[ends] = ~done & NUMPY.more_stages(n_iter[ends], max_iter, n_stages[ends], _MAX_STAGES)
             stage_end[ends] = False
             nxt = ends[running[ends]]
             if nxt.size:
                 # Exponential multiplier update, then a predictor: shift a(., t) and b(., s) so that
                 # blocks with mass keep it (L_ts ~ 0 where m_ts is large).
                 m_n, ln_n = m[nxt], ln[nxt]
-                mu[nxt] = np.where(pr.nonempty[nxt], np.maximum(m_n, _MU_FLOOR), 0.0)
+                mu[nxt] = NUMPY.next_mu(m_n, pr.nonempty[nxt])
                 alpha, beta = _stage_shift(m_n, ln_n)
                 a[nxt] += alpha[..., None]
                 b[nxt] += beta[..., None]
                 shift = alpha[..., None] + beta[:, None, :]
                 # The next eps keeps the masses mu exp(L / eps) finite where a stage ended with L_ts > 0.
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    after = ln_n - shift
-                    over = pr.nonempty[nxt] & (after > 0)
-                    room = EXP_LIMIT - np.log(np.where(over, mu[nxt], 1.0))
-                    guard = np.where(over, after / room, 0.0).max(axis=(1, 2))
-                eps[nxt] = np.maximum(np.maximum(eps[nxt] * shrink, eps_min), guard)
+                    guard = NUMPY.guard_terms(ln_n - shift, mu[nxt], pr.nonempty[nxt]).max(axis=(1, 2))
+                eps[nxt] = NUMPY.next_eps(eps[nxt], shrink, eps_min, guard)
                 n_stages[nxt] += 1
                 sub = pr.take(nxt)
                 f[nxt], ln[nxt], r[nxt], m[nxt] = sub.evaluate(a[nxt], b[nxt], eps[nxt], mu[nxt])
                 ga[nxt], gb[nxt], res[nxt] = sub.gradient(r[nxt], m[nxt])
         # Inner tolerance: loose while eps is large (path following), tight at the floor.
-        inner_tol = np.where(eps > eps_min, np.maximum(INNER_FLOOR, INNER * eps * residual_tol / eps_min), INNER_FLOOR)
+        inner_tol = NUMPY.inner_tolerance(eps, eps_min, residual_tol)
         stage_end |= running & ((res <= inner_tol) | (n_iter >= max_iter))
         idx = np.flatnonzero(running & ~stage_end)
         if idx.size:
@@ -560,7 +551,7 @@ def _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step) -> 
         for field, values in final.items():
             values[rest] = getattr(last, field)
     q, cert = final_q, Certificate(**final)
-    converged &= (cert.gap <= gap_tol) & (cert.residual <= residual_tol)  # the returned q
+    converged &= NUMPY.certified(cert.gap, cert.residual, gap_tol, residual_tol)  # the returned q
     return DualNewtonResult(
         q=q,
         a=a.transpose(0, 2, 1),
@@ -591,14 +582,14 @@ def _newton_iteration(sub, idx, a, b, eps, mu, f, ln, r, m, ga, gb, res, n_iter,
     pending = ok_dir.copy()
     # In the quadratic region F changes below its round-off, so Armijo cannot judge the step:
     # there the full Newton step is taken if it lowers the residual.
-    quad = ok_dir & (-slope < 1e-12)
+    quad = ok_dir & NUMPY.quadratic(slope)
     f_acc = f_i.copy()
     ln_acc, r_acc, m_acc = (ln, r, m) if whole else (ln[idx], r[idx], m[idx])
     while pending.any():
         f_new, ln_new, r_new, m_new = sub.evaluate(
             a_i + step[:, None, None] * da, b_i + step[:, None, None] * db, e_i, mu_i
         )
-        ok = np.isfinite(f_new) & (f_new <= f_i + _ARMIJO * step * slope)
+        ok = NUMPY.armijo(f_new, f_i, step, slope)
         if quad.any():
             ok = np.where(quad, np.isfinite(f_new) & (sub.gradient(r_new, m_new)[2] < res_i), ok)
         take = pending & ok  # keep the evaluation at the accepted step
@@ -608,7 +599,7 @@ def _newton_iteration(sub, idx, a, b, eps, mu, f, ln, r, m, ga, gb, res, n_iter,
                 acc[...] = new
             elif take.any():
                 acc[take] = new[take]
-        fail = pending & ~ok & ((step < _MIN_STEP) | quad)
+        fail = pending & ~ok & NUMPY.give_up(step, quad)
         stage_end[idx[fail]] = True
         step = np.where(fail, 0.0, step)
         pending &= ~ok & ~fail

@@ -21,17 +21,17 @@ __all__ = ["solve_small_batch"]
 import numba as nb
 
 from pidkd.estimators.broja._cell_kernel import dual_bound
-from pidkd.estimators.broja._schedule import (
-    _ARMIJO,
-    _MIN_STEP,
-    _MU_FLOOR,
-    EXP_LIMIT,
-    INNER,
-    INNER_FLOOR,
-    POLISH_NEAR,
-    RIDGE,
-    RIDGE_FLOOR,
+from pidkd.estimators.broja._schedule import RIDGE, RIDGE_FLOOR, SCALAR
+
+# The schedule's rules on scalars (numba inlines them; module globals, so that numba can resolve them).
+_armijo, _certified, _give_up, _guard_terms = SCALAR.armijo, SCALAR.certified, SCALAR.give_up, SCALAR.guard_terms
+_inner_tolerance, _more_stages, _next_eps, _next_mu = (
+    SCALAR.inner_tolerance,
+    SCALAR.more_stages,
+    SCALAR.next_eps,
+    SCALAR.next_mu,
 )
+_polish, _quadratic = SCALAR.polish, SCALAR.quadratic
 
 
 @nb.njit(cache=True, nogil=True)
@@ -321,18 +321,17 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
     while True:
         # ---- stage end: certify, stop or update multipliers
         q, cres, h, bound = certify_one(p_yt, p_ys, r, m, a, b, 0)
-        if bound - h <= POLISH_NEAR * gap_tol:
+        if _polish(bound - h, gap_tol):
             q, cres, h, bound = certify_one(p_yt, p_ys, r, m, a, b, 10)
-        if bound - h <= gap_tol and cres <= residual_tol:
+        if _certified(bound - h, cres, gap_tol, residual_tol):
             converged = True
             break
-        if n_iter >= max_iter or stages >= max_stages:
+        if not _more_stages(n_iter, max_iter, stages, max_stages):
             break
         # multiplier update, then the predictor of _dual_newton._stage_shift (additive fit of L by the masses)
         for t in range(n_t):
             for s in range(n_s):
-                if cell[t, s].any():
-                    mu[t, s] = max(m[t, s], _MU_FLOOR)
+                mu[t, s] = _next_mu(m[t, s], cell[t, s].any())
         alpha, beta = stage_shift(m, ln, 2)
         for y in range(n_y):
             for t in range(n_t):
@@ -344,22 +343,20 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
         guard = 0.0
         for t in range(n_t):
             for s in range(n_s):
-                after = ln[t, s] - alpha[t] - beta[s]
-                if cell[t, s].any() and after > 0.0:
-                    guard = max(guard, after / (EXP_LIMIT - np.log(mu[t, s])))
-        eps = max(eps * shrink, eps_min, guard)
+                guard = max(guard, _guard_terms(ln[t, s] - alpha[t] - beta[s], mu[t, s], cell[t, s].any()))
+        eps = _next_eps(eps, shrink, eps_min, guard)
         stages += 1
         f = evaluate(p_yt, p_ys, cell, a, b, eps, mu, ln, r, m)
         res = gradient(p_yt, p_ys, r, m, ga, gb)
         # ---- Newton iterations of this stage
-        inner_tol = max(INNER_FLOOR, INNER * eps * residual_tol / eps_min) if eps > eps_min else INNER_FLOOR
+        inner_tol = _inner_tolerance(eps, eps_min, residual_tol)
         while res > inner_tol and n_iter < max_iter:
             da, db = newton_step(r, m, ga, gb, eps, ia, ib, n_act)
             slope = (ga * da).sum() + (gb * db).sum()
             if not slope < 0.0:
                 break
             n_iter += 1
-            quad = -slope < 1e-12
+            quad = _quadratic(slope)
             step = 1.0
             accepted = False
             while True:
@@ -368,11 +365,11 @@ def solve_one(p, gap_tol, residual_tol, max_iter, shrink, eps_min, max_stages):
                     res2 = gradient(p_yt, p_ys, r2, m2, ga2, gb2)
                     accepted = np.isfinite(f2) and res2 < res
                     break
-                if np.isfinite(f2) and f2 <= f + _ARMIJO * step * slope:
+                if _armijo(f2, f, step, slope):
                     accepted = True
                     break
                 step *= 0.5
-                if step < _MIN_STEP:
+                if _give_up(step, quad):
                     break
             if not accepted:
                 break

@@ -11,7 +11,11 @@ ends when the marginal residual is below ``INNER * eps * residual_tol / eps_min`
 the multipliers become the masses (at least ``_MU_FLOOR``) and the dual variables are shifted by
 :func:`_stage_shift`; eps is kept small enough that no mass exceeds ``exp(EXP_LIMIT)``; a Newton
 step is accepted by an Armijo test (``_ARMIJO``) with backtracking down to ``_MIN_STEP``; at most
-``_MAX_STAGES`` stages.
+``_MAX_STAGES`` stages. Those decisions are :class:`Rules`, each written once as an elementwise expression
+and instantiated for numpy arrays (:data:`NUMPY`), compiled scalars (:data:`SCALAR`) and torch tensors
+(:func:`torch_rules`); a path only loops. The numpy driver alone skips the full certificate at stage ends
+whose estimated gap is above ``_FAR`` tolerances (the compiled kernel's certificate costs less than the
+estimate; the torch path certifies on the host, which it visits at every stage end anyway).
 """
 
 from __future__ import annotations
@@ -19,11 +23,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from numba.extending import register_jitable
 
 __all__ = [
+    "NUMPY",
+    "SCALAR",
+    "Rules",
+    "torch_rules",
     "EXP_LIMIT",
     "INNER",
     "INNER_FLOOR",
@@ -64,6 +73,105 @@ POLISH_NEAR = 10.0
 #: whose masses all underflowed invertible (the line search then controls the long step).
 RIDGE = 1e-13
 RIDGE_FLOOR = 1e-300
+#: A Newton step whose slope -g.d is below this is in the quadratic region, where F changes below its
+#: round-off and Armijo cannot judge the step: it is taken if it lowers the marginal residual.
+QUADRATIC_SLOPE = 1e-12
+
+
+class Rules(NamedTuple):
+    """The schedule's decisions, written once over three kinds of values (:data:`NUMPY`, :data:`SCALAR`, torch).
+
+    Each rule is one expression in ``where``, ``maximum``, ``isfinite`` and ``log``, elementwise, so the
+    numpy batch driver applies it to a batch, the compiled kernel to one problem's scalars (numba inlines
+    it) and the PyTorch path to tensors on any device, with the same numbers.
+
+    - ``inner_tolerance(eps, eps_min, residual_tol)``: a stage ends at this marginal residual;
+    - ``next_mu(m, nonempty)``: the exponential multiplier update, mu <- m (at least ``_MU_FLOOR``);
+    - ``guard_terms(after, mu, nonempty)``: per cell, the smallest eps that keeps mu exp(L / eps) below
+      exp(EXP_LIMIT) where a stage ended with L = ``after`` > 0; the eps guard is their maximum;
+    - ``next_eps(eps, shrink, eps_min, guard)``: the next stage's eps;
+    - ``armijo(f_new, f, step, slope)``: a trial step is accepted (sufficient decrease, finite);
+    - ``quadratic(slope)``: the step is judged by the residual instead (:data:`QUADRATIC_SLOPE`);
+    - ``give_up(step, quad)``: a rejected step ends the stage instead of halving again;
+    - ``certified(gap, residual, gap_tol, residual_tol)``: a stage end stops the solve;
+    - ``polish(gap, gap_tol)``: a stage end gets its q polished and certified again;
+    - ``more_stages(n_iter, max_iter, n_stages, max_stages)``: an uncertified stage end starts another.
+    """
+
+    inner_tolerance: Any
+    next_mu: Any
+    guard_terms: Any
+    next_eps: Any
+    armijo: Any
+    quadratic: Any
+    give_up: Any
+    certified: Any
+    polish: Any
+    more_stages: Any
+
+
+def _rules(where: Any, maximum: Any, isfinite: Any, log: Any, wrap: Any = None) -> Rules:
+    def inner_tolerance(eps, eps_min, residual_tol):
+        return where(eps > eps_min, maximum(INNER_FLOOR, INNER * eps * residual_tol / eps_min), INNER_FLOOR)
+
+    def next_mu(m, nonempty):
+        return where(nonempty, maximum(m, _MU_FLOOR), 0.0)
+
+    def guard_terms(after, mu, nonempty):
+        over = nonempty & (after > 0)
+        return where(over, after / (EXP_LIMIT - log(where(over, mu, 1.0))), 0.0)
+
+    def next_eps(eps, shrink, eps_min, guard):
+        return maximum(maximum(eps * shrink, eps_min), guard)
+
+    def armijo(f_new, f, step, slope):
+        return isfinite(f_new) & (f_new <= f + _ARMIJO * step * slope)
+
+    def quadratic(slope):
+        return -slope < QUADRATIC_SLOPE
+
+    def give_up(step, quad):
+        return (step < _MIN_STEP) | quad
+
+    def certified(gap, residual, gap_tol, residual_tol):
+        return (gap <= gap_tol) & (residual <= residual_tol)
+
+    def polish(gap, gap_tol):
+        return gap <= POLISH_NEAR * gap_tol
+
+    def more_stages(n_iter, max_iter, n_stages, max_stages):
+        return (n_iter < max_iter) & (n_stages < max_stages)
+
+    fns = (inner_tolerance, next_mu, guard_terms, next_eps, armijo, quadratic, give_up, certified, polish, more_stages)
+    return Rules(*(wrap(fn) if wrap else fn for fn in fns))
+
+
+@register_jitable
+def _where_scalar(cond, a, b):
+    return a if cond else b
+
+
+@register_jitable
+def _max_scalar(a, b):
+    return max(a, b)
+
+
+#: The rules on numpy arrays (the batch driver).
+NUMPY = _rules(np.where, np.maximum, np.isfinite, np.log)
+#: The rules on scalars, compiled into the small-problem kernel by numba (and callable from Python).
+SCALAR = _rules(_where_scalar, _max_scalar, np.isfinite, np.log, wrap=register_jitable)
+
+
+@functools.cache
+def torch_rules(torch: Any) -> Rules:
+    """The rules on torch tensors (any device), for the PyTorch path."""
+
+    def maximum(a, b):
+        if not torch.is_tensor(a):
+            a, b = b, a
+        return torch.maximum(a, b) if torch.is_tensor(b) else a.clamp(min=b)
+
+    return _rules(torch.where, maximum, torch.isfinite, torch.log)
 
 
 def _stage_shift(m, ln, sweeps: int = 2, xp: Any = np) -> tuple[Any, Any]:

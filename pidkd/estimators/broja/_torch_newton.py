@@ -26,18 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pidkd.estimators.broja import _dual_newton
-from pidkd.estimators.broja._schedule import (
-    _ARMIJO,
-    _MAX_STAGES,
-    _MIN_STEP,
-    _MU_FLOOR,
-    EXP_LIMIT,
-    INNER,
-    INNER_FLOOR,
-    RIDGE,
-    RIDGE_FLOOR,
-    _stage_shift,
-)
+from pidkd.estimators.broja._schedule import _MAX_STAGES, RIDGE, RIDGE_FLOOR, _stage_shift, torch_rules
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_ROWS", "solve"]
 
@@ -282,6 +271,7 @@ def _working_bytes(n_y: int, n_t: int, n_s: int, step: str) -> int:
 
 
 def _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min):
+    rules = torch_rules(torch)
     nb = pr.n_b
     dev, f64 = pr.p.device, torch.float64
     py = pr.p.sum(dim=(2, 3))
@@ -300,29 +290,24 @@ def _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min):
         ends = stage_end & running
         if bool(ends.any()):
             residual, gap = _stage_ends(torch, pr, p, ends, m, r, a, b, gap_tol)
-            done = (gap <= gap_tol) & (residual <= residual_tol)
+            done = rules.certified(gap, residual, gap_tol, residual_tol)
             converged = torch.where(ends, done, converged)
-            running = torch.where(ends, ~done & (n_iter < max_iter) & (n_stages < _MAX_STAGES), running)
+            running = torch.where(ends, ~done & rules.more_stages(n_iter, max_iter, n_stages, _MAX_STAGES), running)
             stage_end = stage_end & ~ends
             nxt = ends & running
             # the exponential multiplier update and the predictor of _dual_newton._solve
-            mu = _pick(nxt, torch.where(pr.nonempty, m.clamp(min=_MU_FLOOR), 0.0), mu)
+            mu = _pick(nxt, rules.next_mu(m, pr.nonempty), mu)
             alpha, beta = _stage_shift(m, ln, xp=torch)
             a = _pick(nxt, a + alpha[..., None], a)
             b = _pick(nxt, b + beta[..., None], b)
-            after = ln - alpha[..., None] - beta[:, None, :]
-            over = pr.nonempty & (after > 0)
-            room = EXP_LIMIT - torch.log(torch.where(over, mu, 1.0))
-            guard = torch.where(over, after / room, 0.0).amax(dim=(1, 2))
-            eps = _pick(nxt, (eps * shrink).clamp(min=eps_min).maximum(guard), eps)
+            guard = rules.guard_terms(ln - alpha[..., None] - beta[:, None, :], mu, pr.nonempty).amax(dim=(1, 2))
+            eps = _pick(nxt, rules.next_eps(eps, shrink, eps_min, guard), eps)
             n_stages = n_stages + nxt.long()
             f2, ln2, r2, m2 = pr.evaluate(a, b, eps, mu)
             f, ln, r, m = (_pick(nxt, new, old) for new, old in ((f2, f), (ln2, ln), (r2, r), (m2, m)))
             ga2, gb2, res2 = pr.gradient(r, m)
             ga, gb, res = (_pick(nxt, new, old) for new, old in ((ga2, ga), (gb2, gb), (res2, res)))
-        inner_tol = torch.where(
-            eps > eps_min, (INNER * eps * residual_tol / eps_min).clamp(min=INNER_FLOOR), INNER_FLOOR
-        )
+        inner_tol = rules.inner_tolerance(eps, eps_min, residual_tol)
         stage_end = stage_end | (running & ((res <= inner_tol) | (n_iter >= max_iter)))
         act = running & ~stage_end
         if bool(act.any()):
@@ -336,6 +321,7 @@ def _solve(torch, pr, p, gap_tol, residual_tol, max_iter, shrink, eps_min):
 
 def _newton_iteration(torch, pr, act, a, b, eps, mu, f, ln, r, m, ga, gb, res, n_iter, stage_end):
     """One damped Newton step for the problems ``act`` (the others keep their values)."""
+    rules = torch_rules(torch)
     da, db = pr.newton_step(r, m, ga, gb, eps)
     slope = (ga * da).sum(dim=(1, 2)) + (gb * db).sum(dim=(1, 2))
     ok_dir = act & (slope < 0)  # otherwise round-off level (or NaN): no descent direction left
@@ -343,17 +329,17 @@ def _newton_iteration(torch, pr, act, a, b, eps, mu, f, ln, r, m, ga, gb, res, n
     n_iter = n_iter + ok_dir.long()
     step = ok_dir.to(a.dtype)
     pending = ok_dir.clone()
-    quad = ok_dir & (-slope < 1e-12)  # F changes below its round-off: judge the step by the residual
+    quad = ok_dir & rules.quadratic(slope)  # F changes below its round-off: judge the step by the residual
     f_acc, ln_acc, r_acc, m_acc = f, ln, r, m
     while bool(pending.any()):
         f_new, ln_new, r_new, m_new = pr.evaluate(a + step[:, None, None] * da, b + step[:, None, None] * db, eps, mu)
-        ok = torch.isfinite(f_new) & (f_new <= f + _ARMIJO * step * slope)
+        ok = rules.armijo(f_new, f, step, slope)
         ok = torch.where(quad, torch.isfinite(f_new) & (pr.gradient(r_new, m_new)[2] < res), ok)
         take = pending & ok
         f_acc, ln_acc, r_acc, m_acc = (
             _pick(take, new, old) for new, old in ((f_new, f_acc), (ln_new, ln_acc), (r_new, r_acc), (m_new, m_acc))
         )
-        fail = pending & ~ok & ((step < _MIN_STEP) | quad)
+        fail = pending & ~ok & rules.give_up(step, quad)
         stage_end = stage_end | fail
         step = torch.where(fail, 0.0, step)
         pending = pending & ~ok & ~fail
