@@ -10,6 +10,7 @@ import pytest
 import pidkd.estimators.sweeps as sweeps
 from pidkd.estimators import Quantizer, sweep
 from pidkd.estimators.activations import Activations, NpyArray, load_activations, save_activations
+from pidkd.estimators.journal import Journal
 from pidkd.estimators.quantize import fit_rows, quantize_in_chunks
 from pidkd.estimators.sweeps import TIMING_COLUMNS
 from pidkd.exceptions import SweepError
@@ -159,13 +160,13 @@ def test_journal_reuses_rows_only_for_the_same_data_and_survives_damage(tmp_path
 def test_journal_is_locked_while_a_sweep_writes_it(tmp_path):
     pytest.importorskip("fcntl")
     journal = tmp_path / "j.jsonl"
-    log = sweeps._Journal(journal, {"a": 1})
+    log = Journal(journal, {"a": 1})
     try:
         with pytest.raises(ValueError, match="being written by another sweep"):
-            sweeps._Journal(journal, {"a": 1})
+            Journal(journal, {"a": 1})
     finally:
         log.close()
-    sweeps._Journal(journal, {"a": 1}).close()  # free again
+    Journal(journal, {"a": 1}).close()  # free again
 
 
 def broken_sources():
