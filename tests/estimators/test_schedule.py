@@ -4,7 +4,7 @@ import numba as nb
 import numpy as np
 import pytest
 
-from pidkd.estimators.broja._schedule import NUMPY, SCALAR, torch_rules
+from pidkd.estimators.broja._schedule import NUMPY, scalar_rules, torch_rules
 
 rng = np.random.default_rng(0)
 N = 400
@@ -31,7 +31,7 @@ ARGS = {
 
 def _scalar(name, args):
     """Each element through the compiled scalar rule (inside an njit function, as the kernel calls it)."""
-    rule = getattr(SCALAR, name)
+    rule = getattr(scalar_rules(), name)
     fn = nb.njit(lambda *a: rule(*a))
     return np.array([fn(*(x[i] if np.ndim(x) else x for x in args)) for i in range(N)])
 

@@ -21,9 +21,10 @@ __all__ = ["solve_small_batch"]
 import numba as nb
 
 from pidkd.estimators.broja._cell_kernel import dual_bound
-from pidkd.estimators.broja._schedule import RIDGE, RIDGE_FLOOR, SCALAR
+from pidkd.estimators.broja._schedule import RIDGE, RIDGE_FLOOR, scalar_rules
 
 # The schedule's rules on scalars (numba inlines them; module globals, so that numba can resolve them).
+SCALAR = scalar_rules()
 _armijo, _certified, _give_up, _guard_terms = SCALAR.armijo, SCALAR.certified, SCALAR.give_up, SCALAR.guard_terms
 _inner_tolerance, _more_stages, _next_eps, _next_mu = (
     SCALAR.inner_tolerance,

@@ -12,7 +12,7 @@ the multipliers become the masses (at least ``_MU_FLOOR``) and the dual variable
 :func:`_stage_shift`; eps is kept small enough that no mass exceeds ``exp(EXP_LIMIT)``; a Newton
 step is accepted by an Armijo test (``_ARMIJO``) with backtracking down to ``_MIN_STEP``; at most
 ``_MAX_STAGES`` stages. Those decisions are :class:`Rules`, each written once as an elementwise expression
-and instantiated for numpy arrays (:data:`NUMPY`), compiled scalars (:data:`SCALAR`) and torch tensors
+and instantiated for numpy arrays (:data:`NUMPY`), compiled scalars (:func:`scalar_rules`) and torch tensors
 (:func:`torch_rules`); a path only loops. The numpy driver alone skips the full certificate at stage ends
 whose estimated gap is above ``_FAR`` tolerances (the compiled kernel's certificate costs less than the
 estimate; the torch path certifies on the host, which it visits at every stage end anyway).
@@ -26,12 +26,11 @@ import threading
 from typing import Any, NamedTuple
 
 import numpy as np
-from numba.extending import register_jitable
 
 __all__ = [
     "NUMPY",
-    "SCALAR",
     "Rules",
+    "scalar_rules",
     "torch_rules",
     "EXP_LIMIT",
     "INNER",
@@ -79,7 +78,7 @@ QUADRATIC_SLOPE = 1e-12
 
 
 class Rules(NamedTuple):
-    """The schedule's decisions, written once over three kinds of values (:data:`NUMPY`, :data:`SCALAR`, torch).
+    """The schedule's decisions, written once over three kinds of values (:data:`NUMPY`, :func:`scalar_rules`, torch).
 
     Each rule is one expression in ``where``, ``maximum``, ``isfinite`` and ``log``, elementwise, so the
     numpy batch driver applies it to a batch, the compiled kernel to one problem's scalars (numba inlines
@@ -146,20 +145,27 @@ def _rules(where: Any, maximum: Any, isfinite: Any, log: Any, wrap: Any = None) 
     return Rules(*(wrap(fn) if wrap else fn for fn in fns))
 
 
-@register_jitable
-def _where_scalar(cond, a, b):
-    return a if cond else b
-
-
-@register_jitable
-def _max_scalar(a, b):
-    return max(a, b)
-
-
 #: The rules on numpy arrays (the batch driver).
 NUMPY = _rules(np.where, np.maximum, np.isfinite, np.log)
-#: The rules on scalars, compiled into the small-problem kernel by numba (and callable from Python).
-SCALAR = _rules(_where_scalar, _max_scalar, np.isfinite, np.log, wrap=register_jitable)
+
+
+@functools.cache
+def scalar_rules() -> Rules:
+    """The rules on scalars, for the compiled kernel: numba inlines them (they stay callable from Python).
+
+    Made on first use, so that importing pidkd does not import numba.
+    """
+    from numba.extending import register_jitable
+
+    @register_jitable
+    def where(cond, a, b):
+        return a if cond else b
+
+    @register_jitable
+    def maximum(a, b):
+        return max(a, b)
+
+    return _rules(where, maximum, np.isfinite, np.log, wrap=register_jitable)
 
 
 @functools.cache
