@@ -379,6 +379,34 @@ def test_ctrl_c_in_the_compiled_batch_solve_stops_it_promptly():
     assert time.perf_counter() - start < 2.0
 
 
+@pytest.mark.parametrize("step", ["woodbury", "pcg"])
+def test_ctrl_c_in_a_structured_step_kernel_is_a_keyboard_interrupt(step, monkeypatch):
+    """The numpy path's Newton steps call compiled kernels (per-cell and Woodbury blocks, PCG products): a
+    Ctrl-C that lands in one surfaces from numba as a SystemError, and must reach the caller as Ctrl-C."""
+    from pidkd.estimators.broja import _dual_newton
+
+    class Interrupted:  # a step whose kernel is hit by Ctrl-C on the third Newton step
+        name = step
+
+        def __init__(self):
+            self.inner, self.calls = _dual_newton.make_step(step, (40, 6, 6)), 0
+
+        def __call__(self, *args):
+            self.calls += 1
+            if self.calls == 3:
+                raise _interrupt_in_numba()
+            return self.inner(*args)
+
+    p = np.random.default_rng(1).dirichlet(np.ones(40 * 36)).reshape(1, 40, 6, 6)
+    with pytest.raises(KeyboardInterrupt):
+        _dual_newton.solve(p, gap_tol=1e-9, residual_tol=1e-10, kernel="numpy", step=Interrupted())
+    other = SystemError("a compiled kernel failed")  # a SystemError of another cause stays one
+    with pytest.raises(SystemError, match="kernel failed"):
+        bad = Interrupted()
+        bad.inner = lambda *a: (_ for _ in ()).throw(other)
+        _dual_newton.solve(p, gap_tol=1e-9, residual_tol=1e-10, kernel="numpy", step=bad)
+
+
 def test_ctrl_c_stops_a_sweep_instead_of_failing_a_pair(monkeypatch):
     import pidkd.estimators.sweeps as sweeps
 

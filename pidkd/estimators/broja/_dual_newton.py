@@ -466,7 +466,14 @@ def solve(
     # Trial points of the line search may overflow; they are rejected (non-finite F), and a NaN
     # reaching the end fails the certificate (gap <= tol is False for NaN), so nothing is hidden.
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"), _blas_threads(1):
-        res = _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step)
+        try:
+            res = _solve(p, gap_tol, residual_tol, max_iter, shrink, eps_min, trace, step)
+        except SystemError as err:  # a Ctrl-C inside one of the step's compiled kernels, as numba raises it
+            from pidkd.estimators.broja._kernels import interrupted
+
+            if interrupted(err):
+                raise KeyboardInterrupt from err
+            raise
     if swap:  # the certificate (residual, H(Y|T,S), gap) is symmetric in T and S
         res = replace(res, q=res.q.transpose(0, 1, 3, 2), a=res.b, b=res.a)
     return res
