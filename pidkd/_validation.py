@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ __all__ = [
     "PMF_SUM_TOL",
     "as_joint_pmf",
     "as_pmf",
+    "is_sparse_input",
     "check_base",
     "check_bool",
     "check_choice",
@@ -131,8 +132,8 @@ def check_number(value: Any, *, name: str, caller: str, kind: str = "positive", 
     return float(value)
 
 
-def _dit_to_array(d: Any, variables: Sequence[int] | None, arg: str, caller: str) -> NDArray[np.float64]:
-    """Dense array of a ``dit.Distribution`` with axes ordered (Y, T, S)."""
+def _dit_cells(d: Any, variables: Sequence[int] | None, arg: str, caller: str) -> tuple[Any, Any, Any]:
+    """(shape, (y, t, s) coordinates, probabilities) of a ``dit.Distribution`` with axes ordered (Y, T, S)."""
     n_vars = d.outcome_length()
     if variables is None:
         if n_vars != 3:
@@ -151,10 +152,21 @@ def _dit_to_array(d: Any, variables: Sequence[int] | None, arg: str, caller: str
     d = d.copy(base="linear")
     alphabets = [sorted({o[v] for o in d.outcomes}, key=repr) for v in variables]
     index = [{sym: i for i, sym in enumerate(alpha)} for alpha in alphabets]
-    out = np.zeros([len(a) for a in alphabets])
-    for outcome, prob in zip(d.outcomes, d.pmf):
-        cell = tuple(index[k][outcome[v]] for k, v in enumerate(variables))
-        out[cell] += prob
+    coords = np.array(
+        [[index[k][outcome[v]] for k, v in enumerate(variables)] for outcome in d.outcomes], dtype=np.int64
+    ).reshape(-1, 3)
+    shape = tuple(len(a) for a in alphabets)
+    # outcomes that differ in other variables fall on the same (y, t, s) cell: their masses add up
+    key, inverse = np.unique(np.ravel_multi_index(coords.T, shape), return_inverse=True)
+    pmf = np.bincount(inverse.reshape(-1), weights=np.asarray(d.pmf, dtype=np.float64), minlength=key.size)
+    return shape, np.unravel_index(key, shape), pmf
+
+
+def _dit_to_array(d: Any, variables: Sequence[int] | None, arg: str, caller: str) -> NDArray[np.float64]:
+    """Dense array of a ``dit.Distribution`` with axes ordered (Y, T, S)."""
+    shape, coords, pmf = _dit_cells(d, variables, arg, caller)
+    out = np.zeros(shape)
+    out[coords] = pmf
     return out
 
 
@@ -193,7 +205,7 @@ def _to_numpy(p: Any, arg: str, caller: str, variables: Sequence[int] | None) ->
         info = torch.finfo(p.dtype) if low else None
         tol = _sum_tol(float(info.eps), float(info.smallest_normal) * float(info.eps), p.numel()) if low else 0.0
         return p.detach().to("cpu", dtype=torch.float64).numpy(), tol
-    if isinstance(p, (str, bytes, dict)) or p is None:
+    if isinstance(p, (str, bytes)) or p is None:
         raise TypeError(
             f"{caller} expects `{arg}` to be an array-like joint pmf or count array p[y, t, s], a "
             f"dit.Distribution or a torch tensor; got {type(p).__name__}. Build an array with "
@@ -221,6 +233,159 @@ def _complex_error(arg: str, caller: str, dtype: str) -> TypeError:
     )
 
 
+def is_sparse_input(p: Any) -> bool:
+    """Whether ``p`` is a sparse joint distribution: a :class:`~pidkd.estimators.sparse.SparseJoint`, a
+    scipy sparse array or matrix, a pydata ``sparse`` array (if the user imported it) or a mapping
+    ``{(y, t, s): p}``. Never imports an optional package."""
+    mod = loaded_module("pidkd.estimators.sparse")
+    if mod is not None and isinstance(p, mod.SparseJoint):
+        return True
+    scipy_sparse = loaded_module("scipy.sparse")
+    if scipy_sparse is not None and scipy_sparse.issparse(p):
+        return True
+    pydata = loaded_module("sparse")
+    if pydata is not None and isinstance(p, getattr(pydata, "SparseArray", ())):
+        return True
+    return isinstance(p, Mapping)
+
+
+def _sparse_cells(p: Any, arg: str, caller: str) -> tuple[tuple[int, ...], list[Any], Any]:
+    """(shape, coordinate arrays, values) of a sparse input, before any check of their content."""
+    mod = loaded_module("pidkd.estimators.sparse")
+    if mod is not None and isinstance(p, mod.SparseJoint):
+        return p.shape, [p.y, p.t, p.s], p.p
+    scipy_sparse = loaded_module("scipy.sparse")
+    if scipy_sparse is not None and scipy_sparse.issparse(p):
+        coo = p if p.format == "coo" else p.tocoo()
+        coords = list(coo.coords) if hasattr(coo, "coords") else [coo.row, coo.col]
+        return tuple(coo.shape), coords, coo.data
+    if isinstance(p, Mapping):
+        keys = list(p.keys())
+        bad = next((k for k in keys if not (isinstance(k, tuple) and len(k) == 3)), None)
+        if bad is not None:
+            raise ValueError(
+                f"{caller} expects the keys of the mapping `{arg}` to be (y, t, s) tuples of three integer codes; "
+                f"got the key {bad!r}. Write the joint pmf as {{(y, t, s): p}}."
+            )
+        try:
+            coords = np.array(keys, dtype=np.int64).reshape(-1, 3) if keys else np.zeros((0, 3), dtype=np.int64)
+            if keys and not np.array_equal(coords, np.array(keys, dtype=object).astype(float)):
+                raise TypeError
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{caller} expects the keys of the mapping `{arg}` to be (y, t, s) tuples of integer codes; got "
+                f"e.g. {keys[0]!r}. Map the symbols to codes 0..n-1 first."
+            ) from None
+        if keys and coords.min() < 0:
+            raise ValueError(
+                f"{caller} expects the codes in the keys of `{arg}` to be >= 0; got the key "
+                f"{tuple(int(c) for c in coords[coords.min(1).argmin()])}."
+            )
+        shape = tuple(int(n) for n in coords.max(axis=0) + 1) if keys else (0, 0, 0)
+        try:
+            values = np.array(list(p.values()), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{caller} expects the values of the mapping `{arg}` to be numbers.") from None
+        return shape, list(coords.T), values
+    # pydata sparse
+    return tuple(p.shape), list(np.asarray(p.coords)), np.asarray(p.data)
+
+
+def as_sparse_joint(
+    p: Any, *, counts: bool = False, variables: Sequence[int] | None = None, arg: str = "p", caller: str = "pid()"
+) -> Any:
+    """Validate a sparse joint distribution (see :func:`is_sparse_input`, or a ``dit.Distribution``) and
+    return it as a :class:`~pidkd.estimators.sparse.SparseJoint`, never building the dense array.
+
+    Refused with one message each: a number of dimensions other than 3, coordinates outside the shape,
+    duplicate coordinates, NaN or infinite values, negative values, no mass, and (without ``counts``)
+    a sum other than 1.
+
+    Examples
+    --------
+    >>> as_sparse_joint({(0, 0, 0): 2, (1, 1, 1): 2}, counts=True)
+    SparseJoint(shape=(2, 2, 2), nnz=2)
+    """
+    from pidkd.estimators.sparse import SparseJoint
+
+    dit = loaded_module("dit")
+    if dit is not None and isinstance(p, dit.Distribution):
+        shape, coords, values = _dit_cells(p, variables, arg, caller)
+        coords = list(coords)
+    else:
+        if variables is not None:
+            raise ValueError(
+                f"The 'variables' parameter of {caller} selects (Y, T, S) in a dit.Distribution; `{arg}` is a "
+                f"{type(p).__name__}. Remove `variables`."
+            )
+        shape, coords, values = _sparse_cells(p, arg, caller)
+    if len(shape) != 3:
+        raise ValueError(
+            f"{caller} expects the sparse `{arg}` to be 3-d, p[y, t, s] (axis 0 the label Y, axis 1 the teacher T, "
+            f"axis 2 the student S); got ndim={len(shape)} with shape {shape}. Give three coordinates per cell."
+        )
+    y, t, s = (np.asarray(c, dtype=np.int64).reshape(-1) for c in coords)
+    values = np.asarray(values)
+    if values.dtype.kind == "c":
+        raise _complex_error(arg, caller, str(values.dtype))
+    values = values.astype(np.float64).reshape(-1)
+    if 0 in shape or values.size == 0:
+        raise ValueError(
+            f"{caller} expects the sparse `{arg}` to have at least one cell with positive mass; got none "
+            f"(shape {shape}). There is nothing to decompose: check how it was built."
+        )
+    for name, c, n in (("y", y, shape[0]), ("t", t, shape[1]), ("s", s, shape[2])):
+        out = (c < 0) | (c >= n)
+        if out.any():
+            k = int(np.argmax(out))
+            raise ValueError(
+                f"{caller} expects the coordinates of the sparse `{arg}` to lie inside its shape {shape}; got "
+                f"{int(out.sum())} outside (e.g. {name}={int(c[k])} at cell {(int(y[k]), int(t[k]), int(s[k]))}). "
+                "Enlarge the shape or fix the codes."
+            )
+    order = np.lexsort((s, t, y))
+    y, t, s, values = y[order], t[order], s[order], values[order]
+    dup = (np.diff(y) == 0) & (np.diff(t) == 0) & (np.diff(s) == 0)
+    if dup.any():
+        k = int(np.argmax(dup))
+        raise ValueError(
+            f"{caller} expects each cell of the sparse `{arg}` once; got {int(dup.sum())} duplicate coordinates "
+            f"(e.g. {(int(y[k]), int(t[k]), int(s[k]))}). Sum duplicates first (coo_array.sum_duplicates())."
+        )
+    if not np.all(np.isfinite(values)):
+        k = int(np.argmax(~np.isfinite(values)))
+        raise ValueError(
+            f"{caller} expects `{arg}` to hold finite numbers; got {int(np.count_nonzero(~np.isfinite(values)))} NaN "
+            f"or infinite value(s) (first at cell {(int(y[k]), int(t[k]), int(s[k]))}). Remove or impute them."
+        )
+    if np.any(values < 0):
+        k = int(np.argmax(values < 0))
+        raise ValueError(
+            f"{caller} expects `{arg}` to be non-negative; got {int(np.count_nonzero(values < 0))} negative values "
+            f"(e.g. {values[k]:.3g} at cell {(int(y[k]), int(t[k]), int(s[k]))}). Probabilities and counts cannot be "
+            "negative."
+        )
+    top = float(values.max())
+    if top <= 0:
+        raise ValueError(
+            f"{caller} expects the sparse `{arg}` to have positive total mass; got only zeros. There is nothing to "
+            "decompose: check how it was built."
+        )
+    if counts:
+        values = values / top
+        values = values / values.sum()
+    else:
+        total = float(values.sum())
+        if not abs(total - 1.0) <= PMF_SUM_TOL:
+            raise ValueError(
+                f"{caller} expects `{arg}` to be a joint pmf over (y, t, s) that sums to 1; got sum={total:.10g} "
+                f"(tolerance {PMF_SUM_TOL:g}). If `{arg}` holds counts, pass counts=True."
+            )
+        values = values / total
+    keep = values > 0
+    return SparseJoint(tuple(int(n) for n in shape), y[keep], t[keep], s[keep], values[keep])  # type: ignore[arg-type]
+
+
 def as_joint_pmf(
     p: Any,
     *,
@@ -228,8 +393,13 @@ def as_joint_pmf(
     variables: Sequence[int] | None = None,
     arg: str = "p",
     caller: str = "pid()",
-) -> NDArray[np.float64]:
+    sparse: bool = False,
+) -> Any:
     """Validate a joint distribution over (Y, T, S) and return it as a float64 pmf array.
+
+    Sparse input (see :func:`is_sparse_input`) is validated by :func:`as_sparse_joint`; with ``sparse=True``
+    it is returned as a :class:`~pidkd.estimators.sparse.SparseJoint` (a ``dit.Distribution`` too), else
+    as the dense array.
 
     Parameters
     ----------
@@ -253,6 +423,10 @@ def as_joint_pmf(
     >>> as_joint_pmf([[[2, 0], [0, 2]]], counts=True).tolist()
     [[[0.5, 0.0], [0.0, 0.5]]]
     """
+    dit = loaded_module("dit")
+    if is_sparse_input(p) or (sparse and dit is not None and isinstance(p, dit.Distribution)):
+        sp = as_sparse_joint(p, counts=counts, variables=variables, arg=arg, caller=caller)
+        return sp if sparse else sp.todense()
     arr, tol = _to_numpy(p, arg, caller, variables)
     if arr.ndim != 3:
         raise ValueError(

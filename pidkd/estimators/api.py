@@ -16,6 +16,7 @@ from pidkd.estimators.broja.measure import BROJA
 from pidkd.estimators.intersection import Intersection
 from pidkd.estimators.maps import Maps
 from pidkd.estimators.measure import Measure
+from pidkd.estimators.sparse import SparseJoint
 
 __all__ = ["MEASURES", "METHODS", "pid", "pid_batch", "resolve_measure"]
 
@@ -52,9 +53,15 @@ def pid(
 
     Parameters
     ----------
-    p : array_like, dit.Distribution or torch.Tensor
+    p : array_like, sparse array, mapping, dit.Distribution or torch.Tensor
         Joint pmf ``p[y, t, s]`` (axis 0 the label Y, axis 1 the teacher T, axis 2 the student
-        S) summing to 1, or counts with ``counts=True``.
+        S) summing to 1, or counts with ``counts=True``. Sparse input (a 3-d
+        ``scipy.sparse.coo_array``, a pydata ``sparse.COO``, a ``{(y, t, s): p}`` mapping, a
+        :class:`~pidkd.estimators.sparse.SparseJoint`) and a ``dit.Distribution`` are never made
+        dense: BROJA solves them on their support (the cells with P(y,t) > 0 and P(y,s) > 0), in
+        time and memory that follow the support; ``diagnostics.solver`` is then
+        ``"NEWTON-sparse"`` and ``diagnostics.q`` a ``coo_array`` (the dense path is taken where
+        it is faster, see ``docs/scaling.md``).
     measure : {"broja", "intersection", "maps"} or Measure, default "broja"
         The PID definition, by name or as a :class:`pidkd.Measure` instance (a measure of your
         own: subclass ``pidkd.Measure`` and implement ``redundancy(p)``, in nats; see
@@ -116,7 +123,7 @@ def pid(
     strict, counts = _check_flags(strict, counts, caller)
     max_iter = check_int(max_iter, name="max_iter", caller=caller, minimum=1, optional=True)
     m = resolve_measure(measure, method=method, solver=solver, tol=tol, max_iter=max_iter, strict=strict, caller=caller)
-    arr = as_joint_pmf(p, counts=counts, variables=variables, caller=caller)
+    arr = as_joint_pmf(p, counts=counts, variables=variables, caller=caller, sparse=True)
     return _decomposed(m, [arr], base)[0]
 
 
@@ -194,7 +201,7 @@ def pid_batch(
     )
     if device is None and on_gpu and isinstance(m, BROJA):
         m = dataclasses.replace(m, device=where)
-    arrs = [as_joint_pmf(p, counts=counts, arg=f"ps[{i}]", caller=caller) for i, p in enumerate(items)]
+    arrs = [as_joint_pmf(p, counts=counts, arg=f"ps[{i}]", caller=caller, sparse=True) for i, p in enumerate(items)]
     return _decomposed(m, arrs, base)
 
 
@@ -268,7 +275,13 @@ def _import_measure(path: str, caller: str) -> Measure:
 
 
 def _decomposed(m: Measure, arrs: list[Any], base: float) -> list[PIDResult]:
-    """``m.decompose(arrs)``, checked: a measure of the user's must return one PIDResult per pmf."""
+    """``m.decompose(arrs)``, checked: a measure of the user's must return one PIDResult per pmf.
+
+    Sparse pmfs (:class:`~pidkd.estimators.sparse.SparseJoint`) go to BROJA as they are (it solves them on
+    their support); every other measure gets the dense array.
+    """
+    if not isinstance(m, BROJA):
+        arrs = [a.todense() if isinstance(a, SparseJoint) else a for a in arrs]
     out = m.decompose(arrs, base=base)
     if not isinstance(out, list) or len(out) != len(arrs) or not all(isinstance(r, PIDResult) for r in out):
         raise TypeError(

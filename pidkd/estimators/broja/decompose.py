@@ -20,11 +20,12 @@ from numpy.typing import NDArray
 from pidkd._optional import import_optional
 from pidkd._validation import check_choice, check_positive, user_stacklevel
 from pidkd.estimators._result import PIDResult, SolverDiagnostics
-from pidkd.estimators.broja import _dual_newton
+from pidkd.estimators.broja import _dual_newton, _sparse_solve
 from pidkd.estimators.broja._certificate import Candidate, certify
 from pidkd.estimators.broja.cone import CVXPY_SOLVERS, solve_cone
 from pidkd.estimators.information import _h, _mi
 from pidkd.estimators.measure import _ROUNDOFF
+from pidkd.estimators.sparse import SparseJoint
 from pidkd.exceptions import ConvergenceWarning, SolverError
 
 __all__ = ["DEFAULT_TOL", "MIN_TOL", "RESIDUAL_TOL", "SOLVERS", "broja_decomposition", "broja_decompositions"]
@@ -246,11 +247,25 @@ def broja_decompositions(
             f"{caller}: device={device!r} runs pidkd's NEWTON solver in PyTorch; solver={name!r} runs on the CPU. "
             "Leave solver unset, or device=None."
         )
-    infos = [_informations(p) for p in ps]
-    sols: list[Candidate | None] = [
-        _closed_form(p, t_independent=mi_t <= _ZERO_MI) if _is_closed_form(mi_t, mi_s) else None
-        for p, (mi_t, mi_s, _, _) in zip(ps, infos)
-    ]
+    # Sparse input runs on its support, dense input on the dense path, unless the measured rule of
+    # _sparse_solve.route says the other is cheaper (the cvxpy solvers and PyTorch take dense arrays).
+    if name == "NEWTON" and device is None:
+        ps = [_sparse_solve.route(p) for p in ps]
+    else:
+        ps = [p.todense() if isinstance(p, SparseJoint) else p for p in ps]
+    sparse = [isinstance(p, SparseJoint) for p in ps]
+    infos = [_sparse_solve.informations(p) if sp else _informations(p) for p, sp in zip(ps, sparse)]
+    sols: list[Candidate | None] = [None] * len(ps)
+    for i, (p, info) in enumerate(zip(ps, infos)):
+        if _is_closed_form(info[0], info[1]):
+            independent = info[0] <= _ZERO_MI
+            sols[i] = (
+                _sparse_solve.closed_form(p, info, t_independent=independent)
+                if sparse[i]
+                else _closed_form(p, t_independent=independent)
+            )
+    for i in [i for i, s in enumerate(sols) if s is None and sparse[i]]:
+        sols[i] = _sparse_solve.solve_sparse(ps[i], tol * np.log(2.0), RESIDUAL_TOL, max_iter or _NEWTON_MAX_ITER)
     todo = [i for i, s in enumerate(sols) if s is None]
     if todo and name == "NEWTON":
         shape = tuple(max(ps[i].shape[k] for i in todo) for k in range(3))
