@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +36,12 @@ import torch
 from torch import nn
 
 from pidkd.distill import _distributed
-from pidkd.distill._checks import check_terms
 from pidkd.distill.config import DistillConfig
-from pidkd.distill.methods import DistillMethod, Step
+from pidkd.distill.methods import DistillMethod
 
 if TYPE_CHECKING:
     from pidkd.distill.callbacks import Callback
+    from pidkd.distill.distiller import Distiller
 
 __all__ = ["BestEpoch", "FitState", "run"]
 
@@ -77,6 +77,7 @@ class FitState:
     teacher_layers: list[str]
     student_layers: list[str]
     labels: torch.Tensor  # all training labels (a DataLoader: its first batch's)
+    distiller: Distiller  # the step: capture, method modules, phases, optimizer steps (the same objects as above)
     ddp: _distributed.Dist = field(default_factory=_distributed.Dist)
     rows: list[dict[str, Any]] = field(default_factory=list)
     epoch: int = 0
@@ -89,12 +90,7 @@ class FitState:
     val_ddp: _distributed.Dist | None = None  # set: each rank evaluates its shard and the counts are summed
     test_ddp: _distributed.Dist | None = None
     sampler: Any = None  # the DistributedSampler of the training data (several processes)
-    teacher_acts: dict[str, torch.Tensor] = field(default_factory=dict)  # captured layers, filled each step
-    student_acts: dict[str, torch.Tensor] = field(default_factory=dict)
-    forward_teacher: Callable[..., Any] | None = None  # the forward passes, compiled or not
-    forward_student: Callable[..., Any] | None = None
     cached: bool = False  # the training batches carry the teacher's cached outputs (logits, layers)
-    use_amp: bool = False
     progress: Any = None  # tqdm, when the run shows progress
     start_time: float = 0.0  # time.perf_counter() at the start (of the first run, when resumed)
 
@@ -127,49 +123,24 @@ def run(state: FitState, callbacks: Sequence[Callback]) -> list[dict[str, Any]]:
 
 
 def start_epoch(state: FitState, epoch: int) -> tuple[list[torch.optim.Optimizer], bool]:
-    """Set ``state.epoch`` and ``state.phase``, put the modules in train or eval mode, and return the
-    optimizers the phase steps and whether it trains the student."""
-    method, cfg = state.method, state.config
+    """Set ``state.epoch`` and ``state.phase`` (the Distiller's :meth:`~pidkd.distill.Distiller.start_epoch`:
+    the modules in train or eval mode), and return the optimizers the phase steps and whether it trains
+    the student."""
     if state.sampler is not None:
         state.sampler.set_epoch(epoch)  # each epoch its own shuffle, the same on every rank and on resume
-    state.epoch, state.phase = epoch + 1, method.phase(epoch, cfg)
-    prefixes, train_student = method.trains(state.phase, cfg)
-    state.student.train(train_student)
-    for name, m in state.modules.items():  # only the modules trained in this phase update BN statistics
-        m.train(name.startswith(prefixes))
-    opts = _phase_optimizers(state, prefixes, train_student)
-    if not opts:
-        raise ValueError(
-            f"fit(method={method.name!r}): phase {state.phase!r} trains neither the student nor any of the method's "
-            "filter_modules, so no optimizer updates anything; check the method's trains() and filter_modules."
-        )
-    return opts, train_student
-
-
-def _phase_optimizers(state: FitState, prefixes: tuple[str, ...], train_student: bool) -> list[Any]:
-    """The optimizers a phase steps: the student's when the student trains, the filters' when it does not
-    or when the phase also trains filter modules that the student's optimizer does not hold."""
-    method = state.method
-    opts = [state.optimizer] if train_student else []
-    own = [p_ for p_ in prefixes if p_ in method.filter_modules and p_ not in method.student_modules]
-    if state.filter_optimizer is not None and (not train_student or own):
-        opts.append(state.filter_optimizer)
-    return opts
+    phase = state.distiller.start_epoch(epoch)
+    state.epoch, state.phase = epoch + 1, phase.name
+    return state.distiller.phase_optimizers, phase.student
 
 
 def train_epoch(
     state: FitState, opts: list[torch.optim.Optimizer], train_student: bool, callbacks: Sequence[Callback]
 ) -> dict[str, Any]:
     """The steps of one epoch; returns its history row so far (epoch, phase, losses, accuracies)."""
-    method, cfg, dev, ddp, phase = state.method, state.config, state.device, state.ddp, state.phase
-    uses_teacher = method.uses_teacher  # the plain student's steps skip the teacher's forward pass
-    graphs = cfg.compile == "reduce-overhead" and dev.type == "cuda"  # torch.compile with CUDA graphs
-    params = [[p_ for g in o.param_groups for p_ in g["params"]] for o in opts]
+    distiller, cfg, dev, ddp, phase = state.distiller, state.config, state.device, state.ddp, state.phase
     # A parameter both optimizers hold (TED's student filter) is clipped, averaged and stepped once,
     # by the filters' optimizer, when a phase steps both.
-    both = {id(p_) for p_ in params[0]} & {id(p_) for p_ in params[-1]} if len(opts) > 1 else set()
-    shared = [p_ for p_ in params[-1] if id(p_) in both]
-    params[0] = [p_ for p_ in params[0] if id(p_) not in both]
+    params, _ = distiller._phase_split()
     synced = [p_ for ps in params for p_ in ps] if ddp.active else []
     sums: dict[str, torch.Tensor] = {}
     correct = torch.zeros((), device=dev)
@@ -182,59 +153,30 @@ def train_epoch(
         else state.train
     )
     for step, batch in enumerate(batches):
+        cached = None
         if state.cached:
             x, y, *cached = batch
         else:
             x, y = batch
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True).long()  # int32 labels too
-        if graphs:
-            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are dead
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=state.use_amp):
-            t_logits, t_acts = None, []
-            if state.cached:
-                t_logits, *t_acts = (t.to(dev, non_blocking=True) for t in cached)
-            elif uses_teacher:
-                with torch.no_grad():
-                    t_logits = state.forward_teacher(x)
-                t_acts = [state.teacher_acts[a] for a in state.teacher_layers]
-                if graphs:  # copied out of the teacher graph's memory before the student's graph runs
-                    t_logits, t_acts = t_logits.clone(), [t.clone() for t in t_acts]
-            with torch.set_grad_enabled(train_student):
-                logits = state.forward_student(x)
-            captured = Step(
-                y=y,
-                logits=logits,
-                teacher_logits=t_logits,
-                teacher=t_acts,
-                student=[state.student_acts[b] for b in state.student_layers],
-            )
-            terms = method.terms(phase, cfg, state.modules, captured)
-        if step == 0:  # a method of the user's: a clear error before its terms are summed
-            check_terms(terms, method=method, phase=phase)
-        loss = sum(terms.values())
+        terms = distiller(x, y, teacher_outputs=cached)
+        loss = terms.pop("loss")
         for o in opts:
             o.zero_grad(set_to_none=True)
         loss.backward()
         if ddp.active:  # one all-reduce: the mean gradient over the ranks, as DDP
             _distributed.average_gradients_(synced, ddp.world)
-        if cfg.grad_clip:
-            for ps in params:  # each optimizer's parameters on their own
-                nn.utils.clip_grad_norm_(ps, cfg.grad_clip)
-        for o in reversed(opts):
-            o.step()
-            for p_ in shared:  # stepped by the filters' optimizer: the student's skips it
-                p_.grad = None
+        distiller.optimizer_step()
         for name, v in terms.items():
             sums[name] = sums.get(name, torch.zeros((), device=dev)) + v.detach().float()
         bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), step, bad_step)
-        correct += (logits.detach().argmax(1) == y).sum()
+        correct += (distiller.last_step.logits.detach().argmax(1) == y).sum()
         count += y.numel()
         for cb in callbacks:
             cb.on_step_end(state, step, terms)
     if step < 0:
         raise ValueError(f"fit(): train_data gave no batches in epoch {state.epoch}.")
-    if train_student:
-        state.scheduler.step()
+    distiller.end_epoch()  # the learning-rate schedule, in the epochs that train the student
     row = _epoch_row(state, sums, correct, count, bad_step, step + 1)
     if ddp.active:  # BatchNorm statistics: rank 0's on every rank, as DDP's broadcast_buffers
         buffers = [*state.student.buffers(), *state.modules.buffers()]

@@ -129,9 +129,13 @@ class PIDProbe:
     >>> probe = PIDProbe((x, y), teacher_layer="1", student_layer="1", n_bootstrap=5)
     >>> probe.name
     'probe_1_1'
-    >>> row = probe.run(teacher, student, nn.ModuleDict(), None, torch.device("cpu"), epoch=1)
+    >>> row = probe(teacher, student, epoch=1)  # measured now, on these weights
     >>> abs(row["probe_1_1_red_plugin"] + row["probe_1_1_uni_t_plugin"] - row["probe_1_1_mi_t"]) < 1e-9
     True
+
+    Given to :func:`~pidkd.distill.fit` (``probes=[probe]``, or among its ``callbacks``), the probe
+    measures every ``every`` epochs into the history; in Lightning,
+    :class:`pidkd.distill.lightning.PIDProbeCallback` logs the same columns.
     """
 
     data: tuple[torch.Tensor, torch.Tensor]
@@ -257,9 +261,48 @@ class PIDProbe:
     ) -> dict[str, float]:
         """Capture and analyse at once: the atoms of the layer pair (and of the filters of ``pair``).
 
-        (Named ``measure`` before PIDProbe took a ``measure=`` parameter, the PID measure.)
+        The positional form the training loop calls; ``probe(teacher, student, ...)`` (:meth:`__call__`)
+        is the same with defaults. (Named ``measure`` before PIDProbe took a ``measure=`` parameter, the
+        PID measure; ``measure`` is that parameter now.)
         """
         return self.analyse(self.capture(teacher, student, modules, pair, device), epoch)
+
+    def __call__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        *,
+        modules: nn.ModuleDict | None = None,
+        pair: int | None = None,
+        device: torch.device | str | None = None,
+        epoch: int = 0,
+    ) -> dict[str, float]:
+        """Measure now, outside :func:`~pidkd.distill.fit`: the probe's columns on these models' weights.
+
+        ``modules`` and ``pair``: a method's modules and the index of the distilled layer pair whose
+        filters to probe as well (``Distiller.method_modules``; :meth:`pair_of` finds the index).
+        ``device``: where the models run (default: the student's). ``epoch`` seeds the intervals and
+        the null level, as the epoch does in a run. The quantizers are fitted on the probe's first
+        measurement and reused after; :meth:`reset` forgets them. Returns ``{"<name>_red": ...,
+        "<name>_uni_t": ..., ...}``, the columns :func:`~pidkd.distill.fit` adds to its history.
+        """
+        if device is None:
+            device = next((p.device for p in student.parameters()), torch.device("cpu"))
+        modules = nn.ModuleDict() if modules is None else modules
+        return self.run(teacher, student, modules, pair, torch.device(device), epoch)
+
+    def pair_of(self, teacher_layers: Sequence[str], student_layers: Sequence[str] | None = None) -> int | None:
+        """The index of the distilled layer pair whose filters the probe measures too, or None.
+
+        ``on="layers"``: the first pair whose teacher layer is ``teacher_layer``; ``on="filters"``: the pair
+        (``teacher_layer``, ``student_layer``) itself (a teacher layer may be distilled twice).
+        """
+        teacher_layers = list(teacher_layers)
+        if self.on == "filters":
+            pairs = list(zip(teacher_layers, student_layers)) if student_layers is not None else []
+            key = (self.teacher_layer, self.student_layer)
+            return pairs.index(key) if key in pairs else None
+        return teacher_layers.index(self.teacher_layer) if self.teacher_layer in teacher_layers else None
 
     def _codes(self, key: str, arr: np.ndarray) -> np.ndarray:
         if key not in self._quantizers:
@@ -403,7 +446,7 @@ class ProbeRunner:
         for probe in self.probes:  # a run of its own: quantizers fitted on this run's first capture
             probe.reset()
         self.teacher_layers = teacher_layers
-        self.pairs = list(zip(teacher_layers, student_layers)) if student_layers is not None else []
+        self.student_layers = student_layers
         background = any(p.background for p in self.probes)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pidkd-probe") if background else None
         self._pending: list[tuple[dict[str, Any], Future]] = []
@@ -413,11 +456,7 @@ class ProbeRunner:
         start = time.perf_counter()
         due = [p for p in self.probes if epoch % p.every == 0]
         for probe in due:
-            layer = probe.teacher_layer
-            pair = self.teacher_layers.index(layer) if layer in self.teacher_layers else None
-            if probe.on == "filters":  # the filters of exactly this pair (a teacher layer may be distilled twice)
-                key = (layer, probe.student_layer)
-                pair = self.pairs.index(key) if key in self.pairs else None
+            pair = probe.pair_of(self.teacher_layers, self.student_layers)
             captured = probe.capture(teacher, student, modules, pair, device)
             if probe.background and self._pool is not None:
                 self._pending.append((row, self._pool.submit(_timed, probe, captured, epoch)))

@@ -12,6 +12,7 @@ and the loss terms of each step; the shipped methods (plain student, KD, VID, TE
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -51,11 +52,12 @@ from pidkd.distill.checkpoints import (
     restore_checkpoint,
 )
 from pidkd.distill.config import DistillConfig, effective_config, schedule_text
+from pidkd.distill.distiller import Distiller
 from pidkd.distill.hooks import capture
 from pidkd.distill.loop import BestEpoch, FitState
+from pidkd.distill.methods import CONFIG_KNOBS, DistillMethod, Student, resolve
 from pidkd.distill.methods import METHODS as _METHODS
-from pidkd.distill.methods import DistillMethod, Student, resolve
-from pidkd.distill.probes import check_probes
+from pidkd.distill.probes import PIDProbe, check_probes
 
 __all__ = ["METHODS", "DistillConfig", "FitResult", "fit"]
 
@@ -121,23 +123,6 @@ class FitResult:
         model = copy.deepcopy(self.student)
         model.load_state_dict(self.best_state)
         return model
-
-
-def _optimizer(cfg: DistillConfig, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """The optimizer of ``cfg`` over ``params`` (one parameter group)."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
-        )
-    if cfg.optimizer in ("adam", "adamw"):
-        cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        return cls(params, lr=lr, weight_decay=cfg.weight_decay)
-    opt = cfg.optimizer(params, lr=lr)
-    if not isinstance(opt, torch.optim.Optimizer):
-        raise TypeError(
-            f"DistillConfig.optimizer must return a torch.optim.Optimizer; the factory returned {describe(opt)}."
-        )
-    return opt
 
 
 def _check_same_teacher(teacher: nn.Module, ddp: _distributed.Dist, dev: torch.device) -> None:
@@ -239,11 +224,12 @@ def fit(
         under its own ``name`` (two probes with one name are refused). The training thread only
         runs the probe set through the networks; the PID analysis runs in a worker thread and its
         columns are complete when ``fit`` returns.
-    callbacks : sequence of Callback
+    callbacks : sequence of Callback or PIDProbe
         Code of yours run at the hook points of the loop (:class:`pidkd.distill.Callback`: at the
         start and end of the run and of each epoch, and after each step); ``on_epoch_end`` may add
         columns to the epoch's history row. They run after fit's own (best-model selection,
-        probes) and before the checkpoint of the epoch is written.
+        probes) and before the checkpoint of the epoch is written. A :class:`PIDProbe` among them is
+        one of ``probes``.
 
     Returns
     -------
@@ -295,8 +281,10 @@ def fit(
             f"fit(): teacher_layers and student_layers pair up one to one; got {len(t_layers)} and {len(s_layers)}."
         )
     method.check(cfg)
-    probes = check_probes(probes, teacher, student, method=method, pairs=list(zip(t_layers, s_layers)))
     mine = _check_callbacks(callbacks)
+    probes = [*(probes if isinstance(probes, Sequence) else [probes]), *(p for p in mine if isinstance(p, PIDProbe))]
+    mine = [cb for cb in mine if not isinstance(cb, PIDProbe)]
+    probes = check_probes(probes, teacher, student, method=method, pairs=list(zip(t_layers, s_layers)))
     state = load_checkpoint(resume_from, method.name) if resume_from is not None else None
     if state is not None:
         check_resume(state, cfg, method, teacher, t_layers, s_layers)
@@ -507,40 +495,33 @@ def _train(
     ta, sa, t_out, labels = _first_batch(
         train, train_labels, method, teacher, student, dev, use_amp, t_layers, s_layers, others
     )
-    n_classes = 0 if isinstance(method, Student) else t_out.shape[1]  # heads predict the teacher's classes
-    mods = method.build([ta[n] for n in t_layers], [sa[n] for n in s_layers], n_classes, cfg)
-    if not isinstance(mods, nn.ModuleDict):
-        raise TypeError(f"{type(method).__name__}.build() must return an nn.ModuleDict; got {describe(mods)}.")
-    mods = mods.to(dev)
+    distiller = Distiller(
+        teacher, student, method, teacher_layers=t_layers, student_layers=s_layers, config=_loop_settings(cfg)
+    )
+    try:  # the Distiller's layer hooks stay registered for the whole run and leave the models at its end
+        distiller._build_from(ta, sa, t_out)
+        mods = distiller.method_modules
+        (opt_s, *rest), sched = distiller.configure_optimizers()
+        opt_t = rest[0] if rest else None
+        best = BestEpoch()
+        rows: list[dict[str, Any]] = []
+        start_epoch = 0
+        if state is not None:
+            rows, start_epoch = restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev)
+            if state.get("best") is not None:
+                best = BestEpoch(**state["best"])
+        if ddp.active:  # every rank starts from rank 0's student and modules
+            _distributed.broadcast_([*student.parameters(), *student.buffers(), *mods.parameters(), *mods.buffers()])
+            _check_same_teacher(teacher, ddp, dev)
 
-    def params_of(prefixes):
-        return [p_ for name, m in mods.items() if name.startswith(prefixes) for p_ in m.parameters()]
-
-    opt_s = _optimizer(cfg, list(student.parameters()) + params_of(method.student_modules), cfg.lr)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt_s, list(cfg.lr_milestones), cfg.lr_gamma)
-    filter_side = method.filter_modules
-    opt_t = _optimizer(cfg, params_of(filter_side), cfg.filter_lr or cfg.lr) if filter_side else None
-
-    best = BestEpoch()
-    rows: list[dict[str, Any]] = []
-    start_epoch = 0
-    if state is not None:
-        rows, start_epoch = restore_checkpoint(state, student, mods, opt_s, opt_t, sched, gen, dev)
-        if state.get("best") is not None:
-            best = BestEpoch(**state["best"])
-    if ddp.active:  # every rank starts from rank 0's student and modules
-        _distributed.broadcast_([*student.parameters(), *student.buffers(), *mods.parameters(), *mods.buffers()])
-        _check_same_teacher(teacher, ddp, dev)
-
-    tqdm = import_optional("tqdm", purpose="fit(progress=True)").tqdm if cfg.progress and ddp.main else None
-    start = time.perf_counter() - (rows[-1].get("wall_time", 0.0) if rows else 0.0)
-    probing = Probes(probes, t_layers, s_layers) if probes and ddp.main else None
-    callbacks = [LossScaleWarning(), BestModel(), *([probing] if probing else []), *user]
-    callbacks += [Checkpoints(), LearnedNothingWarning()]
-    # Hooks are registered once for the whole run (not per step) and removed at the end.
-    with capture(teacher, t_layers) as ta, capture(student, s_layers) as sa:
-        passes = _forward_passes(teacher, student, cfg.compile)
-        cache = _teacher_cache(method, cfg, train, ddp, passes["forward_teacher"], ta, t_layers, dev, use_amp, tqdm)
+        tqdm = import_optional("tqdm", purpose="fit(progress=True)").tqdm if cfg.progress and ddp.main else None
+        start = time.perf_counter() - (rows[-1].get("wall_time", 0.0) if rows else 0.0)
+        probing = Probes(probes, t_layers, s_layers) if probes and ddp.main else None
+        callbacks = [LossScaleWarning(), BestModel(), *([probing] if probing else []), *user]
+        callbacks += [Checkpoints(), LearnedNothingWarning()]
+        distiller.compile_models(cfg.compile)
+        ta = distiller.teacher_acts
+        cache = _teacher_cache(method, cfg, train, ddp, distiller.forward_teacher, ta, t_layers, dev, use_amp, tqdm)
         if cache is not None:  # the same batches and random draws, with the teacher's outputs alongside
             train = TensorBatches(train.x, train.y, cfg.batch_size, True, gen, pin=pin, extras=cache)
         run = FitState(
@@ -557,6 +538,7 @@ def _train(
             teacher_layers=t_layers,
             student_layers=s_layers,
             labels=labels,
+            distiller=distiller,
             ddp=ddp,
             rows=rows,
             epoch=start_epoch,
@@ -567,20 +549,23 @@ def _train(
             val_ddp=eval_ddp["val"],
             test_ddp=eval_ddp["test"],
             sampler=sampler,
-            teacher_acts=ta,
-            student_acts=sa,
             cached=cache is not None,
-            use_amp=use_amp,
             progress=tqdm,
             start_time=start,
-            **passes,
         )
         try:
             loop.run(run, callbacks)
         finally:
             if probing is not None:
                 probing.close()
+    finally:
+        distiller.close()
     return run
+
+
+def _loop_settings(cfg: DistillConfig) -> DistillConfig:
+    """``cfg`` without the deprecated method-knob fields, which :func:`fit` has applied to the method already."""
+    return dataclasses.replace(cfg, variant=None, **{f: None for f in CONFIG_KNOBS})
 
 
 def _check_callbacks(callbacks: Any) -> list[Callback]:
@@ -592,7 +577,7 @@ def _check_callbacks(callbacks: Any) -> list[Callback]:
         )
     callbacks = list(callbacks)
     for cb in callbacks:
-        if not isinstance(cb, Callback):
+        if not isinstance(cb, (Callback, PIDProbe)):
             raise TypeError(
                 "fit(callbacks=[...]) takes pidkd.distill.Callback objects (subclass it and override its hooks); "
                 f"got {describe(cb)}."
@@ -611,20 +596,6 @@ def _warn_never_distils(method: DistillMethod, cfg: DistillConfig) -> None:
             f"({type(method).__name__}(warmup_epochs=...{', coupling_from_cycle=0' if method.name == 'rid' else ''})).",
             stacklevel=4,  # the caller of fit()
         )
-
-
-def _forward_passes(teacher: nn.Module, student: nn.Module, mode: bool | str) -> dict[str, Any]:
-    """The teacher's and the student's forward passes: the models themselves, or their ``torch.compile``
-    (the hooks that capture layers are traced with them).
-
-    torch.compile's caches are cleared first: a teacher compiled by an earlier run, without this run's
-    capture hooks, was otherwise replayed without them (torch 2.11 and 2.13: the captured layers stayed
-    empty; a test repeats it)."""
-    if mode is False:
-        return {"forward_teacher": teacher, "forward_student": student}
-    torch.compiler.reset()
-    opts = {"mode": None if mode is True else mode}
-    return {"forward_teacher": torch.compile(teacher, **opts), "forward_student": torch.compile(student, **opts)}
 
 
 def _cache_budget(store: torch.device) -> int:
