@@ -53,6 +53,7 @@ from pidkd.estimators.broja._schedule import (
     RIDGE,
     RIDGE_FLOOR,
     SHRINK,
+    _blas_threads,
 )
 from pidkd.estimators.broja._support import Support, certify_support
 
@@ -328,7 +329,9 @@ def solve_support(
 ) -> SparseNewtonResult:
     """Solve the BROJA programme of ``sup`` to ``gap <= gap_tol`` (nats) and residual <= ``residual_tol``."""
     start = time.perf_counter()
-    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+    # BLAS on one thread, as on the dense path: its spinning threads otherwise take the cores from the
+    # compiled loops between the many small vector operations of CG
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"), _blas_threads(1):
         out = _solve(sup, gap_tol, residual_tol, max_iter, shrink, eps_min, trace)
     out.solve_time = time.perf_counter() - start
     return out
