@@ -17,9 +17,9 @@ def test_logic_gates_example_runs(capsys):
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
 def test_every_example_is_covered(path):
-    assert path.name in {"pid_of_logic_gates.py", "theory_checks.py", "make_digits_activations.py", "rid_digits.py"}, (
-        f"add a test that runs {path.name}"
-    )
+    covered = {"pid_of_logic_gates.py", "theory_checks.py", "make_digits_activations.py", "rid_digits.py"}
+    covered |= {"rid_own_loop.py", "rid_lightning.py"}
+    assert path.name in covered, f"add a test that runs {path.name}"
 
 
 def test_theory_checks_example_and_cli(tmp_path, capsys):
@@ -63,6 +63,23 @@ def test_rid_digits_example_quick():
         (t, m) for t in ("trained", "untrained") for m in ("student", "kd", "vid", "ted", "rid")
     }
     assert all(0.0 <= r["test_acc"] <= 1.0 and r["red_bits"] >= -1e-9 for r in rows)
+
+
+def test_rid_own_loop_example_quick_trains_as_fit():
+    pytest.importorskip("torch")
+    mod = runpy.run_path(str(EXAMPLES / "rid_own_loop.py"))
+    rows = mod["main"](["--quick"])
+    assert [r["method"] for r in rows] == ["student", "kd", "vid", "ted", "rid"]
+    assert all(r["same_as_fit"] for r in rows)  # the hand-written loop gives fit's weights, bit for bit
+
+
+def test_rid_lightning_example_quick(tmp_path):
+    pytest.importorskip("lightning")
+    mod = runpy.run_path(str(EXAMPLES / "rid_lightning.py"))
+    metrics = mod["main"](["--quick", "--log-dir", str(tmp_path)])
+    assert 0.0 <= metrics["test_acc"] <= 1.0 and metrics["probe/probe_3_3/red"] >= -1e-9
+    assert {"loss_task", "loss_rid", "train_acc", "val_acc", "probe/probe_3_3/filters_red"} <= set(metrics)
+    assert list(tmp_path.rglob("metrics.csv"))  # the Trainer's own logger got the metrics
 
 
 def test_resilience_benchmark_quick_grid_writes_its_table(tmp_path):
