@@ -15,7 +15,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from pidkd._optional import loaded_module
 
-__all__ = ["JointHistogram", "joint_histogram"]
+__all__ = ["SPARSE_CELLS_PER_SAMPLE", "JointHistogram", "joint_histogram", "sparse_cells"]
+
+#: ``joint_histogram(sparse=None)`` and :func:`pidkd.pid_from_samples` count sparsely when the dense table
+#: would have more than this many cells per sample (it would then be mostly zeros, and its solve cost
+#: would follow its size, not its support: see docs/solvers.md, "Sparse input").
+SPARSE_CELLS_PER_SAMPLE = 64
 
 
 def _codes(x: Any, name: str, caller: str) -> NDArray[np.int64]:
@@ -83,7 +88,7 @@ def _check_table(shape: tuple[int, int, int], caller: str) -> None:
         )
 
 
-def _sizes(codes, given, caller) -> tuple[int, int, int]:
+def _sizes(codes, given, caller, check: bool = True) -> tuple[int, int, int]:
     if codes[0].size == 0 and any(n is None for n in given):
         raise ValueError(
             f"{caller} got no samples and no alphabet sizes, so the table has no shape. Give at least one "
@@ -103,7 +108,8 @@ def _sizes(codes, given, caller) -> tuple[int, int, int]:
                 f"< {name}). Raise {name} or check the codes."
             )
         sizes.append(int(n))
-    _check_table((sizes[0], sizes[1], sizes[2]), caller)
+    if check:
+        _check_table((sizes[0], sizes[1], sizes[2]), caller)
     return sizes[0], sizes[1], sizes[2]
 
 
@@ -139,6 +145,18 @@ def _count(cy, ct, cs, given, caller, counts=None) -> NDArray[np.int64]:
     return out
 
 
+def sparse_cells(
+    cy: NDArray[np.int64], ct: NDArray[np.int64], cs: NDArray[np.int64], shape: tuple[int, int, int]
+) -> tuple[tuple[NDArray[np.int64], ...], NDArray[np.int64], NDArray[np.int64]]:
+    """The occupied cells of validated codes: their (y, t, s) coordinates (sorted), their counts, and the
+    cell of every sample (so that resampled counts are one ``np.bincount`` over the same cells)."""
+    flat = (cy * shape[1] + ct) * shape[2] + cs
+    keys, cell = np.unique(flat, return_inverse=True)
+    cell = cell.reshape(-1)
+    coords = np.unravel_index(keys, shape)
+    return tuple(c.astype(np.int64) for c in coords), np.bincount(cell, minlength=keys.size), cell
+
+
 def joint_histogram(
     y: ArrayLike,
     t: ArrayLike,
@@ -148,7 +166,8 @@ def joint_histogram(
     n_t: int | None = None,
     n_s: int | None = None,
     normalize: bool = False,
-) -> NDArray[Any]:
+    sparse: bool | None = False,
+) -> Any:
     """Counts ``c[y, t, s]`` of the code triples (or their pmf with ``normalize=True``).
 
     Parameters
@@ -159,14 +178,33 @@ def joint_histogram(
         Alphabet sizes (default: largest code + 1).
     normalize : bool, default False
         Return the pmf (counts / n_samples) instead of int64 counts.
+    sparse : bool or None, default False
+        True: return a 3-d ``scipy.sparse.coo_array`` of the occupied cells, never allocating the dense
+        table (:func:`pidkd.pid` solves it on its support). None: sparse when the dense table would have
+        more than :data:`SPARSE_CELLS_PER_SAMPLE` cells per sample. False: a dense array.
 
     Examples
     --------
     >>> joint_histogram([0, 1, 1], [0, 1, 1], [1, 0, 0]).tolist()
     [[[0, 1], [0, 0]], [[0, 0], [2, 0]]]
+    >>> joint_histogram([0, 1, 1], [0, 1, 1], [1, 0, 0], sparse=True).nnz
+    2
     """
     caller = "joint_histogram()"
+    if sparse not in (True, False, None):
+        raise ValueError(f"The 'sparse' parameter of {caller} must be True, False or None. Got {sparse!r} instead.")
     cy, ct, cs = _validated(y, t, s, caller)
+    if sparse is not False:
+        shape = _sizes((cy, ct, cs), (n_y, n_t, n_s), caller, check=False)
+        if sparse or float(np.prod(shape, dtype=np.float64)) > SPARSE_CELLS_PER_SAMPLE * max(cy.size, 1):
+            import scipy.sparse
+
+            coords, counts, _ = sparse_cells(cy, ct, cs, shape)
+            if normalize:
+                if cy.size == 0:
+                    raise ValueError(f"{caller} cannot normalize an empty histogram: no samples were given.")
+                return scipy.sparse.coo_array((counts / cy.size, coords), shape=shape)
+            return scipy.sparse.coo_array((counts, coords), shape=shape)
     counts = _count(cy, ct, cs, (n_y, n_t, n_s), caller)
     if normalize:
         if cy.size == 0:

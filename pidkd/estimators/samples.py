@@ -30,9 +30,10 @@ from scipy import stats
 from pidkd._validation import check_base, check_int
 from pidkd.estimators._result import PIDResult
 from pidkd.estimators.api import pid, pid_batch, resolve_measure
-from pidkd.estimators.histogram import _codes, joint_histogram
+from pidkd.estimators.histogram import SPARSE_CELLS_PER_SAMPLE, _codes, joint_histogram, sparse_cells
 from pidkd.estimators.intersection import _xlogx
 from pidkd.estimators.quantize import Quantizer, fresh_quantizer
+from pidkd.estimators.sparse import SparseJoint
 
 __all__ = [
     "ATOMS",
@@ -217,6 +218,56 @@ def _decompose_counts(counts: np.ndarray, **kw: Any) -> np.ndarray:
     for i in range(0, len(counts), per):
         out += [[getattr(r, a) for a in ATOMS] for r in pid_batch(counts[i : i + per], counts=True, **kw)]
     return np.concatenate([np.array(out).reshape(-1, len(ATOMS)), _entropies(counts, kw.get("base", 2.0))], axis=1)
+
+
+def _joint_entropies(joints: list[SparseJoint], base: float) -> np.ndarray:
+    """[k, 2]: plug-in H(Y) and H(T, S) of sparse count tables, in units of ``base``."""
+    out = np.empty((len(joints), 2))
+    for i, j in enumerate(joints):
+        w = j.p / j.p.sum()
+        ts = np.unique(j.t * j.shape[2] + j.s, return_inverse=True)[1].reshape(-1)
+        for col, mass in enumerate((np.bincount(j.y, w), np.bincount(ts, w))):
+            out[i, col] = -_xlogx(mass[None], 1)[0]
+    return out / np.log(base)
+
+
+def _decompose_joints(joints: list[SparseJoint], **kw: Any) -> np.ndarray:
+    """:func:`_decompose_counts` of sparse count tables (solved on their supports, a batch at a time)."""
+    out = []
+    for i in range(0, len(joints), 16):
+        out += [[getattr(r, a) for a in ATOMS] for r in pid_batch(joints[i : i + 16], counts=True, **kw)]
+    return np.concatenate([np.array(out).reshape(-1, len(ATOMS)), _joint_entropies(joints, kw.get("base", 2.0))], 1)
+
+
+class _SparseSamples:
+    """The sparse count tables of one sample and its resamples, over one support structure.
+
+    The occupied cells of the full sample and the cell of every sample are found once
+    (:func:`pidkd.estimators.histogram.sparse_cells`); a bootstrap or jackknife resample only reweights
+    those cells (its support is a subset: one ``np.bincount`` each). A label permutation moves samples
+    to (y, t, s) cells the full sample may not have, so each permutation gets its own cells (one sort of
+    the permuted keys): its support is not a subset of the sample's.
+    """
+
+    def __init__(self, cy: np.ndarray, ct: np.ndarray, cs: np.ndarray, shape: tuple[int, int, int]):
+        self.shape, self.ct, self.cs = shape, ct, cs
+        self.coords, self.counts, self.cell = sparse_cells(cy, ct, cs, shape)
+
+    def joint(self, counts: np.ndarray, coords: Any = None) -> SparseJoint:
+        return SparseJoint.from_cells(self.shape, *(self.coords if coords is None else coords), counts)
+
+    def bootstrap(self, idx: np.ndarray) -> SparseJoint:
+        return self.joint(np.bincount(self.cell[idx], minlength=self.counts.size))
+
+    def permuted(self, y: np.ndarray) -> SparseJoint:
+        coords, counts, _ = sparse_cells(y, self.ct, self.cs, self.shape)
+        return self.joint(counts, coords)
+
+    def jackknife(self, groups: int, gen: np.random.Generator) -> list[SparseJoint]:
+        k = self.counts.size
+        group = gen.permutation(self.cell.size) % groups
+        per_group = np.bincount(group * k + self.cell, minlength=groups * k).reshape(groups, k)
+        return [self.joint(c) for c in self.counts[None] - per_group]
 
 
 def check_bias_correction(value: Any, n_bootstrap: int, caller: str) -> str:
@@ -471,37 +522,52 @@ def pid_from_samples(
         raise ValueError(f"{caller} got no samples (empty `y`); give one label and representation per sample.")
     ct = _as_codes(t, "t", quantizer, n_bins)
     cs = _as_codes(s, "s", quantizer, n_bins)
-    counts = joint_histogram(cy, ct, cs)
     n = int(cy.size)
+    shape = (int(cy.max()) + 1, int(ct.max()) + 1, int(cs.max()) + 1)
+    size = int(np.prod(shape, dtype=np.int64))
+    # A table far larger than the sample is counted and solved sparsely (the same resamples, drawn alike).
+    sparse = _SparseSamples(cy, ct, cs, shape) if size > SPARSE_CELLS_PER_SAMPLE * n else None
+    counts = joint_histogram(cy, ct, cs) if sparse is None else None
     kw = {"base": base, "measure": measure}
-    result = pid(counts, counts=True, **kw)
+    result_joint = None if sparse is None else sparse.joint(sparse.counts)
+    result = pid(counts if sparse is None else result_joint, counts=True, **kw)
     kw["measure"] = measure.for_resamples()  # the plug-in above ran with the measure itself
     if device is not None:
         kw["device"] = device
-    shape = counts.shape
     flat = (cy * shape[1] + ct) * shape[2] + cs
     boot = None
     if n_bootstrap:
-        boots = np.stack(
-            [np.bincount(flat[gen.integers(0, n, n)], minlength=counts.size).reshape(shape) for _ in range(n_bootstrap)]
-        )
-        boot = _decompose_counts(boots, **kw)
+        if sparse is None:
+            boots = np.stack(
+                [np.bincount(flat[gen.integers(0, n, n)], minlength=size).reshape(shape) for _ in range(n_bootstrap)]
+            )
+            boot = _decompose_counts(boots, **kw)
+        else:
+            boot = _decompose_joints([sparse.bootstrap(gen.integers(0, n, n)) for _ in range(n_bootstrap)], **kw)
     null_mean: dict[str, float] = {}
     null_high: dict[str, float] = {}
     if n_permutations:
-        perms = np.stack(
-            [
-                joint_histogram(gen.permutation(cy), ct, cs, n_y=shape[0], n_t=shape[1], n_s=shape[2])
-                for _ in range(n_permutations)
-            ]
-        )
-        atoms = _decompose_counts(perms, **kw)
+        if sparse is None:
+            perms = np.stack(
+                [
+                    joint_histogram(gen.permutation(cy), ct, cs, n_y=shape[0], n_t=shape[1], n_s=shape[2])
+                    for _ in range(n_permutations)
+                ]
+            )
+            atoms = _decompose_counts(perms, **kw)
+        else:
+            atoms = _decompose_joints([sparse.permuted(gen.permutation(cy)) for _ in range(n_permutations)], **kw)
         null_mean = {a: float(atoms[:, i].mean()) for i, a in enumerate(ATOMS)}
         null_high = {a: float(np.quantile(atoms[:, i], confidence)) for i, a in enumerate(ATOMS)}
     jack = None
     if bias_correction == "jackknife" and n > 1:  # drawn last: the other resamples are those of "none"
-        jack = _decompose_counts(_jackknife_counts(flat, counts, min(JACKKNIFE_GROUPS, n), gen), **kw)
-    plug = np.concatenate([[getattr(result, a) for a in ATOMS], _entropies(counts[None], base)[0]])
+        groups = min(JACKKNIFE_GROUPS, n)
+        if sparse is None:
+            jack = _decompose_counts(_jackknife_counts(flat, counts, groups, gen), **kw)
+        else:
+            jack = _decompose_joints(sparse.jackknife(groups, gen), **kw)
+    h_plug = _entropies(counts[None], base)[0] if sparse is None else _joint_entropies([result_joint], base)[0]
+    plug = np.concatenate([[getattr(result, a) for a in ATOMS], h_plug])
     est, ci, bounded, beyond = _estimate(
         plug,
         boot,
@@ -512,12 +578,12 @@ def pid_from_samples(
         base,
         syn_floor=0.0 if measure.nonnegative_synergy else -np.inf,
     )
-    occupied = int(np.count_nonzero(counts))
+    occupied = int(np.count_nonzero(counts)) if sparse is None else int(sparse.counts.size)
     if n / occupied < MIN_SAMPLES_PER_CELL:
         warnings.warn(
             SampleSizeWarning(
                 f"pid_from_samples: {n / occupied:.2g} samples per occupied cell ({n} samples, {occupied} of "
-                f"{counts.size} cells occupied), fewer than {MIN_SAMPLES_PER_CELL:g}: even the {bias_correction} "
+                f"{size} cells occupied), fewer than {MIN_SAMPLES_PER_CELL:g}: even the {bias_correction} "
                 "estimate keeps much of the plug-in bias here (Syn above all). Use more samples or fewer codes "
                 "(smaller n_bins), and compare each atom with its null level."
             ),

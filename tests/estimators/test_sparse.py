@@ -172,6 +172,44 @@ def test_sum_not_one():
         pidkd.pid({(0, 0, 0): 0.5, (1, 1, 1): 0.6})
 
 
+def test_joint_histogram_sparse():
+    rng = np.random.default_rng(5)
+    y, t, s = rng.integers(0, 4, 500), rng.integers(0, 30, 500), rng.integers(0, 20, 500)
+    dense = pidkd.estimators.joint_histogram(y, t, s)
+    sparse = pidkd.estimators.joint_histogram(y, t, s, sparse=True)
+    assert isinstance(sparse, scipy.sparse.coo_array) and sparse.nnz == np.count_nonzero(dense)
+    np.testing.assert_array_equal(sparse.todense(), dense)
+    # at most 4 x 30 x 20 = 2,400 cells: more than 64 per sample for 20 samples, not for 500
+    auto = pidkd.estimators.joint_histogram(y[:20], t[:20], s[:20], sparse=None)
+    assert isinstance(auto, scipy.sparse.coo_array)
+    assert isinstance(pidkd.estimators.joint_histogram(y, t, s, sparse=None), np.ndarray)
+    # a table of 1e15 cells is never allocated
+    big = pidkd.estimators.joint_histogram(y, t, s, n_t=10**7, n_s=10**7, sparse=True)
+    assert big.shape == (4, 10**7, 10**7) and big.nnz == sparse.nnz
+
+
+def test_pid_from_samples_sparse_counts_match_dense(monkeypatch, on_support):
+    import warnings
+
+    from pidkd.estimators import samples
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    y = rng.integers(0, 6, n)
+    t, s = (y + rng.integers(0, 3, n)) % 9, (2 * y + rng.integers(0, 2, n)) % 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", samples.SampleSizeWarning)
+        dense = samples.pid_from_samples(y, t, s, n_bootstrap=6, n_permutations=2)
+        monkeypatch.setattr(samples, "SPARSE_CELLS_PER_SAMPLE", 0)
+        sparse = samples.pid_from_samples(y, t, s, n_bootstrap=6, n_permutations=2)
+    assert sparse.pid.diagnostics.solver == "NEWTON-sparse"
+    assert sparse.occupied_cells == dense.occupied_cells
+    for atom in ATOMS:
+        assert sparse.estimate[atom] == pytest.approx(dense.estimate[atom], abs=1e-8)
+        assert sparse.ci[atom] == pytest.approx(dense.ci[atom], abs=1e-8)
+        assert sparse.null_mean[atom] == pytest.approx(dense.null_mean[atom], abs=1e-8)
+
+
 @pytest.mark.slow
 def test_large_copy_target():
     """BROJA_2PID's large copy at |T| = 990, |S| = 25: exact atoms (timing: benchmarks/sparse.py)."""
