@@ -2,7 +2,8 @@
 
 ``pidkd pid``                 PID table of every reference distribution, against its known values.
 ``pidkd pid xor``             PID of one reference distribution.
-``pidkd pid counts.npy --counts``   PID of a count (or pmf) array p[y, t, s] saved with numpy.
+``pidkd pid counts.npy --counts``   PID of a count (or pmf) array p[y, t, s] saved with numpy (or a
+                              3-d sparse one saved with scipy.sparse.save_npz, solved on its support).
 ``pidkd toys``                The RID paper's examples and theorems, checked numerically.
 ``pidkd measure [FILES]``     PID of saved activations per layer pair and checkpoint (default:
                               the example activations that ship with pidkd).
@@ -67,7 +68,7 @@ def _format_table(rows: list[dict[str, object]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _load_target(target: str) -> tuple[str, np.ndarray]:
+def _load_target(target: str) -> tuple[str, Any]:
     path = Path(target)
     if path.suffix == ".npy" or path.exists():
         if not path.exists():
@@ -82,12 +83,29 @@ def _load_target(target: str) -> tuple[str, np.ndarray]:
                 "saved with np.save and never loads pickled objects, which can run code."
             ) from None
         if not isinstance(arr, np.ndarray):
-            raise UsageError(f"{target!r} is an .npz archive; pidkd pid reads one array p[y, t, s] saved with np.save.")
+            return path.name, _load_sparse(path, target, arr)
         return path.name, arr
     try:
         return target.lower(), distributions.get(target)
     except ValueError as exc:
         raise UsageError(f"{exc} Or pass the path of a .npy pmf/count array.") from None
+
+
+def _load_sparse(path: Path, target: str, archive: Any) -> Any:
+    """A 3-d sparse pmf/count array saved with ``scipy.sparse.save_npz`` (never made dense)."""
+    import scipy.sparse
+
+    with archive:
+        is_sparse = "format" in archive.files and "shape" in archive.files
+    if not is_sparse:
+        raise UsageError(
+            f"{target!r} is an .npz archive but not a sparse array; pidkd pid reads one array p[y, t, s] saved with "
+            "np.save, or a 3-d scipy.sparse.coo_array saved with scipy.sparse.save_npz."
+        )
+    try:
+        return scipy.sparse.load_npz(path)  # numpy arrays only (allow_pickle=False)
+    except Exception as exc:
+        raise UsageError(f"could not read {target!r} as a sparse array ({type(exc).__name__}: {exc}).") from None
 
 
 def _check_output(flag: str, value: str | None, suffixes: tuple[str, ...], inputs: Sequence[str], force: bool) -> None:
@@ -364,7 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
         "TARGET, decompose every built-in reference distribution and compare with its known "
         f"values. Reference names: {', '.join(distributions.REFERENCE)}.",
     )
-    p.add_argument("target", nargs="?", help="reference distribution name or path to a .npy array p[y, t, s]")
+    p.add_argument(
+        "target",
+        nargs="?",
+        help="reference distribution name, path to a .npy array p[y, t, s], or to a .npz 3-d sparse array "
+        "(scipy.sparse.save_npz; solved on its support, never made dense)",
+    )
     p.add_argument("--counts", action="store_true", help="the array holds counts, not probabilities")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--base", type=float, default=2.0, help="logarithm base (default 2: bits)")

@@ -220,3 +220,22 @@ def test_large_copy_target():
     r = pidkd.pid(p)
     assert r.uni_t == pytest.approx(np.log2(n_t), abs=1e-6) and r.uni_s == pytest.approx(np.log2(n_s), abs=1e-6)
     assert abs(r.red) <= 1e-6 and abs(r.syn) <= 1e-6
+
+
+def test_cli_reads_a_sparse_npz(tmp_path, capsys):
+    import json
+
+    from pidkd.cli import main
+
+    n_t, n_s = 30, 4
+    t = np.repeat(np.arange(n_t), n_s)
+    s = np.tile(np.arange(n_s), n_t)
+    path = tmp_path / "copy.npz"
+    coo = scipy.sparse.coo_array((np.full(t.size, 3), (t * n_s + s, t, s)), shape=(t.size, n_t, n_s))
+    scipy.sparse.save_npz(path, coo)
+    assert main(["pid", str(path), "--counts", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["uni_t"] == pytest.approx(np.log2(n_t), abs=1e-6) and data["status"] == "optimal"
+    np.savez(tmp_path / "plain.npz", a=np.ones(3))
+    assert main(["pid", str(tmp_path / "plain.npz")]) == 2
+    assert "not a sparse array" in capsys.readouterr().err
