@@ -64,7 +64,8 @@ class DistillModule(pl.LightningModule):
     total with ``manual_backward`` and steps the phase's optimizers through Lightning's wrappers,
     clipped as ``fit`` clips (``config.grad_clip``; leave the Trainer's ``gradient_clip_val`` unset);
     each epoch's end steps the learning-rate scheduler when the phase trained the student. Batches
-    are ``(inputs, labels)`` pairs.
+    are ``(inputs, labels)`` pairs. The layer hooks stay on the models after training (the module
+    may train again); ``module.distiller.close()`` removes them.
 
     Examples
     --------
@@ -212,9 +213,6 @@ class DistillModule(pl.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._accuracy(batch, "test_acc")
-
-    def teardown(self, stage: str) -> None:
-        """Keep the layer hooks: the module may train again. ``module.distiller.close()`` removes them."""
 
 
 class PIDProbeCallback(pl.Callback):
