@@ -2,12 +2,16 @@
 the candidate optimum of a :class:`~pidkd.estimators.sparse.SparseJoint` (informations, closed forms,
 the support solver of :mod:`pidkd.estimators.broja._sparse_newton`), never building the dense array.
 
-Which path (:func:`route`), chosen by measurement (``benchmarks/sparse.py``, 2 cores): the support solver
-does a few times more work per cell than the dense solver's compiled loops, so a pmf whose support cells
-(the (y, t, s) with P(y, t) > 0 and P(y, s) > 0) fill more than ``1 / SPARSE_RATIO`` of its dense size
-runs on the dense path when that is at most :data:`DENSE_MAX_SIZE` cells; a dense array of at least
-:data:`AUTO_SPARSE_SIZE` cells whose support is below that fraction runs on the support (below that size
-every dense input stays on the dense path, as before).
+Which path (:func:`route`), chosen by measurement (``benchmarks/sparse.py``, docs/benchmarks/sparse.md, 2
+shared cores): per support cell the support solver costs far more than the dense solver's compiled loops
+per dense cell (40x32x32 pmfs: 0.34 s on the support against 0.30 s dense with 1/64 of the cells on the
+support, 5.1 s against 0.40 s at 0.56; 200x24x24: 0.71 s against 0.65 s at 1/36, 2.9 s against 0.87 s at
+1/9), so a pmf whose support cells (the (y, t, s) with P(y, t) > 0 and P(y, s) > 0) fill more than
+``1 / SPARSE_RATIO`` of its dense size runs on the dense path when that has at most
+:data:`DENSE_MAX_SIZE` cells. Sparse input larger than that stays sparse (a 1000x64x64 sample table,
+1/240 of it occupied and 1/64 on the support: 40.3 s and 504 MB peak on the support, 84.9 s and 901 MB
+dense). A dense array of at least :data:`AUTO_SPARSE_SIZE` cells whose support is below
+``1 / SPARSE_RATIO`` runs on the support; every smaller dense input stays on the dense path, as before.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pidkd.estimators.sparse import SparseJoint
 __all__ = ["AUTO_SPARSE_SIZE", "DENSE_MAX_SIZE", "SPARSE_RATIO", "informations", "route", "solve_sparse"]
 
 #: A pmf runs on the support when its support cells are fewer than 1 / SPARSE_RATIO of its dense size.
-SPARSE_RATIO = 8.0
+SPARSE_RATIO = 32.0
 #: Sparse input whose dense form has at most this many cells and a support above that fraction is densified.
 DENSE_MAX_SIZE = 4_000_000
 #: Dense input with at least this many cells and a sparse enough support runs on the support.
