@@ -93,13 +93,15 @@ def own_loop(teacher, student, data, method, cfg) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.mark.filterwarnings("ignore:.*knows nothing")  # a short run; the histories are what counts
 @pytest.mark.parametrize("name", list(METHODS))
 def test_own_loop_reproduces_fit_history_exactly(digits, name):
     x, y, teacher = digits
-    cfg = DistillConfig(epochs=4, batch_size=64, seed=3, progress=False, filter_lr=0.02)
+    cfg = DistillConfig(epochs=3, batch_size=64, seed=3, progress=False, filter_lr=0.02)
     mine = own_loop(teacher, cnn(4, 8, 1), (x, y), METHODS[name], cfg)
     res = fit(teacher, cnn(4, 8, 1), (x, y), method=METHODS[name], config=cfg, device="cpu", **LAYERS)
     pd.testing.assert_frame_equal(mine, res.history[list(mine.columns)], check_exact=True)
+    assert len(set(mine["phase"])) == {"student": 1, "kd": 1, "vid": 1, "ted": 2, "rid": 3, "rid_paper": 3}[name]
 
 
 class ChangedParameters(Callback):
