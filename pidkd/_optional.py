@@ -16,6 +16,7 @@ _EXTRA_FOR = {
     "zarr": "io",
     "distributed": "distributed",
     "mnist1d": "bench",
+    "lightning.pytorch": "lightning",
 }
 
 

@@ -26,18 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from pidkd._optional import import_optional
 from pidkd.distill.config import DistillConfig
 from pidkd.distill.distiller import Distiller
 from pidkd.distill.methods import DistillMethod
 from pidkd.distill.probes import PIDProbe
 
-try:
-    import lightning.pytorch as pl
-except ImportError as err:  # pragma: no cover - exercised by a test that hides lightning
-    raise ImportError(
-        "pidkd.distill.lightning needs the optional package 'lightning', which is not installed. Install it with: "
-        "pip install 'pidkd[lightning]' (pidkd.distill.fit and pidkd.distill.Distiller work without it)."
-    ) from err
+# pidkd.distill.fit and pidkd.distill.Distiller work without Lightning; this module needs it.
+pl = import_optional("lightning.pytorch", purpose="pidkd.distill.lightning")
 
 __all__ = ["DistillModule", "PIDProbeCallback"]
 
