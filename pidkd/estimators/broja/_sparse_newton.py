@@ -146,12 +146,18 @@ class _Preconditioner:
 class _Problem:
     def __init__(self, sup: Support):
         self.sup = sup
-        self.labels = _Labels(sup)
+        self._labels: _Labels | None = None
         self.n_a, self.n_b = sup.pyt.size, sup.pys.size
         self.n_g = sup.n_blocks
-        self.r = np.empty(sup.n_cells)
         self.prec: _Preconditioner | None = None
         self.cg_total = 0
+
+    @property
+    def labels(self) -> _Labels:
+        """The per-label structure, built on the first Newton step (a solve certified at its start needs none)."""
+        if self._labels is None:
+            self._labels = _Labels(self.sup)
+        return self._labels
 
     def evaluate(self, a, b, eps, mu):
         """F, L [G], r [K] (a new array), m [G]."""

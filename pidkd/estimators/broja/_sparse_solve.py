@@ -9,7 +9,7 @@ support, 5.1 s against 0.40 s at 0.56; 200x24x24: 0.71 s against 0.65 s at 1/36,
 1/9), so a pmf whose support cells (the (y, t, s) with P(y, t) > 0 and P(y, s) > 0) fill more than
 ``1 / SPARSE_RATIO`` of its dense size runs on the dense path when that has at most
 :data:`DENSE_MAX_SIZE` cells. Sparse input larger than that stays sparse (a 1000x64x64 sample table,
-1/240 of it occupied and 1/64 on the support: 40.3 s and 504 MB peak on the support, 84.9 s and 901 MB
+1/240 of it occupied: 40.3 s and 504 MB peak on the support, 84.9 s and 901 MB
 dense). A dense array of at least :data:`AUTO_SPARSE_SIZE` cells whose support is below
 ``1 / SPARSE_RATIO`` runs on the support; every smaller dense input stays on the dense path, as before.
 """
