@@ -17,6 +17,7 @@ __all__ = [
     "apply_blocks",
     "block_factors",
     "build_cells",
+    "build_sorted",
     "capacitance_triplets",
     "cells_dot",
     "cells_scatter",
@@ -42,6 +43,49 @@ def build_cells(yt_ptr, ys_ptr, yt_t, ys_s, n_s, n_cells):
                 ci[k], cj[k], key[k] = i, j, yt_t[i] * n_s + ys_s[j]
                 k += 1
     return ci, cj, key
+
+
+@nb.njit(cache=True, nogil=True)
+def build_sorted(yt_ptr, ys_ptr, yt_t, ys_s, n_s, n_cells, table, gid):
+    """The support cells already sorted by block, by a counting sort over the keys t * n_s + s.
+
+    ``table`` and ``gid`` are zeroed work arrays of n_t * n_s entries. Returns (ci, cj, blk, ptr, bt, bs):
+    the same cells, in the same order within each block (by label), as :func:`build_cells` followed by a
+    stable sort by block, without the key array or the sort.
+    """
+    for y in range(yt_ptr.size - 1):
+        for i in range(yt_ptr[y], yt_ptr[y + 1]):
+            for j in range(ys_ptr[y], ys_ptr[y + 1]):
+                table[yt_t[i] * n_s + ys_s[j]] += 1
+    n_g = 0
+    for k in range(table.size):
+        if table[k] > 0:
+            n_g += 1
+    ptr = np.empty(n_g + 1, dtype=np.int64)
+    bt = np.empty(n_g, dtype=np.int64)
+    bs = np.empty(n_g, dtype=np.int64)
+    g = 0
+    start = 0
+    for k in range(table.size):
+        c = table[k]
+        if c > 0:
+            table[k] = start
+            gid[k] = g
+            ptr[g], bt[g], bs[g] = start, k // n_s, k % n_s
+            start += c
+            g += 1
+    ptr[n_g] = start
+    ci = np.empty(n_cells, dtype=np.int64)
+    cj = np.empty(n_cells, dtype=np.int64)
+    blk = np.empty(n_cells, dtype=np.int64)
+    for y in range(yt_ptr.size - 1):
+        for i in range(yt_ptr[y], yt_ptr[y + 1]):
+            for j in range(ys_ptr[y], ys_ptr[y + 1]):
+                k = yt_t[i] * n_s + ys_s[j]
+                q = table[k]
+                table[k] = q + 1
+                ci[q], cj[q], blk[q] = i, j, gid[k]
+    return ci, cj, blk, ptr, bt, bs
 
 
 @nb.njit(cache=True, nogil=True)

@@ -45,7 +45,7 @@ class Support:
     @classmethod
     def of(cls, sp: SparseJoint) -> Support:
         """The support of a validated sparse pmf."""
-        from pidkd.estimators.broja._sparse_kernel import build_cells
+        from pidkd.estimators.broja._sparse_kernel import build_cells, build_sorted
 
         n_y, n_t, n_s = sp.shape
         yt_y, yt_t, pyt = sp.pairs(1)
@@ -53,11 +53,19 @@ class Support:
         yt_ptr = np.concatenate([[0], np.cumsum(np.bincount(yt_y, minlength=n_y))]).astype(np.int64)
         ys_ptr = np.concatenate([[0], np.cumsum(np.bincount(ys_y, minlength=n_y))]).astype(np.int64)
         n_cells = int((np.diff(yt_ptr) * np.diff(ys_ptr)).sum())
-        ci, cj, key = build_cells(yt_ptr, ys_ptr, yt_t, ys_s, n_s, n_cells)
-        keys, blk = np.unique(key, return_inverse=True)
-        blk = blk.reshape(-1)
-        order = np.argsort(blk, kind="stable")
-        ptr = np.concatenate([[0], np.cumsum(np.bincount(blk, minlength=keys.size))]).astype(np.int64)
+        if n_t * n_s <= 4 * n_cells + 1_000_000:  # a counting sort over the (t, s) keys: no key array, no sort
+            table, gid = np.zeros(n_t * n_s, dtype=np.int64), np.empty(n_t * n_s, dtype=np.int64)
+            ci, cj, blk, ptr, bt, bs = build_sorted(yt_ptr, ys_ptr, yt_t, ys_s, n_s, n_cells, table, gid)
+            del table, gid
+        else:  # codes too many for a table over (t, s): sort the keys
+            ci, cj, key = build_cells(yt_ptr, ys_ptr, yt_t, ys_s, n_s, n_cells)
+            keys, blk = np.unique(key, return_inverse=True)
+            del key
+            blk = blk.reshape(-1)
+            order = np.argsort(blk, kind="stable")
+            ci, cj, blk = ci[order], cj[order], blk[order].astype(np.int64)
+            ptr = np.concatenate([[0], np.cumsum(np.bincount(blk, minlength=keys.size))]).astype(np.int64)
+            bt, bs = keys // n_s, keys % n_s
         return cls(
             shape=sp.shape,
             pyt=pyt,
@@ -68,12 +76,12 @@ class Support:
             ys_s=ys_s,
             yt_ptr=yt_ptr,
             ys_ptr=ys_ptr,
-            ci=ci[order],
-            cj=cj[order],
+            ci=ci,
+            cj=cj,
             ptr=ptr,
-            bt=keys // n_s,
-            bs=keys % n_s,
-            blk=blk[order].astype(np.int64),
+            bt=bt,
+            bs=bs,
+            blk=blk,
             pt=sp.marginal(1),
             ps=sp.marginal(2),
         )
