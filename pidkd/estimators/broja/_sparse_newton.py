@@ -72,6 +72,8 @@ ETA_MIN = 1e-12
 #: 2,000-4,000-square capacitance a quarter full took 3.5 s by SuperLU, 1.6 s by LAPACK on one thread).
 DENSE_CAPACITANCE = 2048
 DENSE_FILL = 0.02
+#: Dense capacitance matrices larger than this are factored in single precision (float64 if that fails).
+SINGLE_PRECISION = 1024
 
 
 @dataclass
@@ -249,6 +251,16 @@ def _factor_capacitance(rows, cols, vals, n):
     if n <= DENSE_CAPACITANCE or rows.size >= DENSE_FILL * n * n:
         cap = np.bincount(rows * n + cols, vals, n * n).reshape(n, n)
         cap[np.diag_indices(n)] += 1.0
+        if n > SINGLE_PRECISION:  # a preconditioner needs few digits: half the memory traffic and flops
+            try:
+                with _blas_threads(nb.get_num_threads()):
+                    f32 = scipy.linalg.cho_factor(cap.astype(np.float32), lower=True, overwrite_a=True)
+                if np.isfinite(np.diag(f32[0])).all():
+                    return lambda u: scipy.linalg.cho_solve(f32, u.astype(np.float32), check_finite=False).astype(
+                        np.float64
+                    )
+            except (np.linalg.LinAlgError, ValueError):
+                pass
         try:
             with _blas_threads(nb.get_num_threads()):
                 factor = scipy.linalg.cho_factor(cap, lower=True, check_finite=True, overwrite_a=True)
