@@ -287,8 +287,9 @@ def _sparse_cells(p: Any, arg: str, caller: str) -> tuple[tuple[int, ...], list[
         except (TypeError, ValueError):
             raise TypeError(f"{caller} expects the values of the mapping `{arg}` to be numbers.") from None
         return shape, list(coords.T), values
-    # pydata sparse
-    return tuple(p.shape), list(np.asarray(p.coords)), np.asarray(p.data)
+    # pydata sparse: COO has coordinates; its other formats (GCXS, DOK) convert to it
+    coo = p if hasattr(p, "coords") else p.asformat("coo")
+    return tuple(coo.shape), list(np.asarray(coo.coords)), np.asarray(coo.data)
 
 
 def as_sparse_joint(

@@ -61,7 +61,7 @@ def pid(
         dense: BROJA solves them on their support (the cells with P(y,t) > 0 and P(y,s) > 0), in
         time and memory that follow the support; ``diagnostics.solver`` is then
         ``"NEWTON-sparse"`` and ``diagnostics.q`` a ``coo_array`` (the dense path is taken where
-        it is faster, see ``docs/scaling.md``).
+        it is faster, see ``docs/solvers.md``).
     measure : {"broja", "intersection", "maps"} or Measure, default "broja"
         The PID definition, by name or as a :class:`pidkd.Measure` instance (a measure of your
         own: subclass ``pidkd.Measure`` and implement ``redundancy(p)``, in nats; see
