@@ -3,15 +3,16 @@ the candidate optimum of a :class:`~pidkd.estimators.sparse.SparseJoint` (inform
 the support solver of :mod:`pidkd.estimators.broja._sparse_newton`), never building the dense array.
 
 Which path (:func:`route`), chosen by measurement (``benchmarks/sparse.py``, docs/benchmarks/sparse.md, 2
-shared cores): per support cell the support solver costs far more than the dense solver's compiled loops
-per dense cell (40x32x32 pmfs: 0.34 s on the support against 0.30 s dense with 1/64 of the cells on the
-support, 5.1 s against 0.40 s at 0.56; 200x24x24: 0.71 s against 0.65 s at 1/36, 2.9 s against 0.87 s at
-1/9), so a pmf whose support cells (the (y, t, s) with P(y, t) > 0 and P(y, s) > 0) fill more than
+shared cores, whose times vary up to 2x between runs): per support cell the support solver costs far more
+than the dense solver's compiled loops per dense cell, and wins only on the sparsest supports (40x32x32
+pmfs: 0.15 s on the support against 0.20 s dense with 1/64 of the cells on the support, 0.33 against 0.22
+s at 1/16, 3.7 against 0.27 s at 0.56; 200x24x24: 0.39 against 0.62 s at 1/36, 2.4 against 0.90 s at
+1/9). So a pmf whose support cells (the (y, t, s) with P(y, t) > 0 and P(y, s) > 0) fill more than
 ``1 / SPARSE_RATIO`` of its dense size runs on the dense path when that has at most
-:data:`DENSE_MAX_SIZE` cells. Sparse input larger than that stays sparse (a 1000x64x64 sample table,
-1/240 of it occupied: 40.3 s and 504 MB peak on the support, 84.9 s and 901 MB
-dense). A dense array of at least :data:`AUTO_SPARSE_SIZE` cells whose support is below
-``1 / SPARSE_RATIO`` runs on the support; every smaller dense input stays on the dense path, as before.
+:data:`DENSE_MAX_SIZE` cells. Sparse input larger than that stays sparse (a 1000x64x64 sample table, 1/240
+of it occupied: 29.8 s and 467 MB peak on the support, 39.8 s and 901 MB dense). A dense array of at least
+:data:`AUTO_SPARSE_SIZE` cells whose support is below ``1 / SPARSE_RATIO`` runs on the support; every
+smaller dense input stays on the dense path, as before.
 """
 
 from __future__ import annotations
