@@ -183,7 +183,7 @@ def main() -> None:
         ],
         "",
         "`pid()` takes the support when the support cells are below 1/32 of the dense size (and always for sparse",
-        "input whose dense form would exceed 4 million cells); dense input below a million cells keeps the dense",
+        "input whose dense form would exceed 8 million cells); dense input below a million cells keeps the dense",
         "path.",
         "",
     ]

@@ -9,8 +9,9 @@ pmfs: 0.15 s on the support against 0.20 s dense with 1/64 of the cells on the s
 s at 1/16, 3.7 against 0.27 s at 0.56; 200x24x24: 0.39 against 0.62 s at 1/36, 2.4 against 0.90 s at
 1/9). So a pmf whose support cells (the (y, t, s) with P(y, t) > 0 and P(y, s) > 0) fill more than
 ``1 / SPARSE_RATIO`` of its dense size runs on the dense path when that has at most
-:data:`DENSE_MAX_SIZE` cells. Sparse input larger than that stays sparse (a 1000x64x64 sample table, 1/240
-of it occupied: 29.8 s and 467 MB peak on the support, 39.8 s and 901 MB dense). A dense array of at least
+:data:`DENSE_MAX_SIZE` cells. Larger sparse input stays sparse, whatever its support (memory: the dense
+solver peaked at about 20 doubles per dense cell; a 1000x64x64 sample table, 1/240 of it occupied and 1/76 on
+the support: 29.8 s and 467 MB peak on the support, 39.8 s and 901 MB dense). A dense array of at least
 :data:`AUTO_SPARSE_SIZE` cells whose support is below ``1 / SPARSE_RATIO`` runs on the support; every
 smaller dense input stays on the dense path, as before.
 """
@@ -29,8 +30,10 @@ __all__ = ["AUTO_SPARSE_SIZE", "DENSE_MAX_SIZE", "SPARSE_RATIO", "informations",
 
 #: A pmf runs on the support when its support cells are fewer than 1 / SPARSE_RATIO of its dense size.
 SPARSE_RATIO = 32.0
-#: Sparse input whose dense form has at most this many cells and a support above that fraction is densified.
-DENSE_MAX_SIZE = 4_000_000
+#: Sparse input whose dense form has at most this many cells and a support above that fraction is densified
+#: (8 M cells: about 1.3 GB at the dense solver's peak; a permuted-label resample of the 1000x64x64 sample table
+#: has 1/13 of its cells on the support, where the support solver is many times slower than the dense one).
+DENSE_MAX_SIZE = 8_000_000
 #: Dense input with at least this many cells and a sparse enough support runs on the support.
 AUTO_SPARSE_SIZE = 1_000_000
 
