@@ -89,7 +89,6 @@ def test_resilience_benchmark_quick_grid_writes_its_table(tmp_path):
     assert len(out["runs"]) == 3 * 13 and set(out["meta"]["teacher_acc"]) == {"trained", "untrained", "noisy"}
     text = (tmp_path / "results.md").read_text()
     assert "| rid (paper) |" in text and "| rid |" in text and "untrained teacher" in text
-    assert out["meta"]["seconds"] < 180
 
 
 def test_cifar10_recipe_smoke_on_random_tensors():

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pidkd.distill import DistillConfig, PIDProbe, fit, noisy_copy, untrained_copy
+from pidkd.distill import RID, DistillConfig, DistillMethod, PIDProbe, fit, noisy_copy, untrained_copy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared harness
 from _harness import ROOT, argument_parser, environment, write_json, write_markdown  # noqa: E402
@@ -65,7 +65,7 @@ METHODS = {
     "student (paper)": ("student", "example", {}),
     "kd (paper)": ("kd", "example", {}),
     "vid (paper)": ("vid", "example", {}),
-    "vid (paper, lambda 1)": ("vid", "example", {"vid_lambda": 1.0}),
+    "vid (paper, lambda 1)": ("vid", "example", {"lambda_distill": 1.0}),
     "ted (paper)": ("ted", "example", {}),
     "rid (paper)": ("rid", "example", {}),
     "rid (paper, mean)": ("rid", "example", {"reduction": "mean", "sigma_penalty": "meansq", "lambda_distill": 1.0}),
@@ -82,17 +82,19 @@ def baseline(method_key: str) -> str:
     return "student" if METHODS[method_key][1] == "default" else "student (paper)"
 
 
-def config(method_key: str, epochs: int, seed: int) -> tuple[str, DistillConfig]:
-    """Fit method and configuration of a table row."""
-    method, kind, changes = METHODS[method_key]
+def config(method_key: str, epochs: int, seed: int) -> tuple[str, str | DistillMethod, DistillConfig]:
+    """The method's name, the fit method (a name, or an object with its knobs) and the configuration of a row."""
+    name, kind, changes = METHODS[method_key]
     common = dict(epochs=epochs, batch_size=64, progress=False, seed=seed)
     if kind == "default":
-        return method, DistillConfig(**common, **changes)
+        return name, name, DistillConfig(**common)
     if kind == "authors":
         cycle = max(2, epochs // 3)  # round(0.25 * 2) = 0 phase-1 epochs: fit refuses it, so half of a 2-epoch cycle
         fraction = 0.25 if cycle > 2 else 0.5
-        return method, DistillConfig.preset("authors", cycle_epochs=cycle, phase1_fraction=fraction, **common)
-    return method, dataclasses.replace(load_task("digits").config(epochs, seed), **changes)
+        method = RID.preset("authors", cycle_epochs=cycle, phase1_fraction=fraction)
+        return name, method, DistillConfig.preset("authors", **common)
+    task = load_task("digits")
+    return name, dataclasses.replace(task.methods(epochs)[name], **changes), task.config(epochs, seed)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -138,8 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
     for tname, teacher in teachers.items():
         for mkey in args.rows or methods:
             for seed in range(seeds):
-                method, cfg = config(mkey, epochs, seed)
-                layers = {"teacher_layers": ["3"], "student_layers": ["3"]} if method in ("vid", "ted", "rid") else {}
+                name, method, cfg = config(mkey, epochs, seed)
+                layers = {"teacher_layers": ["3"], "student_layers": ["3"]} if name in ("vid", "ted", "rid") else {}
                 probes = []
                 if seed == 0 and mkey in PROBED and not args.quick:
                     probes = [
