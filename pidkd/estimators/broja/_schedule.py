@@ -2,8 +2,9 @@
 
 Every path of the solver imports these: the numpy batch driver (:mod:`pidkd.estimators.broja._dual_newton`),
 the compiled small-problem kernel (:mod:`pidkd.estimators.broja._kernels`, where numba folds the constants
-in at compile time), the PCG step (:mod:`pidkd.estimators.broja._pcg`) and the PyTorch path
-(:mod:`pidkd.estimators.broja._torch_newton`). A change here changes all of them alike.
+in at compile time), the PCG step (:mod:`pidkd.estimators.broja._pcg`), the PyTorch path
+(:mod:`pidkd.estimators.broja._torch_newton`) and the support solver of sparse pmfs
+(:mod:`pidkd.estimators.broja._sparse_newton`). A change here changes all of them alike.
 
 The schedule (see :mod:`pidkd.estimators.broja._dual_newton` for the method): eps shrinks by
 ``SHRINK`` (``PCG_SHRINK`` for large PCG problems) after every stage, down to ``eps_min``; a stage

@@ -42,15 +42,9 @@ from numpy.typing import NDArray
 from pidkd.estimators.broja import _sparse_kernel as kern
 from pidkd.estimators.broja._pcg import MAX_CG, REFACTOR_AFTER, SIGNIFICANT
 from pidkd.estimators.broja._schedule import (
-    _ARMIJO,
     _FAR,
     _MAX_STAGES,
-    _MIN_STEP,
-    _MU_FLOOR,
-    EXP_LIMIT,
-    INNER,
-    INNER_FLOOR,
-    POLISH_NEAR,
+    NUMPY,
     RIDGE,
     RIDGE_FLOOR,
     SHRINK,
@@ -332,7 +326,7 @@ def _certify(pr: _Problem, m, r, a, b, gap_tol):
     sup = pr.sup
     q = m[sup.blk] * r
     res, h, bound = certify_support(sup, q, a, b)
-    if bound - h <= POLISH_NEAR * gap_tol:
+    if NUMPY.polish(bound - h, gap_tol):
         q = q.copy()
         kern.polish(q, sup.ci, sup.cj, sup.pyt, sup.pys, 50)
         res, h, bound = certify_support(sup, q, a, b)
@@ -380,23 +374,21 @@ def _solve(sup, gap_tol, residual_tol, max_iter, shrink, eps_min, trace) -> Spar
                 if trace:
                     log.append((eps, n_iter, c_res, c_bound - c_h, pr.cg_total))
                 best = (c_res, c_h, c_bound, q)
-                if c_bound - c_h <= gap_tol and c_res <= residual_tol:
+                if NUMPY.certified(c_bound - c_h, c_res, gap_tol, residual_tol):
                     break
-            if n_iter >= max_iter or n_stages >= _MAX_STAGES:
+            if not NUMPY.more_stages(n_iter, max_iter, n_stages, _MAX_STAGES):
                 break
-            mu = np.maximum(m, _MU_FLOOR)
+            mu = NUMPY.next_mu(m, True)  # every block of the support has cells
             alpha, beta = _block_shift(sup, m, ln)
             a = a + alpha[sup.yt_t]
             b = b + beta[sup.ys_s]
-            after = ln - (alpha[sup.bt] + beta[sup.bs])
-            over = after > 0
-            guard = float((after[over] / (EXP_LIMIT - np.log(mu[over]))).max(initial=0.0))
-            eps = max(eps * shrink, eps_min, guard)
+            guard = NUMPY.guard_terms(ln - (alpha[sup.bt] + beta[sup.bs]), mu, True).max(initial=0.0)
+            eps = float(NUMPY.next_eps(eps, shrink, eps_min, guard))
             n_stages += 1
             f, ln, r, m = pr.evaluate(a, b, eps, mu)
             ga, gb, res = pr.gradient(r, m)
             stage_end = False
-        inner_tol = max(INNER_FLOOR, INNER * eps * residual_tol / eps_min) if eps > eps_min else INNER_FLOOR
+        inner_tol = NUMPY.inner_tolerance(eps, eps_min, residual_tol)
         if res <= inner_tol or n_iter >= max_iter:
             stage_end = True
             continue
@@ -406,17 +398,17 @@ def _solve(sup, gap_tol, residual_tol, max_iter, shrink, eps_min, trace) -> Spar
             stage_end = True
             continue
         n_iter += 1
-        quad = -slope < 1e-12
+        quad = NUMPY.quadratic(slope)
         step = 1.0
         while True:
             f_new, ln_new, r_new, m_new = pr.evaluate(a + step * da, b + step * db, eps, mu)
             if quad:
                 ok = np.isfinite(f_new) and pr.gradient(r_new, m_new)[2] < res
             else:
-                ok = np.isfinite(f_new) and f_new <= f + _ARMIJO * step * slope
+                ok = NUMPY.armijo(f_new, f, step, slope)
             if ok:
                 break
-            if step < _MIN_STEP or quad:
+            if NUMPY.give_up(step, quad):
                 step = 0.0
                 break
             step *= 0.5
@@ -426,16 +418,16 @@ def _solve(sup, gap_tol, residual_tol, max_iter, shrink, eps_min, trace) -> Spar
         a, b = a + step * da, b + step * db
         f, ln, r, m = f_new, ln_new, r_new, m_new
         ga, gb, res = pr.gradient(r, m)
-    if best is None or not (best[2] - best[1] <= gap_tol and best[0] <= residual_tol):
+    if best is None or not NUMPY.certified(best[2] - best[1], best[0], gap_tol, residual_tol):
         c_res, c_h, c_bound, q = _certify(pr, m, r, a, b, gap_tol)
         if best is None or not (best[2] - best[1] <= c_bound - c_h):
             best = (c_res, c_h, c_bound, q)
-        if not best[0] <= residual_tol or best[2] - best[1] > POLISH_NEAR * gap_tol:
+        if not best[0] <= residual_tol or not NUMPY.polish(best[2] - best[1], gap_tol):
             q = best[3].copy()
             kern.polish(q, sup.ci, sup.cj, sup.pyt, sup.pys, 50)
             best = (*certify_support(sup, q, a, b), q)
     c_res, c_h, c_bound, q = best
-    converged = bool(c_bound - c_h <= gap_tol and c_res <= residual_tol)
+    converged = bool(NUMPY.certified(c_bound - c_h, c_res, gap_tol, residual_tol))
     return SparseNewtonResult(
         q=q,
         a=a,
