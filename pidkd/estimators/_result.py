@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 __all__ = ["STATUSES", "PIDResult", "SolverDiagnostics"]
 
@@ -40,8 +39,10 @@ class SolverDiagnostics:
         Duality gap in bits: an upper bound on the optimum from a dual-feasible point minus the
         objective at ``q``. For a feasible ``q`` it bounds how far ``uni_t`` can be above the
         exact value. ``nan`` when no dual point is available.
-    q : numpy.ndarray or None
-        The optimal joint distribution q[y, t, s] over the polytope Delta_P.
+    q : numpy.ndarray, scipy.sparse.coo_array or None
+        The optimal joint distribution q[y, t, s] over the polytope Delta_P: a 3-d ``coo_array``
+        when the pmf was solved on its support (sparse input); None where none was formed (a sparse
+        input's closed form).
     """
 
     solver: str
@@ -51,7 +52,7 @@ class SolverDiagnostics:
     solve_time: float
     residual: float
     gap: float
-    q: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
+    q: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
