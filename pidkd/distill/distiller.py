@@ -145,8 +145,8 @@ class Distiller(nn.Module):
         self._user_milestones = None if config is None else config.lr_milestones
         self._given_method = method
         self.method = _resolve(method, self.config)
-        self.teacher_layers = _layer_names(teacher_layers, "teacher_layers")
-        self.student_layers = _layer_names(student_layers, "student_layers")
+        self.teacher_layers = layer_names(teacher_layers, "teacher_layers")
+        self.student_layers = layer_names(student_layers, "student_layers")
         paired = len(self.teacher_layers) == len(self.student_layers)
         if self.method.needs_layers and (not self.teacher_layers or not paired):
             raise ValueError(
@@ -489,11 +489,12 @@ def _resolve(method: Any, cfg: DistillConfig) -> DistillMethod:
     return resolve(method, cfg).for_run(cfg)
 
 
-def _layer_names(layers: Any, name: str) -> list[str]:
+def layer_names(layers: Any, name: str, caller: str = "Distiller()") -> list[str]:
+    """``layers`` as a list of module names, or a TypeError naming the parameter ``name`` of ``caller``."""
     names = list(layers) if isinstance(layers, Iterable) and not isinstance(layers, str) else None
     if names is None or not all(isinstance(n, str) for n in names):
         raise TypeError(
-            f"The {name!r} parameter of Distiller() must be a sequence of module names (e.g. ['layer3']). "
+            f"The {name!r} parameter of {caller} must be a sequence of module names (e.g. ['layer3']). "
             f"Got {layers!r} instead."
         )
     return names

@@ -52,7 +52,7 @@ from pidkd.distill.checkpoints import (
     restore_checkpoint,
 )
 from pidkd.distill.config import DistillConfig, effective_config, schedule_text
-from pidkd.distill.distiller import Distiller
+from pidkd.distill.distiller import Distiller, layer_names
 from pidkd.distill.hooks import capture
 from pidkd.distill.loop import BestEpoch, FitState
 from pidkd.distill.methods import CONFIG_KNOBS, DistillMethod, Student, resolve
@@ -269,8 +269,8 @@ def fit(
     check_distinct(teacher, student)
     cfg = effective_config(config, epochs)
     method = resolve(method, cfg).for_run(cfg)  # the knobs left unset that scale with the run, set
-    t_layers = _layer_names(teacher_layers, "teacher_layers")
-    s_layers = _layer_names(student_layers, "student_layers")
+    t_layers = layer_names(teacher_layers, "teacher_layers", "fit()")
+    s_layers = layer_names(student_layers, "student_layers", "fit()")
     if method.needs_layers and (not t_layers or len(t_layers) != len(s_layers)):
         raise ValueError(
             f"fit(method={method.name!r}) needs paired layers: teacher_layers and student_layers of equal, non-zero "
@@ -315,16 +315,6 @@ def fit(
         best_state=run.best.state,
         method=method,
     )
-
-
-def _layer_names(layers: Any, name: str) -> list[str]:
-    names = list(layers) if isinstance(layers, Iterable) and not isinstance(layers, str) else None
-    if names is None or not all(isinstance(n, str) for n in names):
-        raise TypeError(
-            f"The {name!r} parameter of fit() must be a sequence of module names (e.g. ['layer3']). "
-            f"Got {layers!r} instead."
-        )
-    return names
 
 
 def _freeze(model: nn.Module) -> tuple[list[bool], list[bool]]:
