@@ -109,6 +109,16 @@ def test_mapping_dit_and_sparsejoint_inputs():
     assert [r.red for r in batch] == pytest.approx([expected.red] * 3, abs=1e-9)
 
 
+@pytest.mark.parametrize("fmt", ["COO", "GCXS", "DOK"])
+def test_pydata_sparse_input_on_the_support(fmt, on_support):
+    sparse = pytest.importorskip("sparse")
+    p = _random((30, 20, 20), 0.05, np.random.default_rng(11))
+    dense = pidkd.pid(p, tol=1e-10)
+    r = pidkd.pid(getattr(sparse, fmt).from_numpy(p), tol=1e-10)
+    assert r.diagnostics.solver == "NEWTON-sparse" and r.diagnostics.gap <= 1e-10
+    assert [getattr(r, a) for a in ATOMS] == pytest.approx([getattr(dense, a) for a in ATOMS], abs=1e-9)
+
+
 def test_sparse_in_pid_batch_on_support(on_support):
     rng = np.random.default_rng(3)
     ps = [_random((12, 9, 8), 0.2, rng) for _ in range(3)]
