@@ -39,6 +39,7 @@ __all__ = [
     "PCG_SHRINK",
     "PCG_SHRINK_CELLS",
     "POLISH_NEAR",
+    "QUADRATIC_SLOPE",
     "RIDGE",
     "RIDGE_FLOOR",
     "SHRINK",
@@ -96,6 +97,14 @@ class Rules(NamedTuple):
     - ``certified(gap, residual, gap_tol, residual_tol)``: a stage end stops the solve;
     - ``polish(gap, gap_tol)``: a stage end gets its q polished and certified again;
     - ``more_stages(n_iter, max_iter, n_stages, max_stages)``: an uncertified stage end starts another.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> NUMPY.next_eps(np.array([1.0, 1e-8]), 0.2, 1e-8, np.array([0.0, 0.5]))  # shrink, floor, guard
+    array([0.2, 0.5])
+    >>> bool(scalar_rules().armijo(0.9, 1.0, 1.0, -1.0)), bool(NUMPY.armijo(np.inf, 1.0, 1.0, -1.0))
+    (True, False)
     """
 
     inner_tolerance: Any
