@@ -83,10 +83,14 @@ def check_base(base: Any, *, caller: str) -> float:
     return out
 
 
-def check_bool(value: Any, *, name: str, caller: str) -> bool:
-    """``value`` if it is a real bool (``"false"`` or ``"no"`` are not), else ``TypeError``."""
+def check_bool(value: Any, *, name: str, caller: str, optional: bool = False) -> bool | None:
+    """``value`` if it is a real bool (``"false"`` or ``"no"`` are not; ``None`` too with ``optional``), else
+    ``TypeError``."""
+    if value is None and optional:
+        return None
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(_param_error(caller, name, "a bool (True or False)", value).args[0])
+        expected = "a bool (True or False)" + (" or None" if optional else "")
+        raise TypeError(_param_error(caller, name, expected, value).args[0])
     return bool(value)
 
 

@@ -321,6 +321,7 @@ class PIDProbe:
                 rng=seed,
                 bias_correction=self.bias_correction,
                 measure=self.measure,
+                progress=False,  # a probe runs inside training, whose progress is the loop's
             )
         caught = [w for w in caught if issubclass(w.category, SampleSizeWarning)]
         if not self._warned and caught:

@@ -140,7 +140,7 @@ def _pid_task(
     # count (Dask and joblib workers run one), and the table must not depend on the engine.
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", SampleSizeWarning)  # sweep() sums these up in one warning
-        res = pid_from_samples(labels, t_codes, s_codes, **kw)
+        res = pid_from_samples(labels, t_codes, s_codes, progress=False, **kw)  # sweep() has its own bar
     row = dict(zip(_KEY, pair.key)) | res.as_dict()
     return json.loads(json.dumps(row, default=_plain))  # the values a journal gives back, exactly
 

@@ -81,6 +81,14 @@ def test_measure_names_the_probe_and_reaches_pid_from_samples(data):
     np.testing.assert_allclose(plug, h["probe_1_1_maps_mi_t"], atol=1e-9)
 
 
+def test_a_probe_shows_no_resample_bar(data, monkeypatch, capsys):
+    from pidkd.estimators import samples
+
+    monkeypatch.setattr(samples, "PROGRESS_CELLS", 0)  # every table counts as large
+    fit(teacher(), student(), data, method="kd", config=cfg(epochs=1), probes=[probe(data)])
+    assert "pid_from_samples" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [

@@ -192,3 +192,50 @@ def test_row_has_estimates_plug_in_columns_and_the_correction():
 def test_bad_bias_correction(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         pid_from_samples([0, 1], [0, 1], [0, 1], **kwargs)
+
+
+BAR = "pid_from_samples resamples"  # the progress bar's description
+
+
+def xor_samples(n=2000):
+    rng = np.random.default_rng(0)
+    t, s = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    return t ^ s, t, s
+
+
+def outcome(r):
+    """Everything of a SamplePID but the solve time."""
+    return {k: v for k, v in r.as_dict().items() if k != "solve_time"}
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_progress_bar_counts_the_resample_solves_and_changes_no_result(capsys, monkeypatch, sparse):
+    from pidkd.estimators import samples
+
+    if sparse:  # counted sparsely (_decompose_joints): the resamples are solved 16 at a time
+        monkeypatch.setattr(samples, "SPARSE_CELLS_PER_SAMPLE", 0)
+    kw = dict(n_bootstrap=10, n_permutations=2)
+    default = pid_from_samples(*xor_samples(), **kw)
+    assert capsys.readouterr().err == ""  # a 2x2x2 table: no bar by default
+    shown = pid_from_samples(*xor_samples(), progress=True, **kw)
+    err = capsys.readouterr().err
+    assert BAR in err and "32/32" in err  # 10 bootstrap + 2 permutation + 20 jackknife solves
+    off = pid_from_samples(*xor_samples(), progress=False, **kw)
+    assert capsys.readouterr().err == ""
+    assert outcome(shown) == outcome(default) == outcome(off)
+
+
+def test_progress_by_default_from_progress_cells_on_and_never_without_resamples(capsys, monkeypatch):
+    from pidkd.estimators import samples
+
+    monkeypatch.setattr(samples, "PROGRESS_CELLS", 8)  # the 2x2x2 table counts as large
+    pid_from_samples(*xor_samples(), n_bootstrap=4, n_permutations=0, bias_correction="bootstrap")
+    assert "4/4" in capsys.readouterr().err
+    pid_from_samples(*xor_samples(), n_bootstrap=0, n_permutations=0, bias_correction="none", progress=True)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0.0])
+def test_bad_progress(value):
+    with pytest.raises(TypeError, match=r"'progress' parameter of pid_from_samples\(\) must be a bool \(True or "):
+        pid_from_samples([0, 1], [0, 1], [0, 1], progress=value)

@@ -223,6 +223,15 @@ def test_dask_sweep_gives_the_serial_table_and_reports_failures(tmp_path, dask_c
     assert len(journal.read_text().splitlines()) == 1 + 6
 
 
+def test_sweep_shows_its_own_bar_and_none_of_each_pair(monkeypatch, capsys):
+    from pidkd.estimators import samples
+
+    monkeypatch.setattr(samples, "PROGRESS_CELLS", 0)  # every table counts as large
+    sweep(make_acts(), **(KW | {"progress": True}))
+    err = capsys.readouterr().err
+    assert "PID sweep" in err and "pid_from_samples" not in err
+
+
 def test_sweep_argument_checks():
     acts = make_acts()
     with pytest.raises(ValueError, match="either client= .* or n_jobs="):
