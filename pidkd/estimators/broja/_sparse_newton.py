@@ -20,8 +20,10 @@ it cheap: the larger side is eliminated and the Schur complement over the smalle
 at most min(|T(y)|, |S(y)|)^2 entries per label), and A holds the blocks whose rank-one term is
 significant against M; P is applied by Woodbury, with the capacitance matrix (sparse: two blocks are
 coupled only through a label they share) factored densely when small and by sparse LU otherwise. A
-factorisation is reused for the next Newton steps until CG needs more than ``REFACTOR_AFTER``
-iterations with it.
+factorisation serves the next Newton steps of its stage while CG with it takes fewer iterations than a
+new factorisation costs (a cost model over its pairs, blocks and cells); a step whose CG runs past that
+budget factors its own Hessian and goes on from where CG stopped, and the rest of the stage does not
+reuse.
 
 The stage predictor (the additive fit alpha(t) + beta(s) of L_g weighted by the masses) is
 :func:`_block_shift`, :func:`pidkd.estimators.broja._schedule._stage_shift` written over blocks.
@@ -40,7 +42,7 @@ import scipy.sparse.linalg
 from numpy.typing import NDArray
 
 from pidkd.estimators.broja import _sparse_kernel as kern
-from pidkd.estimators.broja._pcg import MAX_CG, REFACTOR_AFTER, SIGNIFICANT
+from pidkd.estimators.broja._pcg import MAX_CG
 from pidkd.estimators.broja._schedule import (
     _FAR,
     _MAX_STAGES,
@@ -56,6 +58,15 @@ __all__ = ["SparseNewtonResult", "solve_support"]
 
 #: Most blocks in the preconditioner's capacitance matrix (the most significant are kept).
 MAX_BLOCKS = 20_000
+#: A block's rank-one term joins the preconditioner when it would add more than this to an eigenvalue of
+#: M^-1 H. Lower than the dense PCG step's 1000: on the support a Newton step is cheap only when CG takes a
+#: few iterations (measured on the 1,000-label sample case: at 1000, 3,600 CG iterations in 47 Newton steps
+#: with the capacitance solve 70% of the time; at 1, 185 iterations with a factorisation per Newton step).
+SIGNIFICANT = 1.0
+#: Cost model of a factorisation and of a CG iteration, in nanoseconds (fitted here: 2 cores, float32
+#: capacitance Cholesky at about 3e-3 ns per n^3, its triangular solves about 0.6 ns per entry).
+NS_PER_PAIR, NS_PER_CUBE, NS_PER_CELL_BUILD = 40.0, 3e-3, 100.0
+NS_PER_CELL_ITER, NS_PER_SQUARE = 80.0, 0.6
 #: CG stops at the relative residual min(ETA_MAX, max(ETA_MIN, |g|_inf)) of the Newton system: tighter than
 #: the dense PCG step's sqrt(|g|) (measured: on a near-deterministic 6x6x5 pmf the looser forcing term took
 #: 1000 Newton steps without certifying; this one 297, as the exact steps of the dense path).
@@ -136,6 +147,7 @@ class _Preconditioner:
     sig: NDArray[np.int64]  # [G] index among the significant blocks, -1 if not
     n_sig: int
     solve_cap: object  # callable z = C^-1 u, or None
+    budget: int  # CG iterations that cost as much as building this preconditioner (the cost model above)
     iterations: int = 0
 
 
@@ -147,6 +159,7 @@ class _Problem:
         self.n_g = sup.n_blocks
         self.prec: _Preconditioner | None = None
         self.cg_total = 0
+        self.reuse, self.eps = True, 0.0  # whether a factorisation may serve later steps of this stage
 
     @property
     def labels(self) -> _Labels:
@@ -193,7 +206,12 @@ class _Problem:
             solve_cap = _factor_capacitance(rows, cols, vals, n_sig)
             if solve_cap is None:
                 sig[:], n_sig = -1, 0
-        return _Preconditioner(w, dg, factors, rho, sig, n_sig, solve_cap)
+        else:
+            n_pairs = 0
+        build = NS_PER_PAIR * n_pairs + NS_PER_CUBE * float(n_sig) ** 3 + NS_PER_CELL_BUILD * sup.n_cells
+        iteration = NS_PER_CELL_ITER * sup.n_cells + NS_PER_SQUARE * float(n_sig) ** 2
+        budget = int(min(MAX_CG, max(1.0, build / iteration)))
+        return _Preconditioner(w, dg, factors, rho, sig, n_sig, solve_cap, budget)
 
     def apply(self, prec: _Preconditioner, v):
         lab, sup = self.labels, self.sup
@@ -216,7 +234,12 @@ class _Problem:
             return np.full(self.n_a, np.nan), np.full(self.n_b, np.nan)
         sup = self.sup
         prec = self.prec
-        if prec is None or prec.iterations > REFACTOR_AFTER:  # else the factorisation of an earlier step
+        if eps != self.eps:  # a new stage: its Hessians differ from the last stage's
+            self.reuse, self.eps = True, eps
+        # An earlier step's factorisation serves while CG with it costs less than a new one (its budget);
+        # once it has failed that in a stage, every step of the stage gets its own.
+        fresh = prec is None or not self.reuse or prec.iterations > prec.budget
+        if fresh:
             prec = self.prec = self._build(r, m, eps)
         c = np.maximum(m * (1.0 / eps - 1.0), 0.0)
         w_max = float((m[sup.blk] * r).max(initial=0.0))
@@ -233,9 +256,14 @@ class _Problem:
         g = -np.concatenate([ga, gb])
         g[pinned] = 0.0
         tol = min(ETA_MAX, max(ETA_MIN, float(np.abs(g).max())))
-        x, it = _cg(hess, lambda v: self.apply(prec, v), g, tol)
-        prec.iterations = it
+        x, it = _cg(hess, lambda v: self.apply(prec, v), g, tol, limit=MAX_CG if fresh else prec.budget)
         self.cg_total += min(it, MAX_CG)
+        if not fresh and it > prec.budget:  # the old factorisation ran out of its budget: factor here, go on from x
+            self.reuse = False
+            prec = self.prec = self._build(r, m, eps)
+            x, it = _cg(hess, lambda v: self.apply(prec, v), g, tol, x=x)
+            self.cg_total += min(it, MAX_CG)
+        prec.iterations = it
         return x[: self.n_a], x[self.n_a :]
 
 
@@ -272,19 +300,24 @@ def _factor_capacitance(rows, cols, vals, n):
     return lu.solve
 
 
-def _cg(hess, prec, g, tol):
-    """Preconditioned conjugate gradients for H x = g from 0; returns x and the iterations."""
-    x = np.zeros_like(g)
-    res = g.copy()
+def _cg(hess, prec, g, tol, limit=MAX_CG, x=None):
+    """Preconditioned conjugate gradients for H x = g from ``x`` (default 0); returns x and the iterations,
+    ``limit + 1`` when it stopped at ``limit`` iterations or met a direction without positive curvature."""
+    stop = (tol * np.sqrt(float(g @ g))) ** 2
+    if x is None:
+        x, res = np.zeros_like(g), g.copy()
+    else:
+        x, res = x.copy(), g - hess(x)
+        if float(res @ res) <= stop:
+            return x, 0
     z = prec(res)
     direction = z.copy()
     rz = float(res @ z)
-    stop = (tol * np.sqrt(float(g @ g))) ** 2
-    for it in range(1, MAX_CG + 1):
+    for it in range(1, limit + 1):
         hp = hess(direction)
         curv = float(direction @ hp)
         if not curv > 0.0:
-            return x, MAX_CG + 1 if it == 1 else it
+            return x, limit + 1 if it == 1 else it
         alpha = rz / curv
         x += alpha * direction
         res -= alpha * hp
@@ -294,7 +327,7 @@ def _cg(hess, prec, g, tol):
         rz_new = float(res @ z)
         direction = z + (rz_new / rz) * direction
         rz = rz_new
-    return x, MAX_CG + 1
+    return x, limit + 1
 
 
 def _block_shift(sup: Support, m, ln, sweeps: int = 2):
