@@ -14,7 +14,7 @@ Two families of pmfs, each a table of the generated page:
   independent and uniform, |S| = 25, |T| = 10 ... 990; the support has |T||S| cells, the dense array
   (|T||S|)·|T|·|S|. The reference is the closed form Uni_t = log2|T|, Uni_s = log2|S|, Red = Syn = 0.
   Peers: ``NEWTON`` on the pmf as a 3-d ``scipy.sparse.coo_array`` (pidkd's support solver);
-  ``NEWTON-dense`` on the same pmf as a dense array, kept on the dense path (as ``benchmarks/sparse.py``
+  ``NEWTON-dense`` on the same pmf as a dense array, kept on the dense path (as ``benchmarks/sparse_support.py``
   does for its dense samples case) while that array takes at most 2 GB; ``dit-cone`` on a dit
   Distribution of the support's outcomes only.
 

@@ -222,7 +222,7 @@ def test_pid_from_samples_sparse_counts_match_dense(monkeypatch, on_support):
 
 @pytest.mark.slow
 def test_large_copy_target():
-    """BROJA_2PID's large copy at |T| = 990, |S| = 25: exact atoms (timing: benchmarks/sparse.py)."""
+    """BROJA_2PID's large copy at |T| = 990, |S| = 25: exact atoms (timing: benchmarks/sparse_support.py)."""
     n_t, n_s = 990, 25
     t = np.repeat(np.arange(n_t), n_s)
     s = np.tile(np.arange(n_s), n_t)
