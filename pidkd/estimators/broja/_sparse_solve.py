@@ -5,16 +5,17 @@ the support solver of :mod:`pidkd.estimators.broja._sparse_newton`), never build
 Which path (:func:`route`), chosen by measurement (``benchmarks/sparse_support.py``,
 docs/benchmarks/sparse.md, 2 shared cores, whose times vary up to 2x between runs): per support cell the
 support solver costs far more than the dense solver's compiled loops per dense cell, and wins only on the
-sparsest supports (40x32x32 pmfs: 0.11 s on the support against 0.16 s dense with 1/64 of the cells on the
-support, 0.19 against 0.20 s at 1/16, 2.3 against 0.25 s at 0.56; 200x24x24: 0.30 against 0.54 s at 1/36, 0.80
-against 0.75 s at 1/9; on a larger table the dense path wins earlier: a label-permuted 1000x64x64 sample table
-with 1/13 of its cells on the support took 59 s dense and 175 s on the support). So a pmf whose support cells
-(the (y, t, s) with P(y, t) > 0 and P(y, s) > 0) fill more than ``1 / SPARSE_RATIO`` of its dense size runs on
-the dense path when that has at most :data:`DENSE_MAX_SIZE` cells. Larger sparse input stays sparse, whatever
-its support (memory: the dense solver peaked at about 20 doubles per dense cell; a 1000x64x64 sample table,
-1/240 of it occupied and 1/76 on the support: 19.3 s and 478 MB peak on the support, 47.1 s and 903 MB dense).
-A dense array of at least :data:`AUTO_SPARSE_SIZE` cells whose support is below ``1 / SPARSE_RATIO`` runs on
-the support; every smaller dense input stays on the dense path, as before.
+sparsest supports (40x32x32 pmfs: 0.07 s on the support against 0.18 s dense with 1/64 of the cells on the
+support, 0.16 against 0.24 s at 1/16, 0.39 against 0.33 s at 1/4, 1.3 against 0.22 s at 0.56; 200x24x24: 0.17
+against 0.55 s at 1/36, 0.48 against 0.68 s at 1/9, 6.8 against 0.87 s at 0.44; on a larger table the dense
+path wins earlier: a label-permuted 1000x64x64 sample table with 1/13 of its cells on the support took 59-69 s
+dense and 86 s on the support). So a pmf whose support cells (the (y, t, s) with P(y, t) > 0 and P(y, s) > 0)
+fill more than ``1 / SPARSE_RATIO`` of its dense size runs on the dense path when that has at most
+:data:`DENSE_MAX_SIZE` cells. Larger sparse input stays sparse, whatever its support (memory: the dense solver
+peaked at about 20 doubles per dense cell; a 1000x64x64 sample table, 1/240 of it occupied and 1/76 on the
+support: 12-17 s and 470 MB peak on the support, 47-56 s and 900 MB dense). A dense array of at least
+:data:`AUTO_SPARSE_SIZE` cells whose support is below ``1 / SPARSE_RATIO`` runs on the support; every smaller
+dense input stays on the dense path, as before.
 """
 
 from __future__ import annotations
