@@ -241,11 +241,18 @@ def _joint_entropies(joints: list[SparseJoint], base: float) -> np.ndarray:
 
 
 def _decompose_joints(joints: list[SparseJoint], *, bar: Any = None, **kw: Any) -> np.ndarray:
-    """:func:`_decompose_counts` of sparse count tables (solved on their supports, a batch at a time)."""
+    """:func:`_decompose_counts` of sparse count tables, a batch at a time.
+
+    A table whose support is wide is densified and solved in one dense batch with the rest of its batch
+    (:func:`pidkd.estimators.broja._sparse_solve.route`; a label permutation's often is), so a batch holds
+    at most 16 tables and :data:`_BATCH_CELLS` dense cells, as in :func:`_decompose_counts` (16 permuted
+    1000x64x64 tables would be a 0.5 GB stack and about 10 GB of solver memory).
+    """
+    per = max(1, min(16, _BATCH_CELLS // max(1, joints[0].size)))
     out = []
-    for i in range(0, len(joints), 16):
-        out += [[getattr(r, a) for a in ATOMS] for r in pid_batch(joints[i : i + 16], counts=True, **kw)]
-        _advance(bar, len(joints[i : i + 16]))
+    for i in range(0, len(joints), per):
+        out += [[getattr(r, a) for a in ATOMS] for r in pid_batch(joints[i : i + per], counts=True, **kw)]
+        _advance(bar, len(joints[i : i + per]))
     return np.concatenate([np.array(out).reshape(-1, len(ATOMS)), _joint_entropies(joints, kw.get("base", 2.0))], 1)
 
 

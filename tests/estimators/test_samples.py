@@ -239,3 +239,28 @@ def test_progress_by_default_from_progress_cells_on_and_never_without_resamples(
 def test_bad_progress(value):
     with pytest.raises(TypeError, match=r"'progress' parameter of pid_from_samples\(\) must be a bool \(True or "):
         pid_from_samples([0, 1], [0, 1], [0, 1], progress=value)
+
+
+def test_sparse_resamples_are_batched_within_the_dense_cell_budget(monkeypatch):
+    """Densified sparse tables are solved as one dense batch: _decompose_joints bounds it as _decompose_counts does."""
+    from pidkd.estimators import samples
+
+    monkeypatch.setattr(samples, "SPARSE_CELLS_PER_SAMPLE", 0)  # count sparsely
+    kw = dict(n_bootstrap=10, n_permutations=2)
+    reference = pid_from_samples(*xor_samples(), **kw)
+    batches = []
+    real = samples.pid_batch
+
+    def recording(joints, **kwargs):
+        batches.append(len(joints))
+        return real(joints, **kwargs)
+
+    monkeypatch.setattr(samples, "pid_batch", recording)
+    monkeypatch.setattr(samples, "_BATCH_CELLS", 24)  # three 2x2x2 tables per batch
+    bounded = pid_from_samples(*xor_samples(), **kw)
+    assert batches and max(batches) == 3 and sum(batches) == 32  # 10 bootstrap + 2 permutation + 20 jackknife
+    assert outcome(bounded) == outcome(reference)
+    batches.clear()
+    monkeypatch.setattr(samples, "_BATCH_CELLS", 1)  # smaller than one table: one at a time
+    pid_from_samples(*xor_samples(), **kw)
+    assert set(batches) == {1}
