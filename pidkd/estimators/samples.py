@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -214,18 +215,38 @@ def _entropies(counts: np.ndarray, base: float = 2.0) -> np.ndarray:
     return np.stack([hy, hts], axis=1) / np.log(base)
 
 
-def _decompose_counts(counts: np.ndarray, *, bar: Any = None, **kw: Any) -> np.ndarray:
+def _atoms(tables: Any, kw: dict[str, Any]) -> list[list[float]]:
+    """The atoms of one batch of count tables (a joblib task when ``n_jobs != 1``)."""
+    return [[getattr(r, a) for a in ATOMS] for r in pid_batch(tables, counts=True, **kw)]
+
+
+def _solve_batches(tables: Any, per: int, bar: Any, jobs: int, kw: dict[str, Any]) -> list[list[float]]:
+    """The atoms of every table, solved ``per`` at a time, here (``jobs == 1``) or in ``jobs`` joblib
+    processes (then in batches small enough to give every process work); ``bar`` advances as each batch
+    finishes, in order."""
+    if jobs != 1:
+        joblib = import_optional("joblib", purpose="pid_from_samples(n_jobs != 1)")
+        per = max(1, min(per, -(-len(tables) // joblib.effective_n_jobs(jobs))))
+    batches = [tables[i : i + per] for i in range(0, len(tables), per)]
+    if jobs == 1:
+        solved = (_atoms(b, kw) for b in batches)
+    else:
+        solved = joblib.Parallel(n_jobs=jobs, return_as="generator")(joblib.delayed(_atoms)(b, kw) for b in batches)
+    out = []
+    for batch, rows in zip(batches, solved):
+        out += rows
+        _advance(bar, len(batch))
+    return out
+
+
+def _decompose_counts(counts: np.ndarray, *, bar: Any = None, jobs: int = 1, **kw: Any) -> np.ndarray:
     """[k, 6]: the atoms (:data:`ATOMS`), H(Y) and H(T, S) of a stack of count arrays.
 
-    The atoms are decomposed in memory-bounded batches (a progress ``bar``, if given, advances by each
-    batch's size as it finishes); the entropies (plug-in) carry the information-theoretic bounds that a
-    corrected estimate must respect (see :func:`_estimate`).
+    The atoms are decomposed in memory-bounded batches (:func:`_solve_batches`; a progress ``bar``, if
+    given, advances by each batch's size as it finishes); the entropies (plug-in) carry the
+    information-theoretic bounds that a corrected estimate must respect (see :func:`_estimate`).
     """
-    per = max(1, _BATCH_CELLS // counts[0].size)
-    out = []
-    for i in range(0, len(counts), per):
-        out += [[getattr(r, a) for a in ATOMS] for r in pid_batch(counts[i : i + per], counts=True, **kw)]
-        _advance(bar, len(counts[i : i + per]))
+    out = _solve_batches(counts, max(1, _BATCH_CELLS // counts[0].size), bar, jobs, kw)
     return np.concatenate([np.array(out).reshape(-1, len(ATOMS)), _entropies(counts, kw.get("base", 2.0))], axis=1)
 
 
@@ -240,7 +261,7 @@ def _joint_entropies(joints: list[SparseJoint], base: float) -> np.ndarray:
     return out / np.log(base)
 
 
-def _decompose_joints(joints: list[SparseJoint], *, bar: Any = None, **kw: Any) -> np.ndarray:
+def _decompose_joints(joints: list[SparseJoint], *, bar: Any = None, jobs: int = 1, **kw: Any) -> np.ndarray:
     """:func:`_decompose_counts` of sparse count tables, a batch at a time.
 
     A table whose support is wide is densified and solved in one dense batch with the rest of its batch
@@ -248,11 +269,7 @@ def _decompose_joints(joints: list[SparseJoint], *, bar: Any = None, **kw: Any) 
     at most 16 tables and :data:`_BATCH_CELLS` dense cells, as in :func:`_decompose_counts` (16 permuted
     1000x64x64 tables would be a 0.5 GB stack and about 10 GB of solver memory).
     """
-    per = max(1, min(16, _BATCH_CELLS // max(1, joints[0].size)))
-    out = []
-    for i in range(0, len(joints), per):
-        out += [[getattr(r, a) for a in ATOMS] for r in pid_batch(joints[i : i + per], counts=True, **kw)]
-        _advance(bar, len(joints[i : i + per]))
+    out = _solve_batches(joints, max(1, min(16, _BATCH_CELLS // max(1, joints[0].size))), bar, jobs, kw)
     return np.concatenate([np.array(out).reshape(-1, len(ATOMS)), _joint_entropies(joints, kw.get("base", 2.0))], 1)
 
 
@@ -475,6 +492,7 @@ def pid_from_samples(
     device: Any = None,
     measure: Any = "broja",
     progress: bool | None = None,
+    n_jobs: int = 1,
 ) -> SamplePID:
     """BROJA PID of I(Y; T, S) estimated from samples: bias-corrected atoms, intervals, a null level.
 
@@ -521,6 +539,11 @@ def pid_from_samples(
         solves take tens of seconds or more; True: whenever there are resamples; False: never
         (:func:`pidkd.sweep` and the probes pass False and keep their own progress). The results
         do not depend on it.
+    n_jobs : int, default 1
+        Solve the resamples in this many joblib processes (-1: one per core). Worth it on large
+        tables, whose solves take seconds each (a 1000x64x64 sample table: 10-70 s per solve on one
+        core); small tables are solved faster in one process, whose Newton solver already batches
+        them. The results do not depend on it. Not with ``device``.
 
     Returns
     -------
@@ -555,6 +578,13 @@ def pid_from_samples(
     n_permutations = check_int(n_permutations, name="n_permutations", caller=caller, minimum=0)
     check_bias_correction(bias_correction, n_bootstrap, caller)
     progress = check_bool(progress, name="progress", caller=caller, optional=True)
+    if check_int(n_jobs, name="n_jobs", caller=caller, minimum=-(os.cpu_count() or 1)) == 0:
+        raise ValueError(f"The 'n_jobs' parameter of {caller} must be a non-zero int (-1: all cores). Got 0 instead.")
+    if n_jobs != 1 and device is not None:
+        raise ValueError(
+            f"{caller} got device={device!r} and n_jobs={n_jobs}: the resamples run either on the device (one "
+            "batch) or in n_jobs CPU processes. Give one of them."
+        )
     measure = resolve_measure(measure, solver=solver, caller=caller)
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     cy = _label_codes(y, caller)
@@ -590,10 +620,10 @@ def pid_from_samples(
                         for _ in range(n_bootstrap)
                     ]
                 )
-                boot = _decompose_counts(boots, bar=bar, **kw)
+                boot = _decompose_counts(boots, bar=bar, jobs=n_jobs, **kw)
             else:
                 boot = _decompose_joints(
-                    [sparse.bootstrap(gen.integers(0, n, n)) for _ in range(n_bootstrap)], bar=bar, **kw
+                    [sparse.bootstrap(gen.integers(0, n, n)) for _ in range(n_bootstrap)], bar=bar, jobs=n_jobs, **kw
                 )
         if n_permutations:
             if sparse is None:
@@ -603,18 +633,18 @@ def pid_from_samples(
                         for _ in range(n_permutations)
                     ]
                 )
-                atoms = _decompose_counts(perms, bar=bar, **kw)
+                atoms = _decompose_counts(perms, bar=bar, jobs=n_jobs, **kw)
             else:
                 atoms = _decompose_joints(
-                    [sparse.permuted(gen.permutation(cy)) for _ in range(n_permutations)], bar=bar, **kw
+                    [sparse.permuted(gen.permutation(cy)) for _ in range(n_permutations)], bar=bar, jobs=n_jobs, **kw
                 )
             null_mean = {a: float(atoms[:, i].mean()) for i, a in enumerate(ATOMS)}
             null_high = {a: float(np.quantile(atoms[:, i], confidence)) for i, a in enumerate(ATOMS)}
         if jackknife:  # drawn last: the other resamples are those of "none"
             if sparse is None:
-                jack = _decompose_counts(_jackknife_counts(flat, counts, groups, gen), bar=bar, **kw)
+                jack = _decompose_counts(_jackknife_counts(flat, counts, groups, gen), bar=bar, jobs=n_jobs, **kw)
             else:
-                jack = _decompose_joints(sparse.jackknife(groups, gen), bar=bar, **kw)
+                jack = _decompose_joints(sparse.jackknife(groups, gen), bar=bar, jobs=n_jobs, **kw)
     h_plug = _entropies(counts[None], base)[0] if sparse is None else _joint_entropies([result_joint], base)[0]
     plug = np.concatenate([[getattr(result, a) for a in ATOMS], h_plug])
     est, ci, bounded, beyond = _estimate(

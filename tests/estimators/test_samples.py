@@ -264,3 +264,29 @@ def test_sparse_resamples_are_batched_within_the_dense_cell_budget(monkeypatch):
     monkeypatch.setattr(samples, "_BATCH_CELLS", 1)  # smaller than one table: one at a time
     pid_from_samples(*xor_samples(), **kw)
     assert set(batches) == {1}
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_resamples_in_processes_give_the_same_estimate(capsys, monkeypatch, sparse):
+    from pidkd.estimators import samples
+
+    if sparse:  # counted sparsely (_decompose_joints)
+        monkeypatch.setattr(samples, "SPARSE_CELLS_PER_SAMPLE", 0)
+    kw = dict(n_bootstrap=6, n_permutations=2)
+    here = pid_from_samples(*xor_samples(), **kw)
+    there = pid_from_samples(*xor_samples(), n_jobs=2, progress=True, **kw)
+    assert "28/28" in capsys.readouterr().err  # 6 bootstrap + 2 permutation + 20 jackknife solves
+    assert outcome(there) == outcome(here)
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "match"),
+    [
+        (dict(n_jobs=0), ValueError, "non-zero int"),
+        (dict(n_jobs=1.5), TypeError, "'n_jobs' parameter of pid_from_samples"),
+        (dict(n_jobs=2, device="cpu"), ValueError, "device='cpu' and n_jobs=2"),
+    ],
+)
+def test_bad_n_jobs(kw, error, match):
+    with pytest.raises(error, match=match):
+        pid_from_samples([0, 1], [0, 1], [0, 1], **kw)
